@@ -1,0 +1,5 @@
+import sys
+
+from dgn.cli import main
+
+sys.exit(main())

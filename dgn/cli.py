@@ -1,0 +1,110 @@
+"""The ``dgn`` command line. Every user error ends with one line on stderr and exit code 2."""
+
+import argparse
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"dgn: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _quiet_backend():
+    """Imports the backend with its C++ start-up chatter (CUDA probing on CPU machines) silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+                tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cmd_generate(args):
+    from dgn.config import load_config
+    from dgn.generate import describe_result, generate
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load_config(args.config, overrides)
+    results = generate(cfg, targets=args.target, out_dir=args.out, progress=not args.quiet)
+    for path, sidecar in results:
+        print(describe_result(path, sidecar))
+    return 0
+
+
+def cmd_info(args):
+    from dgn.classifiers import load_classifier
+    from dgn.config import load_config
+
+    cfg = load_config(args.config, args.set or [])
+    classifier = load_classifier(cfg["classifier"])
+    print(f"classifier {classifier.name}: input {'x'.join(map(str, classifier.input_shape))} "
+          f"({classifier.preprocessing} preprocessing), {classifier.num_classes} classes, "
+          f"class names {'loaded' if classifier.class_names else 'unavailable (indices only)'}")
+    print(f"{'layer':<32} {'type':<22} {'output shape':<20} channels")
+    for row in classifier.layers():
+        shape = "x".join("?" if s is None else str(s) for s in row["shape"])
+        print(f"{row['name']:<32} {row['type']:<22} {shape:<20} {row['channels']}")
+    return 0
+
+
+def build_parser():
+    parser = _Parser(prog="dgn", description="Generate the images a trained classifier prefers "
+                                             "(Despraz et al. 2017).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("generate", help="one image per target, with a JSON sidecar")
+    p.add_argument("config", help="YAML experiment config, e.g. configs/quickstart.yaml")
+    p.add_argument("--target", action="append", metavar="T",
+                   help="class (index, wnid or name), 'a+b', channel:LAYER:C or neuron:LAYER:C:Y:X; repeatable")
+    p.add_argument("--steps", type=int, help="optimization steps (overrides the config)")
+    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("info", help="list the classifier's layers and classes")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.debug:
+        _quiet_backend()
+    from dgn.errors import DgnError
+
+    try:
+        return args.func(args)
+    except DgnError as exc:
+        if args.debug:
+            raise
+        print(f"dgn: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dgn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""The one config loader: YAML experiment files, validated against a schema, with ``--set`` overrides.
+
+Every problem ends in a :class:`~dgn.errors.ConfigError` whose message is one line naming the key,
+what is wrong and what would be valid. Relative paths in a config resolve against the config's folder.
+"""
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from dgn.errors import ConfigError
+
+
+@dataclass
+class Field:
+    """One config value: accepted types, default, and optional choices / bounds / path flag."""
+
+    types: tuple
+    default: Any
+    choices: tuple = ()
+    minimum: float = None
+    maximum: float = None
+    nullable: bool = False
+    path: bool = False          # resolve relative to the config file's folder
+    keywords: tuple = ()        # string values that are not paths (e.g. "imagenet", "auto")
+    item: Any = None            # for lists: a check applied to each element
+    help: str = ""
+
+
+def _int_pair_list(value):
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+
+
+PAPER_BLOCKS = [[512, 2], [256, 3], [256, 3], [128, 3], [128, 4]]
+
+SCHEMA = {
+    "name": Field((str,), None, nullable=True, help="run name (default: the config file's stem)"),
+    "seed": Field((int,), 0, minimum=0),
+    "classifier": {
+        "model": Field((str,), "efficientnet_lite0", path=True,
+                       keywords=("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny"),
+                       help="efficientnet_lite0, efficientnet_lite2, vgg16, tiny, or a .keras file"),
+        "weights": Field((str,), "imagenet", nullable=True, path=True, keywords=("imagenet", "none"),
+                         help="imagenet, none, or a .h5 / .weights.h5 file"),
+        "preprocessing": Field((str,), None, nullable=True, choices=("caffe", "tf", "unit", "raw"),
+                               help="D's input space (default: the model's own)"),
+        "class_index": Field((str,), "auto", nullable=True, path=True, keywords=("auto", "none"),
+                             help="auto, none, or an imagenet_class_index.json file"),
+        "num_classes": Field((int,), 10, minimum=2, help="classes of the tiny built-in model"),
+        "input_size": Field((int,), 32, minimum=8, help="input size of the tiny built-in model"),
+    },
+    "generator": {
+        "seed_shape": Field((list,), [5, 5, 128], item=lambda v: isinstance(v, int) and v > 0,
+                            help="shape the feature vector is reshaped to, [h, w, c]"),
+        "blocks": Field((list,), PAPER_BLOCKS, item=_int_pair_list,
+                        help="list of [filters, kernel]: UpSampling2D(2), Conv valid, BN, Conv same, BN"),
+        "head": Field((str,), "image", choices=("image", "decoder"),
+                      help="image: paper's 8a (no pretraining); decoder: 8b (autoencoder's decoder)"),
+        "decoder_weights": Field((str,), None, nullable=True, path=True,
+                                 help="weights of a trained decoder (dgn train-dae)"),
+        "trainable": Field((str,), "all", choices=("all", "alpha"),
+                           help="all: train the whole generator; alpha: only the feature scale"),
+        "norm": Field((str,), "image", choices=("image", "batch", "moving"),
+                      help="statistics of the generator's batch norms while optimizing"),
+        "f0": Field((int, float), 1.0, help="constant value of the initial feature vector f0"),
+        "noise": Field((str,), "additive", choices=("additive", "multiplicative", "none")),
+        "noise_stddev": Field((int, float), 2.0, minimum=0),
+        "alpha_init": Field((str,), "glorot_uniform", choices=("glorot_uniform", "ones")),
+        "alpha_activation": Field((str,), "linear", choices=("linear", "relu")),
+    },
+    "objective": {
+        "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),
+                         help="class index/wnid/name, 'a+b' compounds, channel:LAYER:C, neuron:LAYER:C:Y:X"),
+        "activation": Field((str,), "relu", choices=("relu", "logit", "logsoftmax"),
+                            help="target term: relu of the logit (paper), raw logit, or log-probability"),
+        "others": Field((int, float), 0.01, minimum=0,
+                        help="lambda: weight of the sum of the other classes' ReLU activations"),
+    },
+    "regularizers": {
+        "image_gamma_l1": Field((int, float), 0.01, minimum=0, help="L1 on the gammas of the last BN"),
+        "alpha_l2": Field((int, float), 0.0, minimum=0, help="L2 on alpha"),
+    },
+    "optimizer": {
+        "name": Field((str,), "adamax", choices=("adamax", "adam", "sgd")),
+        "learning_rate": Field((int, float), 0.002, minimum=0),
+        "beta_1": Field((int, float), 0.9, minimum=0, maximum=1),
+        "beta_2": Field((int, float), 0.999, minimum=0, maximum=1),
+        "epsilon": Field((int, float), 1e-8, minimum=0),
+        "momentum": Field((int, float), 0.0, minimum=0, maximum=1),
+        "nesterov": Field((bool,), False),
+    },
+    "steps": Field((int,), 500, minimum=1),
+    "final": {
+        "mode": Field((str,), "last", choices=("last", "median"),
+                      help="last state, or per-pixel median of the last `snapshots` images"),
+        "snapshots": Field((int,), 10, minimum=1),
+    },
+    "output": {
+        "dir": Field((str,), None, nullable=True, help="default runs/<name>"),
+        "display": Field((str,), "clip", choices=("clip", "authors"),
+                         help="clip: undo preprocessing and clip to 0..255; authors: shift by min, sqrt, rescale"),
+    },
+}
+
+
+def defaults(schema=SCHEMA):
+    """The config that an empty YAML file means."""
+    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+def _type_name(types):
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_value(key, value, spec, base_dir, where):
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ConfigError(f"{where}: '{key}' must not be empty; give {_type_name(spec.types)}")
+    ok = isinstance(value, spec.types) and not (isinstance(value, bool) and bool not in spec.types)
+    if not ok and float in spec.types and isinstance(value, str):
+        try:  # YAML reads 1e-8 (no dot) as a string
+            value, ok = float(value), True
+        except ValueError:
+            pass
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {_type_name(spec.types)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be finite, got {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{where}: '{key}' is {value!r}; valid: {', '.join(map(str, spec.choices))}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(f"{where}: '{key}' must be >= {spec.minimum}, got {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(f"{where}: '{key}' must be <= {spec.maximum}, got {value!r}")
+    if spec.item is not None:
+        bad = [v for v in value if not spec.item(v)]
+        if bad or not value:
+            raise ConfigError(f"{where}: '{key}' has an invalid element {bad[0] if bad else '(empty list)'!r}; "
+                              f"expected {spec.help or 'valid elements'}")
+    if spec.path and isinstance(value, str) and value not in spec.keywords:
+        value = os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+    return value
+
+
+def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
+    """Merge ``raw`` over the defaults, checking every key, type and value; returns a new dict."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{prefix or 'top level'}' must be a mapping of keys, got {raw!r}")
+    out = {}
+    for key in raw:
+        if key not in schema:
+            section = f"section '{prefix}'" if prefix else "the top level"
+            raise ConfigError(f"{where}: unknown key '{prefix + '.' if prefix else ''}{key}' in {section}; "
+                              f"valid keys: {', '.join(schema)}")
+    for key, spec in schema.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, dict):
+            out[key] = validate(raw.get(key), where, base_dir, spec, full)
+        elif key in raw:
+            out[key] = _check_value(full, raw[key], spec, base_dir, where)
+        else:
+            out[key] = copy.deepcopy(spec.default)
+    if not prefix:
+        _check_whole(out, where)
+    return out
+
+
+def _check_whole(cfg, where):
+    gen = cfg["generator"]
+    shape = gen["seed_shape"]
+    if len(shape) != 3:
+        raise ConfigError(f"{where}: 'generator.seed_shape' must be [height, width, channels], got {shape}")
+    if gen["trainable"] == "alpha" and gen["head"] == "decoder" and not gen["decoder_weights"]:
+        raise ConfigError(f"{where}: 'generator.trainable: alpha' trains only alpha, so it needs a trained "
+                          f"decoder: set 'generator.decoder_weights' (train one with `dgn train-dae`)")
+    for section, key in (("classifier", "model"), ("classifier", "weights"), ("classifier", "class_index"),
+                         ("generator", "decoder_weights")):
+        value = cfg[section][key]
+        spec = SCHEMA[section][key]
+        if isinstance(value, str) and value not in spec.keywords and not os.path.isfile(value):
+            hint = {"model": "a built-in name (efficientnet_lite0, vgg16, tiny) or an existing .keras file",
+                    "weights": "'imagenet', 'none' or an existing weights file",
+                    "class_index": "'auto', 'none' or an existing imagenet_class_index.json",
+                    "decoder_weights": "a decoder weights file written by `dgn train-dae`"}[key]
+            raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
+
+
+def parse_set(assignment):
+    """``'optimizer.learning_rate=0.01'`` -> (['optimizer', 'learning_rate'], 0.01)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set optimizer.learning_rate=0.01")
+    key, text = assignment.split("=", 1)
+    path = [p for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set {assignment!r}: malformed key {key!r}; use dotted keys like steps or final.mode")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML") from None
+    return path, value
+
+
+def _apply_set(raw, assignment):
+    path, value = parse_set(assignment)
+    node, schema = raw, SCHEMA
+    for i, part in enumerate(path):
+        if not isinstance(schema, dict) or part not in schema:
+            where = ".".join(path[:i]) or "the top level"
+            valid = ", ".join(schema) if isinstance(schema, dict) else "(none: it is a value)"
+            raise ConfigError(f"--set {assignment!r}: unknown key '{'.'.join(path[:i + 1])}' in {where}; "
+                              f"valid keys: {valid}")
+        schema = schema[part]
+        if i == len(path) - 1:
+            if isinstance(schema, dict):
+                raise ConfigError(f"--set {assignment!r}: '{part}' is a section; set one of its keys: "
+                                  f"{', '.join(schema)}")
+            if schema.path and isinstance(value, str) and value not in schema.keywords:
+                value = os.path.abspath(os.path.expanduser(value))  # --set paths are relative to the cwd
+            node[part] = value
+        else:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+
+
+@dataclass
+class Config:
+    """A validated config: ``data`` is the fully resolved dict (what the sidecar records)."""
+
+    data: dict
+    path: str = None
+    overrides: list = field(default_factory=list)
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    @property
+    def name(self):
+        return self.data["name"]
+
+
+def load_config(path=None, overrides=(), text=None):
+    """Read, merge with defaults, apply ``--set`` overrides, validate. Raises ConfigError."""
+    if text is None:
+        if path is None:
+            raise ConfigError("no config given: pass a YAML file, e.g. configs/quickstart.yaml")
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}; pass an existing YAML file (see configs/)")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+    where = path or "config"
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: unreadable YAML{at}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a config must be a mapping of keys (name:, classifier:, ...), got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for assignment in overrides:
+        _apply_set(raw, assignment)
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    data = validate(raw, where, base_dir)
+    if not data["name"]:
+        data["name"] = os.path.splitext(os.path.basename(path))[0] if path else "config"
+    return Config(data=data, path=os.path.abspath(path) if path else None, overrides=list(overrides))

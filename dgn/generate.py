@@ -1,0 +1,196 @@
+"""``dgn generate``: one image per target, each with a JSON sidecar."""
+
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+
+from dgn import imagenet, preprocessing
+from dgn.classifiers import load_classifier
+from dgn.errors import ConfigError, DgnError
+from dgn.generator import build_decoder, build_generator, count_trainable, output_size
+from dgn.objectives import ClassObjective, parse_target
+from dgn.optimize import Problem, make_optimizer, optimize
+from dgn.outputs import slug, write_json, write_png
+
+TRAP_WARNING = ("the target's ReLU activation was <= 0 (no gradient) for {dead} of {steps} steps{start}: "
+                "the paper's loss is stuck there; use objective.activation: logit or logsoftmax")
+
+
+def versions():
+    out = {"python": platform.python_version(), "keras": keras.__version__, "numpy": np.__version__}
+    backend = keras.backend.backend()
+    try:
+        module = __import__(backend)
+        out[backend] = module.__version__
+    except ImportError:
+        pass
+    from dgn import __version__
+    out["dgn"] = __version__
+    return out
+
+
+def build_generator_for(cfg, classifier, rows=1, seed=0):
+    """G for a config, checked against D's input size; the decoder loaded and frozen if asked."""
+    gen = cfg["generator"]
+    size = output_size(gen["seed_shape"], gen["blocks"], gen["head"])
+    want = classifier.input_shape
+    if (size, size, 3) != tuple(want):
+        raise ConfigError(f"the generator makes {size}x{size}x3 images but classifier {classifier.name} reads "
+                          f"{'x'.join(map(str, want))}; change generator.seed_shape / generator.blocks "
+                          f"(the paper's [5, 5, 128] with 5 blocks makes 224)")
+    reg = cfg["regularizers"]
+    keras.utils.set_random_seed(seed)
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"],
+                            image_gamma_l1=reg["image_gamma_l1"])
+    if gen["decoder_weights"]:
+        from dgn.autoencoder import load_decoder_weights
+        load_decoder_weights(decoder, gen["decoder_weights"], classifier.preprocessing)
+    if gen["trainable"] == "alpha":
+        decoder.trainable = False
+    f_dim = int(np.prod(gen["seed_shape"]))
+    model = build_generator(
+        gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"], rows=rows, noise=gen["noise"],
+        noise_stddev=gen["noise_stddev"], alpha_init=gen["alpha_init"],
+        alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder)
+    f0 = np.full((rows, f_dim), gen["f0"], dtype="float32")
+    return model, f0
+
+
+def evaluate(classifier, objective, images):
+    """What D says of images (in its input space): the target's activation, probability, rank, top-5."""
+    feats = classifier.features(objective.layers)
+    outputs = feats(np.asarray(images, dtype="float32"), training=False)
+    logits = np.asarray(outputs["logits"], dtype="float64")
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    values = np.asarray(objective.value(outputs), dtype="float64")
+    reports = []
+    for b in range(len(images)):
+        order = np.argsort(-logits[b], kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(1, len(order) + 1)
+        report = {"activation": float(values[b]),
+                  "top5": [{**imagenet.class_info(i, classifier.class_names), "prob": float(probs[b, i]),
+                            "logit": float(logits[b, i])} for i in order[:5]]}
+        classes = _classes_of(objective)
+        if classes:
+            report["classes"] = [{**imagenet.class_info(i, classifier.class_names), "logit": float(logits[b, i]),
+                                  "relu_activation": float(max(logits[b, i], 0.0)),
+                                  "prob": float(probs[b, i]), "rank": int(rank[i])} for i, _ in classes]
+            report["prob"] = float(sum(c["prob"] for c in report["classes"]))
+            report["rank"] = min(c["rank"] for c in report["classes"])
+        else:
+            report["prob"] = report["rank"] = None
+        for name in objective.layers:
+            act = np.asarray(outputs[name][b], dtype="float64")
+            means = act.reshape(-1, act.shape[-1]).mean(0)
+            report.setdefault("layers", {})[name] = {
+                "top_channels": [int(c) for c in np.argsort(-means, kind="stable")[:5]]}
+        reports.append(report)
+    return reports
+
+
+def _classes_of(objective):
+    terms = getattr(objective, "terms", [objective])
+    for term in terms:
+        term = getattr(term, "term", term)
+        if isinstance(term, ClassObjective):
+            return term.classes
+    return []
+
+
+def target_stem(objective, spec):
+    info = objective.describe()
+    if info["kind"] == "class":
+        return slug(f"{info['index']:04d}_{info['name']}" if info["name"] else f"{info['index']:04d}")
+    if info["kind"] == "channel":
+        return slug(f"channel_{info['layer']}_{info['channel']}")
+    if info["kind"] == "neuron":
+        return slug(f"neuron_{info['layer']}_{info['channel']}_{info['y']}_{info['x']}")
+    return slug(str(spec).replace("*", "x").replace(" ", "_").replace(":", "-"))
+
+
+def run_target(cfg, classifier, spec, out_dir, progress=True):
+    """Optimizes one target and writes ``<stem>.png`` and ``<stem>.json``; returns the PNG path."""
+    data = cfg.data
+    objective = parse_target(spec, classifier, data["objective"]["activation"], data["objective"]["others"])
+    generator, f0 = build_generator_for(data, classifier, rows=1, seed=data["seed"])
+    problem = Problem(generator, classifier.features(objective.layers), objective, f0)
+    optimizer = make_optimizer(data["optimizer"])
+    final = data["final"]
+    snapshots = final["snapshots"] if final["mode"] == "median" else 1
+    steps = data["steps"]
+    if snapshots > steps:
+        raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({steps}); lower final.snapshots")
+    stem = target_stem(objective, spec)
+    label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
+    started = time.time()
+    result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
+    image = result.images[0]
+    space = classifier.preprocessing
+    rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
+    saved = preprocessing.from_rgb(rgb.astype("float32"), space)
+    on_png, on_raw = evaluate(classifier, objective, np.stack([saved, image]))
+    png_path = os.path.join(out_dir, stem + ".png")
+    sidecar = {
+        "image": os.path.basename(png_path),
+        "target": objective.describe(),
+        "target_spec": str(spec),
+        **on_png,
+        "optimized_image": {k: on_raw[k] for k in ("activation", "prob", "rank")},
+        "steps": steps,
+        "seed": data["seed"],
+        "trainable_weights": count_trainable(generator),
+        "loss": {"first": result.losses[0], "last": result.losses[-1]},
+        "activation_during": {"first": result.values[0][0], "last": result.values[-1][0]},
+        "relu_trap": None,
+        "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
+        + " (G's norm as optimized, feature noise off); the PNG is D's input space undone"
+        + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
+        "wall_seconds": round(time.time() - started, 3),
+        "seconds_per_step": round(result.seconds / steps, 5),
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "config": data,
+        "config_file": cfg.path,
+    }
+    dead = int(result.dead_steps[0])
+    if dead:
+        start = ", from the first step" if result.dead_at_start[0] else ""
+        warning = TRAP_WARNING.format(dead=dead, steps=steps, start=start)
+        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[0]),
+                                "warning": warning}
+        print(f"warning: {stem}: {warning}", flush=True)
+    write_png(png_path, rgb)
+    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
+    return png_path, sidecar
+
+
+def default_out_dir(cfg):
+    return cfg["output"]["dir"] or os.path.join("runs", cfg.name)
+
+
+def generate(cfg, targets=None, out_dir=None, progress=True):
+    """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...]."""
+    classifier = load_classifier(cfg["classifier"])
+    targets = list(targets) if targets else list(cfg["objective"]["targets"])
+    # Resolve every target before the first long optimization, so a typo fails at once.
+    for spec in targets:
+        parse_target(spec, classifier)
+    out_dir = out_dir or default_out_dir(cfg)
+    results = []
+    for spec in targets:
+        results.append(run_target(cfg, classifier, spec, out_dir, progress=progress))
+    return results
+
+
+def describe_result(path, sidecar):
+    target = sidecar["target"]
+    name = target.get("name") or target.get("layer") or sidecar["target_spec"]
+    if sidecar["rank"] is not None:
+        return (f"{path}: {name}: p={sidecar['prob']:.3f}, rank {sidecar['rank']} under D "
+                f"(top-1: {sidecar['top5'][0]['name'] or sidecar['top5'][0]['index']})")
+    return f"{path}: {name}: activation {sidecar['activation']:.3f}"

@@ -1,0 +1,236 @@
+"""Objectives: what to make D do, as a loss to minimize (one value per image in the batch).
+
+They compose like lucid's: ``ClassObjective(...) + 0.5 * ChannelObjective(...)``. Each names the
+D layers it reads (``layers``) so the coupled model exposes just those, and reports the target's
+``value`` (its activation) for progress and sidecars.
+"""
+
+from keras import ops
+
+from dgn import imagenet
+from dgn.errors import DgnError
+
+
+class Objective:
+    """Base: ``loss(outputs)`` and ``value(outputs)`` map D's outputs to shape (batch,)."""
+
+    layers = ()
+
+    def loss(self, outputs):
+        raise NotImplementedError
+
+    def value(self, outputs):
+        return -self.loss(outputs)
+
+    def dead(self, outputs):
+        """True per image where the target term passes no gradient (the ReLU trap)."""
+        return ops.zeros_like(self.value(outputs)) > 1.0
+
+    def describe(self):
+        raise NotImplementedError
+
+    def __add__(self, other):
+        return SumObjective([self, other])
+
+    def __radd__(self, other):
+        return self if other == 0 else SumObjective([other, self])
+
+    def __mul__(self, weight):
+        return ScaledObjective(self, float(weight))
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return ScaledObjective(self, -1.0)
+
+
+class SumObjective(Objective):
+    def __init__(self, terms):
+        self.terms = []
+        for term in terms:
+            self.terms.extend(term.terms if isinstance(term, SumObjective) else [term])
+        self.layers = tuple(sorted({name for t in self.terms for name in t.layers}))
+
+    def loss(self, outputs):
+        return sum(t.loss(outputs) for t in self.terms)
+
+    def value(self, outputs):
+        return sum(t.value(outputs) for t in self.terms)
+
+    def dead(self, outputs):
+        flags = [t.dead(outputs) for t in self.terms]
+        out = flags[0]
+        for f in flags[1:]:
+            out = ops.logical_and(out, f)
+        return out
+
+    def describe(self):
+        return {"kind": "sum", "terms": [t.describe() for t in self.terms]}
+
+
+class ScaledObjective(Objective):
+    def __init__(self, term, weight):
+        self.term, self.weight = term, weight
+        self.layers = term.layers
+
+    def loss(self, outputs):
+        return self.weight * self.term.loss(outputs)
+
+    def value(self, outputs):
+        return self.weight * self.term.value(outputs)
+
+    def dead(self, outputs):
+        return self.term.dead(outputs)
+
+    def describe(self):
+        return {**self.term.describe(), "weight": self.weight}
+
+
+class ClassObjective(Objective):
+    """Maximize one or more classes (weighted) of D's final layer.
+
+    ``loss = -sum_t w_t * act(z_t) + others * sum_{j not a target} relu(z_j)`` where ``act`` is
+    ``relu`` (the paper: D's softmax replaced by ReLU, lambda = ``others`` = 0.01), ``logit`` (the
+    raw logit: always has a gradient) or ``logsoftmax`` (the log-probability).
+    """
+
+    def __init__(self, classes, activation="relu", others=0.01, names=None):
+        self.classes = [(int(i), float(w)) for i, w in classes]
+        self.activation, self.others, self.names = activation, float(others), names
+
+    def _target(self, logits):
+        if self.activation == "relu":
+            return ops.relu(logits)
+        if self.activation == "logit":
+            return logits
+        if self.activation == "logsoftmax":
+            return ops.log_softmax(logits, axis=-1)
+        raise ValueError(f"unknown class activation {self.activation!r}")
+
+    def _mask(self, logits):
+        weights = [0.0] * int(logits.shape[-1])
+        for i, w in self.classes:
+            weights[i] += w
+        return ops.convert_to_tensor(weights, dtype=logits.dtype)
+
+    def value(self, outputs):
+        logits = outputs["logits"]
+        return ops.sum(self._target(logits) * self._mask(logits), axis=-1)
+
+    def loss(self, outputs):
+        logits = outputs["logits"]
+        loss = -self.value(outputs)
+        if self.others:
+            is_other = ops.cast(ops.equal(self._mask(logits), 0.0), logits.dtype)
+            loss = loss + self.others * ops.sum(ops.relu(logits) * is_other, axis=-1)
+        return loss
+
+    def dead(self, outputs):
+        if self.activation != "relu":
+            return super().dead(outputs)
+        logits = outputs["logits"]
+        targets = ops.cast(ops.greater(self._mask(logits), 0.0), logits.dtype)
+        return ops.all(ops.less_equal(logits * targets - (1.0 - targets), 0.0), axis=-1)
+
+    def describe(self):
+        infos = [{**imagenet.class_info(i, self.names), "weight": w} for i, w in self.classes]
+        if len(infos) == 1 and infos[0]["weight"] == 1.0:
+            info = {k: v for k, v in infos[0].items() if k != "weight"}
+            return {"kind": "class", **info}
+        return {"kind": "classes", "classes": infos}
+
+
+class ChannelObjective(Objective):
+    """Maximize the mean activation of one channel (filter) of a layer."""
+
+    def __init__(self, layer, channel):
+        self.layer, self.channel = layer, int(channel)
+        self.layers = (layer,)
+
+    def value(self, outputs):
+        act = outputs[self.layer][..., self.channel]
+        axes = list(range(1, len(act.shape)))
+        return ops.mean(act, axis=axes) if axes else act
+
+    def loss(self, outputs):
+        return -self.value(outputs)
+
+    def describe(self):
+        return {"kind": "channel", "layer": self.layer, "channel": self.channel}
+
+
+class NeuronObjective(Objective):
+    """Maximize one neuron: channel ``channel`` at position (y, x) of a layer."""
+
+    def __init__(self, layer, channel, y, x):
+        self.layer, self.channel, self.y, self.x = layer, int(channel), int(y), int(x)
+        self.layers = (layer,)
+
+    def value(self, outputs):
+        return outputs[self.layer][:, self.y, self.x, self.channel]
+
+    def loss(self, outputs):
+        return -self.value(outputs)
+
+    def describe(self):
+        return {"kind": "neuron", "layer": self.layer, "channel": self.channel, "y": self.y, "x": self.x}
+
+
+def _split_weight(term):
+    if "*" in term:
+        weight, atom = term.split("*", 1)
+        try:
+            return float(weight), atom.strip()
+        except ValueError:
+            raise DgnError(f"target term {term!r}: the weight before '*' must be a number") from None
+    return 1.0, term.strip()
+
+
+def parse_target(spec, classifier, activation="relu", others=0.01):
+    """A target string -> Objective.
+
+    ``207`` / ``n02099601`` / ``golden retriever``: a class. ``207+281`` or ``0.7*207+0.3*281``:
+    several classes at once (a compound image). ``channel:LAYER:C``: a filter's mean activation.
+    ``neuron:LAYER:C:Y:X``: one neuron. Terms of different kinds may be summed with ``+``.
+    """
+    text = str(spec).strip()
+    if not text:
+        raise DgnError("empty target; give a class (207, n02099601, 'golden retriever') or channel:LAYER:C")
+    classes, objective = [], None
+    for term in text.split("+"):
+        weight, atom = _split_weight(term)
+        parts = atom.split(":")
+        if parts[0] in ("channel", "neuron"):
+            kind = parts[0]
+            want = 3 if kind == "channel" else 5
+            if len(parts) != want:
+                form = "channel:LAYER:C" if kind == "channel" else "neuron:LAYER:C:Y:X"
+                raise DgnError(f"target {atom!r}: expected {form}")
+            layer = parts[1]
+            shape = classifier.layer(layer).output.shape
+            try:
+                numbers = [int(p) for p in parts[2:]]
+            except ValueError:
+                raise DgnError(f"target {atom!r}: channel and position must be integers") from None
+            channels = int(shape[-1])
+            if not 0 <= numbers[0] < channels:
+                raise DgnError(f"target {atom!r}: layer {layer} has channels 0..{channels - 1}")
+            if kind == "channel":
+                term_obj = ChannelObjective(layer, numbers[0])
+            else:
+                if len(shape) != 4:
+                    raise DgnError(f"target {atom!r}: layer {layer} has no spatial positions "
+                                   f"(output shape {tuple(shape)}); use channel:{layer}:{numbers[0]}")
+                height, width = int(shape[1]), int(shape[2])
+                if not (0 <= numbers[1] < height and 0 <= numbers[2] < width):
+                    raise DgnError(f"target {atom!r}: layer {layer} has positions y 0..{height - 1}, "
+                                   f"x 0..{width - 1}")
+                term_obj = NeuronObjective(layer, *numbers)
+            term_obj = term_obj if weight == 1.0 else weight * term_obj
+            objective = term_obj if objective is None else objective + term_obj
+        else:
+            classes.append((imagenet.resolve_class(atom, classifier.class_names, classifier.num_classes), weight))
+    if classes:
+        class_obj = ClassObjective(classes, activation, others, classifier.class_names)
+        objective = class_obj if objective is None else class_obj + objective
+    return objective

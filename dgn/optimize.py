@@ -1,0 +1,179 @@
+"""The one optimization loop: G's trainable variables are updated so that D's objective improves.
+
+The step is compiled once per run for the active backend (``tf.function`` on TensorFlow,
+``jax.jit`` with donated state on JAX) and computes exactly: image = G(f0) (noise and G's norm in
+training mode), outputs = D(image) (inference mode), loss = sum of the objective over the batch +
+G's regularization losses, one optimizer update.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from dgn.errors import DgnError
+
+
+@dataclass
+class Problem:
+    """What one run optimizes: G (f0 -> image), D's feature model, the objective and f0."""
+
+    generator: keras.Model
+    features: keras.Model
+    objective: object
+    f0: np.ndarray
+
+
+@dataclass
+class Result:
+    images: np.ndarray              # (rows, H, W, 3) in D's input space: the final images
+    losses: list = field(default_factory=list)
+    values: list = field(default_factory=list)       # per step, per image: target activation
+    dead_steps: np.ndarray = None   # per image: steps whose target term had no gradient
+    dead_at_start: np.ndarray = None
+    seconds: float = 0.0
+
+
+def make_optimizer(cfg):
+    """A Keras optimizer from a config's ``optimizer:`` section."""
+    name, lr = cfg["name"], cfg["learning_rate"]
+    if name == "adamax":
+        return keras.optimizers.Adamax(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
+    if name == "adam":
+        return keras.optimizers.Adam(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    raise DgnError(f"unknown optimizer {name!r}; valid: adamax, adam, sgd")
+
+
+class _TensorFlowStepper:
+    def __init__(self, problem, optimizer):
+        import tensorflow as tf
+
+        gen, feats, objective = problem.generator, problem.features, problem.objective
+        variables = gen.trainable_variables
+        f0 = tf.constant(problem.f0)
+        optimizer.build(variables)
+
+        @tf.function(jit_compile=False, reduce_retracing=True)
+        def step():
+            with tf.GradientTape() as tape:
+                image = gen(f0, training=True)
+                outputs = feats(image, training=False)
+                loss = tf.reduce_sum(objective.loss(outputs))
+                if gen.losses:
+                    loss = loss + tf.add_n(gen.losses)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply(grads, variables)
+            return loss, objective.value(outputs), objective.dead(outputs)
+
+        @tf.function(jit_compile=False)
+        def render():
+            return gen(f0, training=False)
+
+        self._step, self._render = step, render
+
+    def step(self):
+        return tuple(np.asarray(t) for t in self._step())
+
+    def render(self):
+        return np.asarray(self._render())
+
+    def sync(self):
+        pass
+
+
+class _JaxStepper:
+    def __init__(self, problem, optimizer):
+        import jax
+
+        gen, feats, objective = problem.generator, problem.features, problem.objective
+        optimizer.build(gen.trainable_variables)
+        self._gen, self._optimizer = gen, optimizer
+        self._f0 = jax.numpy.asarray(problem.f0)
+        self._feat_state = ([v.value for v in feats.trainable_variables],
+                            [v.value for v in feats.non_trainable_variables])
+        self._state = ([v.value for v in gen.trainable_variables],
+                       [v.value for v in gen.non_trainable_variables],
+                       [v.value for v in optimizer.variables])
+
+        def loss_fn(trainable, non_trainable, f0, feat_state):
+            image, non_trainable, losses = gen.stateless_call(
+                trainable, non_trainable, f0, training=True, return_losses=True)
+            outputs, _ = feats.stateless_call(*feat_state, image, training=False)
+            loss = jax.numpy.sum(objective.loss(outputs)) + sum(losses)
+            return loss, (non_trainable, objective.value(outputs), objective.dead(outputs))
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def step(state, f0, feat_state):
+            trainable, non_trainable, opt_vars = state
+            (loss, (non_trainable, value, dead)), grads = grad_fn(trainable, non_trainable, f0, feat_state)
+            trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+            return (trainable, non_trainable, opt_vars), (loss, value, dead)
+
+        def render(state, f0):
+            return gen.stateless_call(state[0], state[1], f0, training=False)[0]
+
+        self._step = jax.jit(step, donate_argnums=(0,))
+        self._render = jax.jit(render)
+
+    def step(self):
+        self._state, metrics = self._step(self._state, self._f0, self._feat_state)
+        return tuple(np.asarray(t) for t in metrics)
+
+    def render(self):
+        return np.asarray(self._render(self._state, self._f0))
+
+    def sync(self):
+        trainable, non_trainable, opt_vars = self._state
+        for var, value in zip(self._gen.trainable_variables, trainable):
+            var.assign(value)
+        for var, value in zip(self._gen.non_trainable_variables, non_trainable):
+            var.assign(value)
+        for var, value in zip(self._optimizer.variables, opt_vars):
+            var.assign(value)
+
+
+def make_stepper(problem, optimizer):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _TensorFlowStepper(problem, optimizer)
+    if backend == "jax":
+        return _JaxStepper(problem, optimizer)
+    raise DgnError(f"the {backend} backend is not supported; set KERAS_BACKEND=tensorflow (default) or jax")
+
+
+def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None):
+    """Runs ``steps`` updates; the final images are the last render or the per-pixel median of the
+    renders after each of the last ``snapshots`` steps. Renders use the same G statistics as the
+    optimization (see GeneratorNorm) with the feature noise off."""
+    stepper = make_stepper(problem, optimizer)
+    bar = keras.utils.Progbar(steps, interval=0.5, unit_name="step",
+                              stateful_metrics=["loss", "activation"]) if progress else None
+    if bar is not None and label:
+        print(label, flush=True)
+    result = Result(images=None)
+    rows = problem.f0.shape[0]
+    dead_steps = np.zeros(rows, dtype=int)
+    kept = []
+    start = time.perf_counter()
+    for i in range(steps):
+        loss, value, dead = stepper.step()
+        if i == 0:
+            result.dead_at_start = np.asarray(dead, dtype=bool)
+        dead_steps += np.asarray(dead, dtype=int)
+        result.losses.append(float(loss))
+        result.values.append(np.asarray(value, dtype=float).tolist())
+        if not np.isfinite(loss):
+            raise DgnError(f"the loss became {float(loss)} at step {i + 1}; lower optimizer.learning_rate")
+        if snapshots > 1 and i >= steps - snapshots:
+            kept.append(stepper.render())
+        if bar is not None:
+            bar.update(i + 1, [("loss", float(loss)), ("activation", float(np.mean(value)))])
+    result.seconds = time.perf_counter() - start
+    stepper.sync()
+    result.images = np.median(np.stack(kept), axis=0) if kept else stepper.render()
+    result.dead_steps = dead_steps
+    return result

@@ -1,0 +1,55 @@
+"""Writing results: PNGs and JSON sidecars, always through a temporary name and an atomic rename."""
+
+import io
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+
+def write_atomic(path, data):
+    """Writes bytes to ``path`` so that a reader (or a kill) never sees a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def png_bytes(rgb_uint8):
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(rgb_uint8, dtype="uint8"), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path, rgb_uint8):
+    write_atomic(path, png_bytes(rgb_uint8))
+
+
+def write_json(path, obj):
+    write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode("utf-8"))
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def slug(text, limit=80):
+    """A file-name-safe stem: letters, digits, '_', '-', '+' and '.'."""
+    out = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_")
+    return out[:limit] or "target"
