@@ -62,6 +62,32 @@ def cmd_info(args):
     return 0
 
 
+def cmd_train_dae(args):
+    from dgn.autoencoder import train_dae
+    from dgn.config import load_config
+
+    overrides = list(args.set or [])
+    cfg = load_config(args.config, overrides)
+    out = train_dae(cfg, data_dir=args.data, out_dir=args.out, epochs=args.epochs, verbose=1 if not args.quiet else 2)
+    print(f"trained autoencoder: {out}/decoder.weights.h5 (and encoder.weights.h5, log.csv)")
+    return 0
+
+
+def cmd_eval_dae(args):
+    import json
+
+    from dgn.autoencoder import eval_dae
+    from dgn.config import load_config
+
+    cfg = load_config(args.config, args.set or [])
+    summary, crops, recon = eval_dae(cfg, args.data, folder=args.weights, limit=args.limit)
+    if args.sheet:
+        from dgn.sheets import pairs_sheet
+        pairs_sheet(args.sheet, crops[:8], recon[:8])
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog="dgn", description="Generate the images a trained classifier prefers "
                                              "(Despraz et al. 2017).")
@@ -79,6 +105,24 @@ def build_parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train-dae", help="train the denoising autoencoder (resumes from its checkpoint)")
+    p.add_argument("config", help="e.g. configs/dae-dogs.yaml")
+    p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
+    p.add_argument("--out", metavar="DIR", help="training folder (overrides dae.out)")
+    p.add_argument("--epochs", type=int, help="total epochs (overrides dae.epochs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.set_defaults(func=cmd_train_dae)
+
+    p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON")
+    p.add_argument("config")
+    p.add_argument("--data", metavar="DIR", required=True)
+    p.add_argument("--weights", metavar="DIR", help="trained autoencoder folder (default dae.out)")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_eval_dae)
 
     p = sub.add_parser("info", help="list the classifier's layers and classes")
     p.add_argument("config")

@@ -51,6 +51,7 @@ class _TensorFlowStepper:
     def __init__(self, problem, optimizer):
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")  # one fresh tf.function per run is intended, not retracing
         gen, feats, objective = problem.generator, problem.features, problem.objective
         variables = gen.trainable_variables
         f0 = tf.constant(problem.f0)

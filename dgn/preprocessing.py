@@ -55,3 +55,9 @@ def to_uint8(image, space, display="clip"):
         top = rgb.max()
         rgb = rgb * (255.0 / top) if top > 0 else rgb
     return np.clip(np.rint(rgb), 0, 255).astype("uint8")
+
+
+def to_uint8_batch(images, space):
+    """A batch in D's input space -> RGB uint8, clipped (no display transform)."""
+    rgb = to_rgb(np.asarray(images, dtype="float64"), space)
+    return np.clip(np.rint(rgb), 0, 255).astype("uint8")

@@ -1,0 +1,245 @@
+"""The denoising autoencoder whose decoder becomes the pretrained generator (paper section 3.3).
+
+E: five blocks of [Conv k3 valid ReLU, BN] x 2 + MaxPool 2 (32..512 filters), Flatten, Dense 2048
+ReLU, Dense m (the feature vector). G: the decoder of :mod:`dgn.generator` with head ``decoder``
+(8b; its last conv has ReLU while training, linear when generating). Trained with Gaussian noise
+on the input (the paper's *denoising* autoencoder) to reconstruct the clean image, MSE loss in D's
+input space, with Keras's ``fit``, a checkpoint every epoch and resume after a kill.
+"""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+
+from dgn import preprocessing
+from dgn.errors import DgnError
+from dgn.generator import build_decoder, output_size
+from dgn.layers import FeatureNoise
+from dgn.outputs import write_atomic, write_json
+
+CHECKPOINT = "checkpoint.weights.h5"
+STATE = "checkpoint.json"
+
+
+def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feature_size=3200, name="encoder"):
+    image = keras.Input(input_shape, name="image")
+    x = image
+    for i, n in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(n, 3, padding="valid", activation="relu", name=f"enc{i}_conv1")(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn1")(x)
+        x = keras.layers.Conv2D(n, 3, padding="valid", activation="relu", name=f"enc{i}_conv2")(x)
+        x = keras.layers.BatchNormalization(name=f"enc{i}_bn2")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense, activation="relu", name="fc")(x)
+    features = keras.layers.Dense(feature_size, activation=None, name="features")(x)
+    return keras.Model(image, features, name=name)
+
+
+def build_autoencoder(cfg, input_size):
+    """(autoencoder, encoder, decoder) from a config dict's ``generator`` and ``dae`` sections."""
+    gen, dae = cfg["generator"], cfg["dae"]
+    size = output_size(gen["seed_shape"], gen["blocks"], "decoder")
+    if size != input_size:
+        raise DgnError(f"the decoder makes {size}x{size} images but the autoencoder trains on {input_size}x"
+                       f"{input_size}; change generator.seed_shape / blocks or classifier")
+    keras.utils.set_random_seed(cfg["seed"])
+    m = math.prod(gen["seed_shape"])
+    encoder = build_encoder((input_size, input_size, 3), dae["encoder_filters"], dae["dense"], m)
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm="batch",
+                            output_activation="relu")
+    image = keras.Input((input_size, input_size, 3), name="image")
+    noisy = FeatureNoise("additive", dae["noise_stddev"], seed=cfg["seed"], name="input_noise")(image)
+    model = keras.Model(image, decoder(encoder(noisy)), name="autoencoder")
+    return model, encoder, decoder
+
+
+def make_dae_optimizer(dae):
+    name, lr = dae["optimizer"], dae["learning_rate"]
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(lr)
+    if name == "adam":
+        return keras.optimizers.Adam(lr)
+    raise DgnError(f"dae.optimizer {name!r}: valid: adam, adadelta")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the full training state (weights and optimizer) and the epoch number,
+    each written to a temporary file and renamed, so a kill at any moment leaves the last
+    complete checkpoint."""
+
+    def __init__(self, folder, on_saved=None):
+        super().__init__()
+        self.folder, self.on_saved = folder, on_saved
+
+    def on_epoch_end(self, epoch, logs=None):
+        tmp = os.path.join(self.folder, ".tmp-" + CHECKPOINT)
+        self.model.save_weights(tmp)
+        os.replace(tmp, os.path.join(self.folder, CHECKPOINT))
+        write_json(os.path.join(self.folder, STATE), {"epoch": epoch + 1, "logs": logs or {}})
+        if self.on_saved:
+            self.on_saved(epoch + 1, logs or {})
+
+
+def _metadata(cfg, space, input_size, epoch, logs):
+    return {"preprocessing": space, "input_size": input_size, "seed_shape": cfg["generator"]["seed_shape"],
+            "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
+            "noise_stddev": cfg["dae"]["noise_stddev"], "data": cfg["dae"]["data"]}
+
+
+def save_parts(folder, encoder, decoder, metadata):
+    """decoder.weights.h5 / encoder.weights.h5 plus decoder.json (what input space it makes)."""
+    for part, model in (("decoder", decoder), ("encoder", encoder)):
+        tmp = os.path.join(folder, f".tmp-{part}.weights.h5")
+        model.save_weights(tmp)
+        os.replace(tmp, os.path.join(folder, f"{part}.weights.h5"))
+    write_json(os.path.join(folder, "decoder.json"), metadata)
+
+
+def decoder_metadata(path):
+    meta = os.path.splitext(os.path.splitext(path)[0])[0] + ".json"
+    if not os.path.isfile(meta):
+        raise DgnError(f"decoder weights {path} have no metadata file {meta}; it is written by `dgn train-dae`")
+    with open(meta, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_decoder_weights(decoder, path, space):
+    """Loads a trained decoder, refusing one trained for another classifier's input space."""
+    meta = decoder_metadata(path)
+    if meta.get("preprocessing") != space:
+        raise DgnError(f"decoder {path} was trained for {meta.get('preprocessing')!r} inputs but the classifier "
+                       f"reads {space!r} inputs; train a decoder for this classifier (dgn train-dae)")
+    try:
+        decoder.load_weights(path)
+    except Exception as exc:
+        raise DgnError(f"cannot load decoder weights {path}: {str(exc).splitlines()[0]}; do generator.seed_shape "
+                       f"and generator.blocks match the ones it was trained with ({meta.get('seed_shape')}, "
+                       f"{meta.get('blocks')})?") from None
+
+
+def psnr(a_uint8, b_uint8):
+    mse = float(np.mean((a_uint8.astype("float64") - b_uint8.astype("float64")) ** 2))
+    return (float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)), mse
+
+
+def _dataset_images(cfg, data_dir, crop, warn=print):
+    from dgn.data import list_images, load_images, split
+
+    dae = cfg["dae"]
+    paths = list_images(data_dir, dae["wnids"])
+    train, val = split(paths, data_dir, dae["validation"])
+    short = max(crop, int(round(crop * 256 / 224)))
+    train_images, _, skipped_t = load_images(train, short, warn)
+    val_images, _, skipped_v = load_images(val, short, warn)
+    return train_images, val_images, len(skipped_t) + len(skipped_v), len(paths)
+
+
+def _training_identity(cfg):
+    return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
+            "dae": {k: v for k, v in cfg["dae"].items() if k not in ("epochs", "out", "data")},
+            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"]}
+
+
+def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1):
+    """Trains (or resumes) the autoencoder; returns the output folder."""
+    from dgn.classifiers import load_classifier
+    from dgn.data import ImageDataset
+
+    data = cfg.data
+    dae = data["dae"]
+    data_dir = data_dir or dae["data"]
+    if not data_dir:
+        raise DgnError("no training images: give --data DIR or set dae.data in the config")
+    out_dir = out_dir or dae["out"] or os.path.join("runs", cfg.name)
+    epochs = epochs or dae["epochs"]
+    classifier = load_classifier(data["classifier"])
+    space, size = classifier.preprocessing, classifier.input_shape[0]
+    os.makedirs(out_dir, exist_ok=True)
+    state_path = os.path.join(out_dir, STATE)
+    identity = _training_identity(data)
+    ident_path = os.path.join(out_dir, "training.json")
+    if os.path.isfile(ident_path):
+        with open(ident_path, encoding="utf-8") as fh:
+            if json.load(fh)["identity"] != identity:
+                raise DgnError(f"{out_dir} holds a training run of another configuration; use another --out "
+                               f"or delete that folder")
+    write_json(ident_path, {"identity": identity, "config": data})
+    train_images, val_images, skipped, total = _dataset_images(data, data_dir, size)
+    print(f"{total} images in {data_dir}: {len(train_images)} train, {len(val_images)} validation, "
+          f"{skipped} unreadable skipped", flush=True)
+    train_ds = ImageDataset(train_images, size, space, dae["batch_size"], augment=dae["augment"], seed=data["seed"])
+    val_ds = ImageDataset(val_images, size, space, dae["batch_size"], augment=False, shuffle=False) \
+        if val_images else None
+    model, encoder, decoder = build_autoencoder(data, size)
+    model.compile(optimizer=make_dae_optimizer(dae), loss="mse")
+    initial = 0
+    if os.path.isfile(state_path) and os.path.isfile(os.path.join(out_dir, CHECKPOINT)):
+        with open(state_path, encoding="utf-8") as fh:
+            initial = int(json.load(fh)["epoch"])
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(out_dir, CHECKPOINT))
+        train_ds.epoch = initial
+        train_ds._order()
+        print(f"resuming from the checkpoint of epoch {initial} in {out_dir}", flush=True)
+    if initial >= epochs:
+        print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
+        return out_dir
+
+    def saved(epoch, logs):
+        save_parts(out_dir, encoder, decoder, _metadata(data, space, size, epoch, logs))
+
+    callbacks = [EpochCheckpoint(out_dir, saved),
+                 keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True)]
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial,
+              callbacks=callbacks, verbose=verbose)
+    return out_dir
+
+
+def reconstruct(encoder, decoder, images_uint8, space, batch_size=8):
+    """Clean reconstructions (no noise, moving statistics) of uint8 crops, as uint8."""
+    out = []
+    for i in range(0, len(images_uint8), batch_size):
+        x = preprocessing.from_rgb(np.asarray(images_uint8[i:i + batch_size], dtype="float32"), space)
+        y = decoder(encoder(x, training=False), training=False)
+        out.append(preprocessing.to_uint8_batch(np.asarray(y), space))
+    return np.concatenate(out)
+
+
+def load_trained(cfg, folder):
+    """(encoder, decoder, metadata) of a trained autoencoder folder."""
+    meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
+    size = meta["input_size"]
+    gen, dae = cfg["generator"], cfg["dae"]
+    encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm="batch", output_activation="relu")
+    try:
+        encoder.load_weights(os.path.join(folder, "encoder.weights.h5"))
+        decoder.load_weights(os.path.join(folder, "decoder.weights.h5"))
+    except Exception as exc:
+        raise DgnError(f"cannot load the autoencoder in {folder}: {str(exc).splitlines()[0]}") from None
+    return encoder, decoder, meta
+
+
+def eval_dae(cfg, data_dir, folder=None, limit=None):
+    """PSNR (dB, from the mean squared error over all 8-bit RGB pixels) of clean reconstructions."""
+    from dgn.data import list_images, load_images
+    from dgn.images import center_crop
+
+    data = cfg.data
+    folder = folder or data["dae"]["out"] or os.path.join("runs", cfg.name)
+    if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
+        raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights DIR")
+    encoder, decoder, meta = load_trained(data, folder)
+    size, space = meta["input_size"], meta["preprocessing"]
+    paths = list_images(data_dir)
+    if limit:
+        paths = paths[:limit]
+    images, _, skipped = load_images(paths, max(size, int(round(size * 256 / 224))))
+    crops = np.stack([center_crop(img, size) for img in images])
+    recon = reconstruct(encoder, decoder, crops, space)
+    value, mse = psnr(crops, recon)
+    return {"images": len(crops), "skipped": len(skipped), "psnr": round(value, 4), "mse": round(mse, 4)}, crops, recon

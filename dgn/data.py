@@ -1,0 +1,106 @@
+"""Image folders for training and evaluation: listing, a deterministic split, and a Keras dataset.
+
+An ImageNet-style folder (``wnid/`` subfolders) or any folder of images, searched recursively.
+Images are decoded once (grayscale, CMYK, palette and RGBA converted by :func:`dgn.images.load_image`;
+unreadable files skipped and counted), resized so the short side is ``crop * 256 / 224`` (small
+images are upscaled), and kept in memory as uint8.
+"""
+
+import hashlib
+import os
+
+import keras
+import numpy as np
+
+from dgn import preprocessing
+from dgn.errors import DgnError
+from dgn.images import ImageLoadError, center_crop, load_image, resize_short_side
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def list_images(root, wnids=None):
+    """Sorted image paths below ``root``; with ``wnids``, only files in those top-level folders."""
+    if not root or not os.path.isdir(root):
+        raise DgnError(f"image folder not found: {root}; give a folder of images (e.g. ../shared/data/imagenet-dogs)")
+    keep = set(wnids) if wnids else None
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(folder, root)
+        top = rel.split(os.sep)[0]
+        if keep is not None and top not in keep:
+            continue
+        paths.extend(os.path.join(folder, f) for f in sorted(files)
+                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+    if not paths:
+        which = f" in folders {', '.join(sorted(keep))}" if keep else ""
+        raise DgnError(f"no images found in {root}{which}; expected .jpg/.png files (recursively)")
+    return paths
+
+
+def split(paths, root, validation=0.1):
+    """Deterministic train/validation split by a hash of each file's path relative to ``root``."""
+    train, val = [], []
+    for path in paths:
+        key = os.path.relpath(path, root).replace(os.sep, "/").encode("utf-8")
+        bucket = int(hashlib.md5(key).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (val if bucket < validation else train).append(path)
+    if validation > 0 and not val and len(train) > 1:
+        val.append(train.pop())
+    return train, val
+
+
+def load_images(paths, short_side, warn=print):
+    """Decodes and resizes every readable image; returns (list of uint8 arrays, kept paths, skipped)."""
+    images, kept, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(resize_short_side(load_image(path), short_side))
+            kept.append(path)
+        except ImageLoadError as exc:
+            skipped.append(path)
+            if warn:
+                warn(f"skipped: {exc}")
+    return images, kept, skipped
+
+
+class ImageDataset(keras.utils.PyDataset):
+    """Batches of (image, image) in D's input space: random crops and flips if ``augment``,
+    else centre crops. The epoch's crops are drawn from ``seed`` and the epoch number."""
+
+    def __init__(self, images, crop, space, batch_size=24, augment=True, seed=0, shuffle=True, **kwargs):
+        super().__init__(**kwargs)
+        if not images:
+            raise DgnError("no readable images to train on")
+        self.images, self.crop, self.space = images, int(crop), space
+        self.batch_size, self.augment, self.seed, self.shuffle = int(batch_size), augment, seed, shuffle
+        self.epoch = 0
+        self._order()
+
+    def _order(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
+
+    def __len__(self):
+        return int(np.ceil(len(self.images) / self.batch_size))
+
+    def _crop(self, img, rng):
+        if not self.augment:
+            return center_crop(img, self.crop)
+        h, w = img.shape[:2]
+        top = int(rng.integers(0, h - self.crop + 1))
+        left = int(rng.integers(0, w - self.crop + 1))
+        out = img[top:top + self.crop, left:left + self.crop]
+        return out[:, ::-1] if rng.random() < 0.5 else out
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = np.stack([self._crop(self.images[i], rng) for i in idx]).astype("float32")
+        x = preprocessing.from_rgb(batch, self.space).astype("float32")
+        return x, x
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order()

@@ -1,0 +1,85 @@
+"""Each bad input ends with exit code 2 and one line on stderr naming the problem, no traceback."""
+
+import pytest
+
+from dgn.cli import main
+
+
+def run_cli(capfd, *argv):
+    code = main(list(argv))
+    captured = capfd.readouterr()
+    return code, captured.err.strip().splitlines()
+
+
+def assert_one_line(code, lines, *words):
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("dgn: error: ")
+    assert "Traceback" not in lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("extra,words", [
+    ("optimiser: {name: adam}\n", ["unknown key 'optimiser'", "valid keys"]),
+    ("optimizer: {lr: 0.1}\n", ["unknown key 'optimizer.lr'", "learning_rate"]),
+    ("steps: many\n", ["'steps' must be an integer"]),
+    ("steps: 0\n", ["'steps' must be >= 1"]),
+    ("final: {mode: mean}\n", ["'final.mode'", "valid: last, median"]),
+    ("classifier: {model: tiny, weights: missing.weights.h5}\n", ["file not found", "missing.weights.h5"]),
+    ("generator: {trainable: alpha, head: decoder}\n", ["decoder_weights"]),
+    ("generator: {seed_shape: [4, 4]}\n", ["seed_shape"]),
+])
+def test_bad_config_values(tmp_path, capfd, extra, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(extra)
+    assert_one_line(*run_cli(capfd, "generate", str(path)), *words)
+
+
+def test_missing_config_file(capfd):
+    assert_one_line(*run_cli(capfd, "generate", "nope.yaml"), "config file not found", "nope.yaml")
+
+
+def test_unreadable_yaml(tmp_path, capfd):
+    path = tmp_path / "broken.yaml"
+    path.write_text("steps: [1, 2\nseed: 3\n")
+    assert_one_line(*run_cli(capfd, "generate", str(path)), "unreadable YAML", "line")
+
+
+def test_bad_set(tiny_config, capfd):
+    cfg = tiny_config()
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--set", "steps"), "expected KEY=VALUE")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--set", "optimizer=3"), "is a section")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--set", "steps=[1"), "not valid YAML")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--set", "seed=-1"), "'seed' must be >= 0")
+
+
+def test_unknown_class_layer_channel(tiny_config, capfd):
+    cfg = tiny_config()
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--target", "10"), "out of range", "0..9")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--target", "tench"), "unknown class")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--target", "channel:block5_conv1:3"), "no layer")
+    assert_one_line(*run_cli(capfd, "generate", cfg, "--target", "channel:conv2:16"), "channels 0..15")
+
+
+def test_generator_size_must_match_classifier(tiny_config, capfd):
+    cfg = tiny_config("classifier: {model: tiny, weights: none, class_index: none, input_size: 40}\n")
+    assert_one_line(*run_cli(capfd, "generate", cfg), "makes 32x32x3 images", "40x40x3")
+
+
+def test_classifier_top_must_be_softmax(tmp_path, capfd):
+    import keras
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="sigmoid")(x))
+    model.save(tmp_path / "sigmoid.keras")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"classifier: {{model: {tmp_path / 'sigmoid.keras'}, preprocessing: tf}}\n")
+    assert_one_line(*run_cli(capfd, "generate", str(path)), "softmax")
+
+
+def test_argparse_errors_exit_2(capfd):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate"])
+    assert exc.value.code == 2
+    assert "dgn: error:" in capfd.readouterr().err
