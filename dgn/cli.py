@@ -88,6 +88,42 @@ def cmd_eval_dae(args):
     return 0
 
 
+def cmd_classify(args):
+    import json
+
+    from dgn import preprocessing
+    from dgn.classifiers import load_classifier
+    from dgn.classify import classify_paths
+    from dgn.config import load_config
+    from dgn.errors import DgnError
+
+    if args.config and args.classifier:
+        raise DgnError("give --config or --classifier, not both")
+    overrides = list(args.set or [])
+    if args.classifier:
+        overrides.append(f"classifier.model={args.classifier}")
+    cfg = load_config(args.config, overrides) if args.config else load_config(text="", overrides=overrides)
+    classifier = load_classifier(cfg["classifier"])
+    space = classifier.preprocessing
+    results = classify_paths(classifier.model, lambda x: preprocessing.from_rgb(x, space), args.images,
+                             top=args.top, class_names=classifier.class_names)
+    failed = 0
+    for result in results:
+        if "error" in result:
+            failed += 1
+            print(f"dgn: {result['error']}", file=sys.stderr)
+            if not args.json:
+                continue
+        if args.json:
+            print(json.dumps(result))
+            continue
+        print(result["image"])
+        for row in result["top"]:
+            label = f"{row['wnid']} {row['name']}" if row["name"] else "(no class names)"
+            print(f"  {row['index']:4d} {label:<40} {row['prob']:.4f}")
+    return 1 if failed else 0
+
+
 def build_parser():
     parser = _Parser(prog="dgn", description="Generate the images a trained classifier prefers "
                                              "(Despraz et al. 2017).")
@@ -123,6 +159,15 @@ def build_parser():
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_eval_dae)
+
+    p = sub.add_parser("classify", help="top-K classes of image files under a classifier")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--config", help="take the classifier from this config")
+    p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
+    p.add_argument("--top", type=int, default=5, metavar="K")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("info", help="list the classifier's layers and classes")
     p.add_argument("config")

@@ -70,8 +70,16 @@ SCHEMA = {
         "f0": Field((int, float), 1.0, help="constant value of the initial feature vector f0"),
         "noise": Field((str,), "additive", choices=("additive", "multiplicative", "none")),
         "noise_stddev": Field((int, float), 2.0, minimum=0),
+        "squash": Field((bool,), False,
+                        help="map G's output into D's valid input range with a sigmoid (the paper: off)"),
         "alpha_init": Field((str,), "glorot_uniform", choices=("glorot_uniform", "ones")),
         "alpha_activation": Field((str,), "linear", choices=("linear", "relu")),
+    },
+    "transform": {
+        "jitter": Field((int,), 0, minimum=0, help="random shift in pixels, each step (0: off)"),
+        "scale": Field((list,), [1.0, 1.0], item=lambda v: isinstance(v, (int, float)) and v > 0,
+                       help="[low, high] random scale factors"),
+        "rotate": Field((int, float), 0.0, minimum=0, maximum=180, help="random rotation, degrees"),
     },
     "objective": {
         "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),

@@ -10,10 +10,12 @@ import numpy as np
 from dgn import imagenet, preprocessing
 from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError, DgnError
+from dgn.layers import SquashToRange
 from dgn.generator import build_decoder, build_generator, count_trainable, output_size
 from dgn.objectives import ClassObjective, parse_target
 from dgn.optimize import Problem, make_optimizer, optimize
 from dgn.outputs import slug, write_json, write_png
+from dgn.transforms import RandomAffine
 
 TRAP_WARNING = ("the target's ReLU activation was <= 0 (no gradient) for {dead} of {steps} steps{start}: "
                 "the paper's loss is stuck there; use objective.activation: logit or logsoftmax")
@@ -55,6 +57,13 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
         gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"], rows=rows, noise=gen["noise"],
         noise_stddev=gen["noise_stddev"], alpha_init=gen["alpha_init"],
         alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder)
+    if gen["squash"]:
+        low, high = preprocessing.valid_range(classifier.preprocessing)
+        model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)
+    tcfg = cfg["transform"]
+    transform = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1, name="transform")
+    if transform.active:  # applied between G and D while optimizing only; renders are untransformed
+        model = keras.Model(model.input, transform(model.output), name=model.name)
     f0 = np.full((rows, f_dim), gen["f0"], dtype="float32")
     return model, f0
 

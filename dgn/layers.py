@@ -137,3 +137,24 @@ class GeneratorNorm(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode, "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer)}
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class SquashToRange(keras.layers.Layer):
+    """Maps any value into D's valid input range per channel with a sigmoid:
+    ``low + (high - low) * sigmoid(x)``, so D sees exactly what a PNG can hold."""
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = [float(v) for v in low], [float(v) for v in high]
+
+    def call(self, inputs):
+        low = ops.convert_to_tensor(self.low, dtype=inputs.dtype)
+        high = ops.convert_to_tensor(self.high, dtype=inputs.dtype)
+        return low + (high - low) * ops.sigmoid(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from dgn.errors import DgnError
+from dgn.progress import Progress
 
 
 @dataclass
@@ -151,10 +152,7 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None):
     renders after each of the last ``snapshots`` steps. Renders use the same G statistics as the
     optimization (see GeneratorNorm) with the feature noise off."""
     stepper = make_stepper(problem, optimizer)
-    bar = keras.utils.Progbar(steps, interval=0.5, unit_name="step",
-                              stateful_metrics=["loss", "activation"]) if progress else None
-    if bar is not None and label:
-        print(label, flush=True)
+    bar = Progress(steps, "step", label, enabled=progress)
     result = Result(images=None)
     rows = problem.f0.shape[0]
     dead_steps = np.zeros(rows, dtype=int)
@@ -171,8 +169,7 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None):
             raise DgnError(f"the loss became {float(loss)} at step {i + 1}; lower optimizer.learning_rate")
         if snapshots > 1 and i >= steps - snapshots:
             kept.append(stepper.render())
-        if bar is not None:
-            bar.update(i + 1, [("loss", float(loss)), ("activation", float(np.mean(value)))])
+        bar.update(i + 1, loss=float(loss), activation=float(np.mean(value)))
     result.seconds = time.perf_counter() - start
     stepper.sync()
     result.images = np.median(np.stack(kept), axis=0) if kept else stepper.render()

@@ -61,3 +61,10 @@ def to_uint8_batch(images, space):
     """A batch in D's input space -> RGB uint8, clipped (no display transform)."""
     rgb = to_rgb(np.asarray(images, dtype="float64"), space)
     return np.clip(np.rint(rgb), 0, 255).astype("uint8")
+
+
+def valid_range(space):
+    """(low, high) per channel of D's input space: the images of RGB 0 and 255."""
+    low = from_rgb(np.zeros(3, dtype="float32"), space)
+    high = from_rgb(np.full(3, 255.0, dtype="float32"), space)
+    return np.minimum(low, high).tolist(), np.maximum(low, high).tolist()

@@ -1,0 +1,168 @@
+"""Classify image files with a Keras classifier whose last layer is softmax.
+
+    model = build_efficientnet_lite("lite0", weights=...)
+    names = load_class_index("imagenet_class_index.json")
+    results = classify_paths(model, lambda x: x / 127.5 - 1, paths, top=5,
+                             class_names=names)
+
+Each result is ``{"image": path, "top": [{"index", "wnid", "name", "prob"}]}``
+or, when the file cannot be read, ``{"image": path, "error": "one line"}``.
+Images get the standard evaluation crop (:func:`dgn.images.eval_crop`,
+short side to crop*256/224 with bicubic, then centre crop) at the model's
+input size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from dgn.images import ImageLoadError, eval_crop, load_image
+
+__all__ = [
+    "load_class_index",
+    "model_input_size",
+    "classify_arrays",
+    "top_k",
+    "classify_paths",
+]
+
+DEFAULT_CROP = 224
+
+
+def load_class_index(path):
+    """Read a Keras-style ImageNet class index JSON (``{"0": [wnid, name]}``)
+    into a list of (wnid, name) tuples ordered by index."""
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    out = [None] * len(raw)
+    for key, value in raw.items():
+        i = int(key)
+        if not 0 <= i < len(raw) or out[i] is not None:
+            raise ValueError(f"{path}: bad or duplicate class index {key!r}")
+        wnid, name = value
+        out[i] = (str(wnid), str(name))
+    return out
+
+
+def model_input_size(model, default=DEFAULT_CROP):
+    """(height, width) of the model's static input, or (default, default)."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    h, w = shape[1], shape[2]
+    if h is None or w is None:
+        return default, default
+    return int(h), int(w)
+
+
+def classify_arrays(model, preprocess_fn, images_uint8, batch_size=32):
+    """Run ``model`` on uint8 RGB images (N, H, W, 3), all the model's size.
+
+    ``preprocess_fn`` maps a float32 RGB 0..255 batch to model input.
+    Returns float32 probabilities (N, classes)."""
+    images = np.asarray(images_uint8)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) images, got {images.shape}")
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].astype(np.float32)
+        x = preprocess_fn(batch)
+        probs = model(x, training=False)
+        out.append(np.asarray(_to_numpy(probs), dtype=np.float32))
+    if not out:
+        n_classes = model.output_shape[-1]
+        return np.zeros((0, n_classes), np.float32)
+    return np.concatenate(out, axis=0)
+
+
+def _to_numpy(x):
+    try:
+        import keras
+
+        return keras.ops.convert_to_numpy(x)
+    except Exception:  # pragma: no cover - plain arrays
+        return np.asarray(x)
+
+
+def top_k(probs, k=5, class_names=None):
+    """Top-k entries of one probability vector, highest first, as dicts
+    ``{"index", "wnid", "name", "prob"}`` (wnid/name None without names)."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    k = max(0, min(int(k), probs.size))
+    # stable: ties keep the lower index first
+    order = np.argsort(-probs, kind="stable")[:k]
+    result = []
+    for i in order:
+        i = int(i)
+        wnid = name = None
+        if class_names is not None and i < len(class_names):
+            wnid, name = class_names[i]
+        result.append({"index": i, "wnid": wnid, "name": name, "prob": float(probs[i])})
+    return result
+
+
+def classify_paths(model, preprocess, paths, top=5, class_names=None,
+                   batch_size=32, crop=None):
+    """Classify image files, in order, batching the readable ones.
+
+    Args:
+        model: Keras model ending in a softmax layer.
+        preprocess: callable, float32 RGB 0..255 batch -> model input.
+        paths: iterable of image paths.
+        top: how many classes to report per image.
+        class_names: list of (wnid, name) per class index, or None.
+        batch_size: images per forward pass.
+        crop: (height, width) to crop to; default: the model's input size
+            (224 x 224 if the model takes any size).
+
+    Returns:
+        list with one dict per path: ``{"image", "top": [...]}`` or
+        ``{"image", "error"}``.
+    """
+    paths = [os.fspath(p) for p in paths]
+    h, w = crop if crop is not None else model_input_size(model)
+    results = [None] * len(paths)
+    pending_idx, pending_img = [], []
+
+    def flush():
+        if not pending_img:
+            return
+        probs = classify_arrays(model, preprocess, np.stack(pending_img), batch_size)
+        for i, p in zip(pending_idx, probs):
+            results[i] = {"image": paths[i], "top": top_k(p, top, class_names)}
+        pending_idx.clear()
+        pending_img.clear()
+
+    for i, path in enumerate(paths):
+        try:
+            img = load_image(path)
+            if h == w:
+                img = eval_crop(img, crop=h)
+            else:
+                img = _eval_crop_rect(img, h, w)
+        except ImageLoadError as exc:
+            results[i] = {"image": path, "error": _one_line(exc)}
+            continue
+        except (ValueError, OSError, MemoryError) as exc:
+            results[i] = {"image": path, "error": _one_line(f"{path}: {exc}")}
+            continue
+        pending_idx.append(i)
+        pending_img.append(img)
+        if len(pending_img) >= batch_size:
+            flush()
+    flush()
+    return results
+
+
+def _eval_crop_rect(img, h, w):
+    from dgn.images import center_crop, resize_short_side
+
+    short = int(round(max(h, w) * 256 / 224))
+    return center_crop(resize_short_side(img, short), (h, w))
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,40 @@
+"""Progress with an ETA: Keras's progress bar on a terminal, one plain line per 10 % in logs."""
+
+import sys
+import time
+
+import keras
+
+
+def _clock(seconds):
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    def __init__(self, total, unit="step", label=None, enabled=True, stream=None):
+        self.total, self.unit, self.enabled = int(total), unit, enabled
+        self.stream = stream or sys.stdout
+        self.interactive = self.stream.isatty()
+        self.every = max(1, self.total // 10)
+        self.start = time.perf_counter()
+        if enabled and label:
+            print(label, file=self.stream, flush=True)
+        self.bar = keras.utils.Progbar(self.total, unit_name=unit) if enabled and self.interactive else None
+
+    def update(self, done, **metrics):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(done, list(metrics.items()))
+            return
+        if done % self.every and done != self.total:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(done, 1) * (self.total - done)
+        values = " - ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+        timing = f"ETA {_clock(eta)}" if done < self.total else f"done in {_clock(elapsed)}"
+        print(f"{done}/{self.total} {self.unit}s - {timing} - {elapsed / max(done, 1):.3g}s/{self.unit}"
+              + (f" - {values}" if values else ""), file=self.stream, flush=True)

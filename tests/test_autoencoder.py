@@ -1,0 +1,116 @@
+"""The autoencoder on a handful of generated images: training, resume, bad images, PSNR."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgn.autoencoder import eval_dae, psnr, train_dae
+from dgn.cli import main
+from dgn.config import load_config
+from dgn.errors import DgnError
+
+DAE = """
+classifier: {{model: tiny, weights: none, class_index: none}}
+generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder}}
+dae: {{data: {data}, encoder_filters: [8, 16], dense: 32, batch_size: 4, epochs: 3, validation: 0.25,
+      learning_rate: 0.01, noise_stddev: 0.05}}
+"""
+
+
+def smooth_image(rng, size=40):
+    y, x = np.mgrid[0:size, 0:size] / size
+    channels = [np.sin(2 * np.pi * (rng.random() * x + rng.random() * y) + rng.random() * 6) for _ in range(3)]
+    return (np.stack(channels, -1) * 100 + 128).clip(0, 255).astype("uint8")
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for i in range(16):
+        folder = root / f"n{i % 2:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(smooth_image(rng)).save(folder / f"{i}.png")
+    # every awkward kind: grayscale, palette, RGBA, CMYK, 16-bit, tiny (upscaled), corrupt, empty
+    Image.fromarray(smooth_image(rng)).convert("L").save(root / "n00000000" / "gray.png")
+    Image.fromarray(smooth_image(rng)).convert("P").save(root / "n00000000" / "palette.png")
+    Image.fromarray(smooth_image(rng)).convert("RGBA").save(root / "n00000000" / "rgba.png")
+    Image.fromarray(smooth_image(rng)).convert("CMYK").save(root / "n00000001" / "cmyk.jpg")
+    Image.fromarray((np.asarray(smooth_image(rng))[..., 0].astype("uint16") * 257)).save(root / "n00000001" / "deep.png")
+    Image.fromarray(smooth_image(rng, 12)).save(root / "n00000001" / "small.png")
+    (root / "n00000001" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "n00000001" / "empty.png").write_bytes(b"")
+    return root
+
+
+def write_config(tmp_path, data):
+    path = tmp_path / "dae.yaml"
+    path.write_text(DAE.format(data=data))
+    return str(path)
+
+
+def test_loss_goes_down_and_bad_images_are_handled(tmp_path, image_folder, capsys):
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
+    printed = capsys.readouterr().out
+    assert "24 images" in printed and "2 unreadable skipped" in printed
+    assert printed.count("skipped: cannot read image") == 2
+    rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert len(rows) == 3
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    meta = json.load(open(os.path.join(out, "decoder.json")))
+    assert meta["preprocessing"] == "tf" and meta["epochs"] == 3
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
+    cfg = load_config(write_config(tmp_path, image_folder))
+    straight = train_dae(cfg, out_dir=str(tmp_path / "straight"), epochs=2, verbose=0)
+    resumed = str(tmp_path / "resumed")
+    train_dae(cfg, out_dir=resumed, epochs=1, verbose=0)  # "killed" after epoch 1
+    train_dae(cfg, out_dir=resumed, epochs=2, verbose=0)
+    rows = list(csv.DictReader(open(os.path.join(resumed, "log.csv"))))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    import h5py
+
+    # The optimizer went on from the checkpoint: its step counter covers both epochs (5 batches each),
+    # and the result is that of an uninterrupted run up to the order of the data.
+    with h5py.File(os.path.join(resumed, "checkpoint.weights.h5")) as fh:
+        assert int(fh["optimizer/vars/0"][()]) == 10
+    straight_rows = list(csv.DictReader(open(os.path.join(straight, "log.csv"))))
+    assert float(rows[-1]["loss"]) == pytest.approx(float(straight_rows[-1]["loss"]), rel=0.25)
+
+
+def test_other_configuration_in_the_same_folder_is_refused(tmp_path, image_folder):
+    cfg = load_config(write_config(tmp_path, image_folder))
+    train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    other = load_config(write_config(tmp_path, image_folder), ["dae.dense=16"])
+    with pytest.raises(DgnError, match="another configuration"):
+        train_dae(other, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+
+
+def test_empty_or_missing_folder_is_a_clear_error(tmp_path, capfd):
+    (tmp_path / "empty").mkdir()
+    for data in (tmp_path / "empty", tmp_path / "missing"):
+        code = main(["train-dae", write_config(tmp_path, data), "--out", str(tmp_path / "run")])
+        err = capfd.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert "no images found" in err[0] or "image folder not found" in err[0]
+
+
+def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    summary, crops, recon = eval_dae(cfg, str(image_folder), folder=out, limit=5)
+    mse = np.mean((crops.astype("float64") - recon.astype("float64")) ** 2)
+    assert summary["images"] == 5 and crops.shape == (5, 32, 32, 3)
+    assert summary["mse"] == pytest.approx(mse, abs=1e-3)
+    assert summary["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
+    assert psnr(crops, crops)[0] == float("inf")
+    assert main(["eval-dae", write_config(tmp_path, image_folder), "--data", str(image_folder),
+                 "--weights", out, "--limit", "5"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["images"] == 5
