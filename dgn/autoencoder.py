@@ -18,7 +18,8 @@ from dgn import preprocessing
 from dgn.errors import DgnError
 from dgn.generator import build_decoder, output_size
 from dgn.layers import FeatureNoise
-from dgn.outputs import write_atomic, write_json
+from dgn.outputs import write_json
+from dgn.weights import load_weights_strict
 
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
@@ -113,12 +114,9 @@ def load_decoder_weights(decoder, path, space):
     if meta.get("preprocessing") != space:
         raise DgnError(f"decoder {path} was trained for {meta.get('preprocessing')!r} inputs but the classifier "
                        f"reads {space!r} inputs; train a decoder for this classifier (dgn train-dae)")
-    try:
-        decoder.load_weights(path)
-    except Exception as exc:
-        raise DgnError(f"cannot load decoder weights {path}: {str(exc).splitlines()[0]}; do generator.seed_shape "
-                       f"and generator.blocks match the ones it was trained with ({meta.get('seed_shape')}, "
-                       f"{meta.get('blocks')})?") from None
+    load_weights_strict(decoder, path, "decoder",
+                        f"; do generator.seed_shape and generator.blocks match the ones it was trained with "
+                        f"({meta.get('seed_shape')}, {meta.get('blocks')})?")
 
 
 def psnr(a_uint8, b_uint8):
@@ -216,11 +214,8 @@ def load_trained(cfg, folder):
     gen, dae = cfg["generator"], cfg["dae"]
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm="batch", output_activation="relu")
-    try:
-        encoder.load_weights(os.path.join(folder, "encoder.weights.h5"))
-        decoder.load_weights(os.path.join(folder, "decoder.weights.h5"))
-    except Exception as exc:
-        raise DgnError(f"cannot load the autoencoder in {folder}: {str(exc).splitlines()[0]}") from None
+    load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
+    load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
     return encoder, decoder, meta
 
 

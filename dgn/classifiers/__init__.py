@@ -8,6 +8,7 @@ import numpy as np
 
 from dgn import imagenet
 from dgn.errors import DgnError
+from dgn.weights import load_weights_strict
 
 WEIGHTS_DIR_ENV = "DGN_WEIGHTS_DIR"
 BUILTIN = ("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny")
@@ -108,13 +109,8 @@ def _logits_model(model, name):
 
 
 def _load_weights(model, weights, name):
-    if weights in (None, "none"):
-        return
-    try:
-        model.load_weights(weights)
-    except Exception as exc:  # shape mismatch, wrong file kind
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DgnError(f"classifier {name}: cannot load weights {weights}: {first}") from None
+    if weights not in (None, "none"):
+        load_weights_strict(model, weights, f"classifier {name}")
 
 
 def load_classifier(cfg):
