@@ -169,7 +169,8 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1):
     train_images, val_images, skipped, total = _dataset_images(data, data_dir, size)
     print(f"{total} images in {data_dir}: {len(train_images)} train, {len(val_images)} validation, "
           f"{skipped} unreadable skipped", flush=True)
-    train_ds = ImageDataset(train_images, size, space, dae["batch_size"], augment=dae["augment"], seed=data["seed"])
+    train_ds = ImageDataset(train_images, size, space, dae["batch_size"], augment=dae["augment"], seed=data["seed"],
+                            steps_per_epoch=dae["steps_per_epoch"])
     val_ds = ImageDataset(val_images, size, space, dae["batch_size"], augment=False, shuffle=False) \
         if val_images else None
     model, encoder, decoder = build_autoencoder(data, size)
@@ -181,7 +182,6 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1):
         model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(out_dir, CHECKPOINT))
         train_ds.epoch = initial
-        train_ds._order()
         print(f"resuming from the checkpoint of epoch {initial} in {out_dir}", flush=True)
     if initial >= epochs:
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)

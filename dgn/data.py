@@ -67,23 +67,31 @@ def load_images(paths, short_side, warn=print):
 
 class ImageDataset(keras.utils.PyDataset):
     """Batches of (image, image) in D's input space: random crops and flips if ``augment``,
-    else centre crops. The epoch's crops are drawn from ``seed`` and the epoch number."""
+    else centre crops.
 
-    def __init__(self, images, crop, space, batch_size=24, augment=True, seed=0, shuffle=True, **kwargs):
+    Batches are numbered globally across epochs, so ``steps_per_epoch`` (shorter epochs, hence more
+    frequent checkpoints) still walks through every image: global batch g belongs to pass
+    ``g // batches_per_pass``, whose order and crops are drawn from ``seed`` and the pass number.
+    Resuming at epoch e continues exactly where an uninterrupted run would be."""
+
+    def __init__(self, images, crop, space, batch_size=24, augment=True, seed=0, shuffle=True,
+                 steps_per_epoch=None, **kwargs):
         super().__init__(**kwargs)
         if not images:
             raise DgnError("no readable images to train on")
         self.images, self.crop, self.space = images, int(crop), space
         self.batch_size, self.augment, self.seed, self.shuffle = int(batch_size), augment, seed, shuffle
+        self.batches_per_pass = int(np.ceil(len(images) / self.batch_size))
+        self.steps_per_epoch = int(steps_per_epoch or self.batches_per_pass)
         self.epoch = 0
-        self._order()
-
-    def _order(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
 
     def __len__(self):
-        return int(np.ceil(len(self.images) / self.batch_size))
+        return self.steps_per_epoch
+
+    def _order(self, pass_index):
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, pass_index]).permutation(len(self.images))
 
     def _crop(self, img, rng):
         if not self.augment:
@@ -95,12 +103,12 @@ class ImageDataset(keras.utils.PyDataset):
         return out[:, ::-1] if rng.random() < 0.5 else out
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        batch = np.stack([self._crop(self.images[i], rng) for i in idx]).astype("float32")
-        x = preprocessing.from_rgb(batch, self.space).astype("float32")
+        pass_index, batch = divmod(self.epoch * self.steps_per_epoch + index, self.batches_per_pass)
+        rng = np.random.default_rng([self.seed, pass_index, batch])
+        idx = self._order(pass_index)[batch * self.batch_size:(batch + 1) * self.batch_size]
+        crops = np.stack([self._crop(self.images[i], rng) for i in idx]).astype("float32")
+        x = preprocessing.from_rgb(crops, self.space).astype("float32")
         return x, x
 
     def on_epoch_end(self):
         self.epoch += 1
-        self._order()
