@@ -114,3 +114,30 @@ def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
                  "--weights", out, "--limit", "5"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["images"] == 5
+
+
+def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(tmp_path, image_folder):
+    from dgn.generate import generate
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    decoder = os.path.join(out, "decoder.weights.h5")
+    gen_cfg = tmp_path / "pretrained.yaml"
+    gen_cfg.write_text(
+        "classifier: {model: tiny, weights: none, class_index: none}\n"
+        f"generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder, decoder_weights: {decoder},\n"
+        "  trainable: alpha, noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}\n"
+        "regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.1}\n"
+        "optimizer: {name: sgd, learning_rate: 0.01, momentum: 0.1, nesterov: true}\n"
+        "objective: {targets: ['3'], activation: logit}\n"
+        "steps: 12\nfinal: {mode: median, snapshots: 10}\n")
+    (_, meta), = generate(load_config(str(gen_cfg)), out_dir=str(tmp_path / "gen"), progress=False)
+    assert meta["trainable_weights"] == 5 * 5 * 8
+    assert "median of the last 10" in meta["final_image"]
+    # a decoder trained for another input space is refused
+    meta_path = os.path.join(out, "decoder.json")
+    info = json.load(open(meta_path))
+    info["preprocessing"] = "caffe"
+    json.dump(info, open(meta_path, "w"))
+    with pytest.raises(DgnError, match="trained for 'caffe' inputs"):
+        generate(load_config(str(gen_cfg)), out_dir=str(tmp_path / "gen2"), progress=False)
