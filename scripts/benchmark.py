@@ -2,7 +2,7 @@
 configurations: dgn's loop against a bare hand-written Keras/TensorFlow loop doing the same
 computation (same G, same D, same loss, same optimizer), measured in the same process, interleaved.
 
-    python scripts/benchmark.py [--steps 20] [--repeats 3] [--json out.json]
+    python scripts/benchmark.py [--steps 5] [--repeats 8] [--json out.json]
 
 Prints a markdown table; the README quotes it with the machine it ran on.
 """
@@ -91,27 +91,31 @@ def bench(name, text, steps, repeats):
 
     for fn in (dgn_step, bare):  # compile and warm up
         time_steps(fn, 3)
+    # Alternate short chunks (ABBA order) so that load from other processes hits both alike;
+    # report the median chunk of each.
     dgn_times, bare_times = [], []
-    for _ in range(repeats):
-        bare_times.append(time_steps(bare, steps))
-        dgn_times.append(time_steps(dgn_step, steps))
+    for r in range(repeats):
+        order = (bare, dgn_step) if r % 2 == 0 else (dgn_step, bare)
+        for fn in order:
+            (bare_times if fn is bare else dgn_times).append(time_steps(fn, steps))
     trainable = int(sum(np.prod(v.shape) for v in gen_dgn.trainable_variables))
-    return {"configuration": name, "trainable": trainable, "bare_s": min(bare_times), "dgn_s": min(dgn_times),
-            "overhead_pct": 100.0 * (min(dgn_times) / min(bare_times) - 1.0)}
+    bare_s, dgn_s = float(np.median(bare_times)), float(np.median(dgn_times))
+    return {"configuration": name, "trainable": trainable, "bare_s": bare_s, "dgn_s": dgn_s,
+            "overhead_pct": 100.0 * (dgn_s / bare_s - 1.0)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed chunk")
+    parser.add_argument("--repeats", type=int, default=8, help="chunks per loop (alternating)")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = [bench("without pretraining (whole G)", UNTRAINED, args.steps, args.repeats),
             bench("with pretraining (alpha only)", PRETRAINED, args.steps, args.repeats)]
     import tensorflow as tf
     print(f"backend {keras.backend.backend()} (TF {tf.__version__}, Keras {keras.__version__}), "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; best of {args.repeats} x "
-          f"{args.steps} steps, VGG-16 random weights, 224x224, batch 1")
+          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; median of {args.repeats} "
+          f"alternating chunks of {args.steps} steps, VGG-16 random weights, 224x224, batch 1")
     print("| configuration | trainable weights | bare loop s/step | dgn s/step | dgn vs bare |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
