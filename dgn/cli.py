@@ -169,6 +169,8 @@ def build_parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_classify)
 
+    from dgn.cli_batch import add_commands; add_commands(sub)
+    from dgn.cli_baselines import add_commands as add_baseline_commands; add_baseline_commands(sub)
     p = sub.add_parser("info", help="list the classifier's layers and classes")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")

@@ -115,6 +115,8 @@ SCHEMA = {
         "out": Field((str,), None, nullable=True, path=True, help="training folder (default runs/<name>)"),
         "epochs": Field((int,), 10, minimum=1),
         "batch_size": Field((int,), 24, minimum=1),
+        "steps_per_epoch": Field((int,), None, nullable=True, minimum=1,
+                                 help="batches per epoch (checkpoint interval); default one pass over the images"),
         "optimizer": Field((str,), "adam", choices=("adam", "adadelta")),
         "learning_rate": Field((int, float), 0.001, minimum=0),
         "noise_stddev": Field((int, float), 0.1, minimum=0, help="Gaussian noise on the input, in D's input space"),
@@ -127,6 +129,59 @@ SCHEMA = {
         "dir": Field((str,), None, nullable=True, help="default runs/<name>"),
         "display": Field((str,), "clip", choices=("clip", "authors"),
                          help="clip: undo preprocessing and clip to 0..255; authors: shift by min, sqrt, rescale"),
+    },
+    # Other image parameterizations (dgn/parameterizations.py) and DeepDream (dgn/dream.py).
+    "parameterization": {
+        "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"),
+                      help="generator: G (the paper); pixel: the pixels themselves; fourier: lucid's "
+                           "1/f-scaled, colour-decorrelated spectrum"),
+        "pad": Field((int,), 0, minimum=0,
+                     help="while optimizing, pad the image with mid-grey by this many pixels before the random "
+                          "transform and resize back to D's size (lucid's pad; any kind; 0: off)"),
+    },
+    "pixel": {
+        "init": Field((str,), "noise", choices=("zeros", "noise"), help="start image: zeros of D's input "
+                      "space (the mean / mid-grey) or small Gaussian noise"),
+        "init_stddev": Field((int, float), 2.0, minimum=0, help="noise stddev in 0..255 pixel levels"),
+        "l2": Field((int, float), 0.0, minimum=0, help="L2 decay: loss + l2/2 * sum(x^2), x in D's input space "
+                    "(with SGD, each step shrinks x by learning_rate * l2)"),
+        "tv": Field((int, float), 0.0, minimum=0, help="total variation weight: loss + tv * sum(|grad x|^tv_beta)"),
+        "tv_beta": Field((int, float), 2.0, minimum=0.5, maximum=4),
+        "blur_every": Field((int,), 0, minimum=0, help="Gaussian-blur the image every N steps (0: off)"),
+        "blur_sigma": Field((int, float), 0.5, minimum=0, help="blur radius (stddev) in pixels"),
+        "clip_value_percentile": Field((int, float), 0.0, minimum=0, maximum=100,
+                                       help="each step, zero pixels whose norm is below this percentile (0: off)"),
+        "clip_contribution_percentile": Field((int, float), 0.0, minimum=0, maximum=100,
+                                              help="each step, zero pixels whose contribution |x . grad| is "
+                                                   "below this percentile (0: off)"),
+        "clip_range": Field((bool,), True, help="each step, clip the image to D's valid input range "
+                                                "(what a PNG can hold)"),
+        "octaves": Field((int,), 1, minimum=1, help="optimize at growing sizes, upscaling between (1: off)"),
+        "octave_scale": Field((int, float), 1.4, minimum=1.0, help="size ratio between octaves"),
+    },
+    "fourier": {
+        "init_stddev": Field((int, float), 0.01, minimum=0, help="stddev of the initial spectrum"),
+        "decay_power": Field((int, float), 1.0, minimum=0, help="spectrum scaled by 1/f^decay_power"),
+        "decorrelate": Field((bool,), True, help="ImageNet colour decorrelation (lucid's SVD square root)"),
+    },
+    "dream": {
+        "layers": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str) and v.strip(),
+                        help="layers whose activation L2 norm is maximized, 'NAME' or 'NAME:WEIGHT'"),
+        "octaves": Field((int,), 3, minimum=1),
+        "octave_scale": Field((int, float), 1.4, minimum=1.0),
+        "steps": Field((int,), 20, minimum=1, help="gradient steps per octave"),
+        "learning_rate": Field((int, float), 0.01, minimum=0,
+                               help="step size of the normalized gradient (gradient / mean |gradient|)"),
+        "border": Field((int,), 2, minimum=0, help="activation border left out of the norm (avoids edge artifacts)"),
+        "max_size": Field((int,), 512, nullable=True, minimum=16,
+                          help="dream at most this long side; the detail is upscaled onto the full-size "
+                               "photo (null: full size)"),
+        "zoom": Field((int, float), 1.05, minimum=1.0, help="zoom factor between frames of the zoom loop"),
+        "zoom_frames": Field((int,), 0, minimum=0, help="frames of the zoom loop after the first (0: off)"),
+        "zoom_steps": Field((int,), 10, minimum=1, help="gradient steps per octave for each zoom frame"),
+        "zoom_octaves": Field((int,), 1, minimum=1, help="octaves for each zoom frame"),
+        "gif": Field((bool,), False, help="also write the zoom frames as an animated GIF"),
+        "frame_ms": Field((int,), 100, minimum=10, help="GIF frame duration in milliseconds"),
     },
 }
 

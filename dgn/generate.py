@@ -9,13 +9,12 @@ import numpy as np
 
 from dgn import imagenet, preprocessing
 from dgn.classifiers import load_classifier
-from dgn.errors import ConfigError, DgnError
+from dgn.errors import ConfigError
 from dgn.layers import SquashToRange
 from dgn.generator import build_decoder, build_generator, count_trainable, output_size
 from dgn.objectives import ClassObjective, parse_target
 from dgn.optimize import Problem, make_optimizer, optimize
 from dgn.outputs import slug, write_json, write_png
-from dgn.transforms import RandomAffine
 
 TRAP_WARNING = ("the target's ReLU activation was <= 0 (no gradient) for {dead} of {steps} steps{start}: "
                 "the paper's loss is stuck there; use objective.activation: logit or logsoftmax")
@@ -35,7 +34,12 @@ def versions():
 
 
 def build_generator_for(cfg, classifier, rows=1, seed=0):
-    """G for a config, checked against D's input size; the decoder loaded and frozen if asked."""
+    """G for a config, checked against D's input size; the decoder loaded and frozen if asked.
+    Other image parameterizations (``parameterization.kind`` pixel, fourier) come from
+    dgn.parameterizations, with the same transform wrapping."""
+    if cfg.get("parameterization", {}).get("kind", "generator") != "generator":
+        from dgn.parameterizations import build_parameterization
+        return build_parameterization(cfg, classifier, rows, seed)
     gen = cfg["generator"]
     size = output_size(gen["seed_shape"], gen["blocks"], gen["head"])
     want = classifier.input_shape
@@ -60,10 +64,8 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
     if gen["squash"]:
         low, high = preprocessing.valid_range(classifier.preprocessing)
         model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)
-    tcfg = cfg["transform"]
-    transform = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1, name="transform")
-    if transform.active:  # applied between G and D while optimizing only; renders are untransformed
-        model = keras.Model(model.input, transform(model.output), name=model.name)
+    from dgn.parameterizations import add_transform
+    model = add_transform(model, cfg, classifier.preprocessing, seed)  # while optimizing only
     f0 = np.full((rows, f_dim), gen["f0"], dtype="float32")
     return model, f0
 
@@ -126,18 +128,24 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
     """Optimizes one target and writes ``<stem>.png`` and ``<stem>.json``; returns the PNG path."""
     data = cfg.data
     objective = parse_target(spec, classifier, data["objective"]["activation"], data["objective"]["others"])
-    generator, f0 = build_generator_for(data, classifier, rows=1, seed=data["seed"])
-    problem = Problem(generator, classifier.features(objective.layers), objective, f0)
-    optimizer = make_optimizer(data["optimizer"])
+    kind = data.get("parameterization", {}).get("kind", "generator")
     final = data["final"]
     snapshots = final["snapshots"] if final["mode"] == "median" else 1
     steps = data["steps"]
     if snapshots > steps:
         raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({steps}); lower final.snapshots")
     stem = target_stem(objective, spec)
-    label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
     started = time.time()
-    result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
+    if kind != "generator":  # pixel / fourier images, possibly in octaves: dgn.parameterizations
+        from dgn.parameterizations import optimize_parameterization
+        generator, result = optimize_parameterization(data, classifier, objective, steps, snapshots=snapshots,
+                                                      progress=progress, label=f"{stem}: {steps} steps, {kind}")
+    else:
+        generator, f0 = build_generator_for(data, classifier, rows=1, seed=data["seed"])
+        problem = Problem(generator, classifier.features(objective.layers), objective, f0)
+        optimizer = make_optimizer(data["optimizer"])
+        label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
+        result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
     image = result.images[0]
     space = classifier.preprocessing
     rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
@@ -156,8 +164,10 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
         "loss": {"first": result.losses[0], "last": result.losses[-1]},
         "activation_during": {"first": result.values[0][0], "last": result.values[-1][0]},
         "relu_trap": None,
+        "parameterization": kind,
         "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
-        + " (G's norm as optimized, feature noise off); the PNG is D's input space undone"
+        + (" (G's norm as optimized, feature noise off)" if kind == "generator" else f" ({kind} image)")
+        + "; the PNG is D's input space undone"
         + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
         "wall_seconds": round(time.time() - started, 3),
         "seconds_per_step": round(result.seconds / steps, 5),

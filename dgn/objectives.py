@@ -234,3 +234,30 @@ def parse_target(spec, classifier, activation="relu", others=0.01):
         class_obj = ClassObjective(classes, activation, others, classifier.class_names)
         objective = class_obj if objective is None else class_obj + objective
     return objective
+
+
+class BatchClassObjective(ClassObjective):
+    """One class per image of a batch: row k maximizes class ``classes[k]`` (``dgn generate-all``).
+
+    Only the target mask differs from ClassObjective (one row per image instead of one shared row),
+    so row k's loss, value and dead flag are exactly ClassObjective([(classes[k], 1)])'s on that row
+    and B classes optimized side by side get the gradients each would get alone. Shapes: (rows,).
+    """
+
+    def __init__(self, classes, activation="relu", others=0.01, names=None):
+        super().__init__([(c, 1.0) for c in classes], activation, others, names)
+        self.row_classes = [int(c) for c in classes]
+
+    def _mask(self, logits):
+        import numpy as np
+
+        mask = np.zeros((len(self.row_classes), int(logits.shape[-1])), dtype="float32")
+        mask[np.arange(len(self.row_classes)), self.row_classes] = 1.0
+        return ops.convert_to_tensor(mask, dtype=logits.dtype)
+
+    def row(self, k):
+        """Row k's target alone: the ClassObjective ``dgn generate`` would use."""
+        return ClassObjective([(self.row_classes[k], 1.0)], self.activation, self.others, self.names)
+
+    def describe(self):
+        return {"kind": "class_batch", "classes": [imagenet.class_info(c, self.names) for c in self.row_classes]}

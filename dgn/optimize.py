@@ -4,6 +4,14 @@ The step is compiled once per run for the active backend (``tf.function`` on Ten
 ``jax.jit`` with donated state on JAX) and computes exactly: image = G(f0) (noise and G's norm in
 training mode), outputs = D(image) (inference mode), loss = sum of the objective over the batch +
 G's regularization losses, one optimizer update.
+
+Non-gradient per-step operations (periodic blur, clipping of small pixel values or contributions)
+plug in through an optional hook, ``Problem.after_step(step, stepper)``, called after each update.
+The hook reads and writes the trainable variables' values through the stepper
+(``stepper.variables``, ``get_values()``, ``set_values(values)``) and, when the hook has
+``needs_grads = True``, reads the step's gradients (``stepper.gradients()``). A parameterization
+model may carry its hook as the attribute ``dgn_after_step``; ``Problem`` picks it up. Without a hook
+the compiled step is exactly the one above.
 """
 
 import time
@@ -24,6 +32,11 @@ class Problem:
     features: keras.Model
     objective: object
     f0: np.ndarray
+    after_step: object = None   # optional hook(step, stepper), run after each update (see the module doc)
+
+    def __post_init__(self):
+        if self.after_step is None:
+            self.after_step = getattr(self.generator, "dgn_after_step", None)
 
 
 @dataclass
@@ -38,7 +51,7 @@ class Result:
 
 def make_optimizer(cfg):
     """A Keras optimizer from a config's ``optimizer:`` section."""
-    name, lr = cfg["name"], cfg["learning_rate"]
+    name, lr = cfg["name"], float(cfg["learning_rate"])  # YAML may give an int; Keras wants a float
     if name == "adamax":
         return keras.optimizers.Adamax(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
     if name == "adam":
@@ -57,6 +70,8 @@ class _TensorFlowStepper:
         variables = gen.trainable_variables
         f0 = tf.constant(problem.f0)
         optimizer.build(variables)
+        self.variables, self._grads = variables, None
+        self._need_grads = need_grads = bool(getattr(problem.after_step, "needs_grads", False))
 
         @tf.function(jit_compile=False, reduce_retracing=True)
         def step():
@@ -68,6 +83,8 @@ class _TensorFlowStepper:
                     loss = loss + tf.add_n(gen.losses)
             grads = tape.gradient(loss, variables)
             optimizer.apply(grads, variables)
+            if need_grads:
+                return loss, objective.value(outputs), objective.dead(outputs), grads
             return loss, objective.value(outputs), objective.dead(outputs)
 
         @tf.function(jit_compile=False)
@@ -77,13 +94,27 @@ class _TensorFlowStepper:
         self._step, self._render = step, render
 
     def step(self):
-        return tuple(np.asarray(t) for t in self._step())
+        out = self._step()
+        if self._need_grads:
+            out, self._grads = out[:3], out[3]
+        return tuple(np.asarray(t) for t in out)
 
     def render(self):
         return np.asarray(self._render())
 
     def sync(self):
         pass
+
+    def get_values(self):
+        return [np.asarray(v) for v in self.variables]
+
+    def set_values(self, values):
+        for var, value in zip(self.variables, values):
+            if value is not None:
+                var.assign(np.asarray(value, dtype=var.dtype))
+
+    def gradients(self):
+        return None if self._grads is None else [np.asarray(g) for g in self._grads]
 
 
 class _JaxStepper:
@@ -93,6 +124,8 @@ class _JaxStepper:
         gen, feats, objective = problem.generator, problem.features, problem.objective
         optimizer.build(gen.trainable_variables)
         self._gen, self._optimizer = gen, optimizer
+        self.variables, self._grads = gen.trainable_variables, None
+        self._need_grads = need_grads = bool(getattr(problem.after_step, "needs_grads", False))
         self._f0 = jax.numpy.asarray(problem.f0)
         self._feat_state = ([v.value for v in feats.trainable_variables],
                             [v.value for v in feats.non_trainable_variables])
@@ -113,6 +146,8 @@ class _JaxStepper:
             trainable, non_trainable, opt_vars = state
             (loss, (non_trainable, value, dead)), grads = grad_fn(trainable, non_trainable, f0, feat_state)
             trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+            if need_grads:
+                return (trainable, non_trainable, opt_vars), (loss, value, dead, grads)
             return (trainable, non_trainable, opt_vars), (loss, value, dead)
 
         def render(state, f0):
@@ -123,7 +158,22 @@ class _JaxStepper:
 
     def step(self):
         self._state, metrics = self._step(self._state, self._f0, self._feat_state)
+        if self._need_grads:
+            metrics, self._grads = metrics[:3], metrics[3]
         return tuple(np.asarray(t) for t in metrics)
+
+    def get_values(self):
+        return [np.asarray(v) for v in self._state[0]]
+
+    def set_values(self, values):
+        import jax.numpy as jnp
+
+        trainable = [old if new is None else jnp.asarray(new, dtype=old.dtype)
+                     for old, new in zip(self._state[0], values)]
+        self._state = (trainable,) + tuple(self._state[1:])
+
+    def gradients(self):
+        return None if self._grads is None else [np.asarray(g) for g in self._grads]
 
     def render(self):
         return np.asarray(self._render(self._state, self._f0))
@@ -157,9 +207,12 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None):
     rows = problem.f0.shape[0]
     dead_steps = np.zeros(rows, dtype=int)
     kept = []
+    hook = problem.after_step
     start = time.perf_counter()
     for i in range(steps):
         loss, value, dead = stepper.step()
+        if hook is not None:
+            hook(i, stepper)
         if i == 0:
             result.dead_at_start = np.asarray(dead, dtype=bool)
         dead_steps += np.asarray(dead, dtype=int)

@@ -15,6 +15,7 @@ def _clock(seconds):
 
 class Progress:
     def __init__(self, total, unit="step", label=None, enabled=True, stream=None):
+        """``unit``: what is counted ("step", "class"); printed as-is in the bar, pluralized in logs."""
         self.total, self.unit, self.enabled = int(total), unit, enabled
         self.stream = stream or sys.stdout
         self.interactive = self.stream.isatty()
@@ -36,5 +37,6 @@ class Progress:
         eta = elapsed / max(done, 1) * (self.total - done)
         values = " - ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
         timing = f"ETA {_clock(eta)}" if done < self.total else f"done in {_clock(elapsed)}"
-        print(f"{done}/{self.total} {self.unit}s - {timing} - {elapsed / max(done, 1):.3g}s/{self.unit}"
+        plural = self.unit + ("es" if self.unit.endswith(("s", "x", "ch")) else "s")
+        print(f"{done}/{self.total} {plural} - {timing} - {elapsed / max(done, 1):.3g}s/{self.unit}"
               + (f" - {values}" if values else ""), file=self.stream, flush=True)

@@ -1,0 +1,575 @@
+"""``dgn generate-all``: one image per class, B classes per optimization step, resumable and shardable.
+
+Layout of RUN_DIR (the same as ``dgn generate``'s, so sheets, gallery and report read both):
+``<stem>.png`` and ``<stem>.json`` per class (stem ``0207_golden_retriever``), ``run.json`` (the
+config the run belongs to), ``manifest.jsonl`` (one line per finished class), ``sheets/``,
+``report.json`` and ``index.html``.
+
+Crash safety: every file goes to a temporary name and is renamed into place; a class is finished
+when its PNG and its sidecar (written last) are present and valid. A kill at any moment loses at
+most the batch in flight; the rerun skips finished classes, removes temporary files left by dead
+processes and completes the manifest.
+"""
+
+import copy
+import errno
+import hashlib
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from dgn import imagenet, preprocessing
+from dgn.errors import ConfigError, DgnError
+from dgn.generate import default_out_dir, evaluate, target_stem, versions, TRAP_WARNING
+from dgn.objectives import BatchClassObjective, ClassObjective
+from dgn.outputs import png_bytes
+from dgn.progress import Progress
+
+MANIFEST = "manifest.jsonl"
+RUN_FILE = "run.json"
+TMP_PREFIX = ".tmp-"
+RESERVED = {MANIFEST, RUN_FILE, "report.json"}
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+
+
+# --- input -----------------------------------------------------------------------------------------
+
+def parse_classes(spec, names, num_classes):
+    """``all``, ranges ``a:b`` (b excluded), or comma lists of indices, wnids or names -> sorted indices."""
+    text = str(spec if spec is not None else "all").strip()
+    if text.lower() == "all":
+        return list(range(num_classes))
+    out = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise DgnError(f"--classes {text!r}: empty item; give e.g. all, 0:100, 1,2,3 or n01440764,goldfish")
+        match = re.fullmatch(r"(\d*)\s*:\s*(\d*)", part)
+        if match:
+            start = int(match.group(1)) if match.group(1) else 0
+            stop = int(match.group(2)) if match.group(2) else num_classes
+            if not 0 <= start < stop <= num_classes:
+                raise DgnError(f"--classes range {part!r} is empty or out of range; the classifier has classes "
+                               f"0..{num_classes - 1} (a range a:b includes a, excludes b)")
+            out.update(range(start, stop))
+        else:
+            out.add(imagenet.resolve_class(part, names, num_classes))
+    return sorted(out)
+
+
+def parse_shard(text):
+    """``I/N`` (I counts from 0) -> (I, N)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match:
+        raise DgnError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 0 <= index < count:
+        raise DgnError(f"--shard {text!r}: I counts from 0, so I must be 0..{max(count - 1, 0)} "
+                       f"(and N >= 1), e.g. --shard 0/{max(count, 1)}")
+    return index, count
+
+
+def shard_of(classes, shard):
+    """Shard I of N: every N-th class of the sorted selection, starting at the I-th. The N shards of one
+    selection are disjoint and cover it; every process must get the same --classes."""
+    if shard is None:
+        return list(classes)
+    index, count = shard
+    return list(classes)[index::count]
+
+
+# --- which run a folder holds ----------------------------------------------------------------------
+
+# Sections that do not change a generate-all image (it always runs parameterization kind "generator").
+IGNORED_KEYS = (("name",), ("output", "dir"), ("objective", "targets"), ("dae",), ("dream",), ("pixel",),
+                ("fourier",))
+
+
+def run_identity(data):
+    """The part of a config that decides the images (not its name, output folder or target list)."""
+    ident = copy.deepcopy(data)
+    for path in IGNORED_KEYS:
+        node = ident
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return ident
+
+
+def fingerprint(data):
+    text = json.dumps(run_identity(data), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _differences(a, b, prefix=""):
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        full = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys.extend(_differences(va, vb, full + "."))
+        elif va != vb:
+            keys.append(full)
+    return keys
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def sidecar_paths(run_dir):
+    if not os.path.isdir(run_dir):
+        return []
+    return sorted(os.path.join(run_dir, n) for n in os.listdir(run_dir)
+                  if n.endswith(".json") and n not in RESERVED and not n.startswith("."))
+
+
+def check_run_dir(run_dir, data, force=False):
+    """Refuses a folder holding another config's run (unless ``force``: then its files move to
+    ``RUN_DIR/replaced-<fingerprint>/``); writes ``run.json`` for this config."""
+    mine = run_identity(data)
+    theirs, where = None, None
+    info = _read_json(os.path.join(run_dir, RUN_FILE)) if os.path.isdir(run_dir) else None
+    if info is not None and run_identity(info.get("config", {})) != mine:
+        theirs, where = info.get("config", {}), RUN_FILE
+    if theirs is None:
+        for path in sidecar_paths(run_dir):
+            side = _read_json(path)
+            if isinstance(side, dict) and isinstance(side.get("config"), dict) and "image" in side \
+                    and run_identity(side["config"]) != mine:
+                theirs, where = side["config"], os.path.basename(path)
+                break
+    if theirs is not None:
+        diff = _differences(run_identity(theirs), mine)
+        shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+        if not force:
+            raise DgnError(f"{run_dir} holds another config's run ({where}: {theirs.get('name') or '?'}, differing "
+                           f"in {shown or 'its config'}); give another --out, or --force to move its files aside "
+                           f"and start this config's run there")
+        _move_aside(run_dir, mine)
+    payload = {"name": data["name"], "fingerprint": fingerprint(data), "config": data}
+    if info is None or theirs is not None or info.get("fingerprint") != payload["fingerprint"]:
+        write_atomic(os.path.join(run_dir, RUN_FILE), _json_bytes(payload))
+
+
+def _move_aside(run_dir, mine):
+    moved = 0
+    target = None
+    for path in sidecar_paths(run_dir) + [os.path.join(run_dir, RUN_FILE)]:
+        side = _read_json(path)
+        if not isinstance(side, dict) or not isinstance(side.get("config"), dict):
+            continue
+        if run_identity(side["config"]) == mine:
+            continue
+        if target is None:
+            target = os.path.join(run_dir, f"replaced-{fingerprint(side['config'])}")
+            os.makedirs(target, exist_ok=True)
+        names = [os.path.basename(path)]
+        if side.get("image"):
+            names.append(side["image"])
+        for name in names:
+            src = os.path.join(run_dir, name)
+            if os.path.exists(src):
+                os.replace(src, os.path.join(target, name))
+                moved += 1
+    manifest = os.path.join(run_dir, MANIFEST)
+    if target and os.path.exists(manifest):
+        os.replace(manifest, os.path.join(target, MANIFEST))
+    if target:
+        print(f"--force: moved {moved} files of the other run into {target}", flush=True)
+
+
+# --- crash-safe files -------------------------------------------------------------------------------
+
+def _tmp_prefix():
+    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def write_atomic(path, data):
+    """Bytes to ``path`` via a temporary name in the same folder and a rename; fsynced."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _json_bytes(obj):
+    return (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode("utf-8")
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def clean_stale_tmp(run_dir):
+    """Removes temporary files whose writer is dead (this host) or that are over an hour old."""
+    if not os.path.isdir(run_dir):
+        return 0
+    host = socket.gethostname()
+    removed = 0
+    for folder in (run_dir, os.path.join(run_dir, "sheets")):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if not name.startswith(TMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            stale = False
+            match = re.match(re.escape(TMP_PREFIX + host) + r"-(\d+)-", name)
+            if match:
+                stale = not _alive(int(match.group(1)))
+            try:
+                stale = stale or time.time() - os.path.getmtime(path) > 3600
+                if stale:
+                    os.unlink(path)
+                    removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _append_line(path, obj):
+    """One manifest line in one write (O_APPEND: lines of concurrent shards do not interleave)."""
+    line = (json.dumps(obj, default=_jsonable) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(run_dir):
+    """(entries by class index, whether the file needs rewriting: torn or duplicate lines)."""
+    path = os.path.join(run_dir, MANIFEST)
+    entries, dirty = {}, False
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return entries, False
+    if raw and not raw.endswith(b"\n"):
+        dirty = True
+    for line in raw.splitlines():
+        try:
+            entry = json.loads(line)
+            index = int(entry["index"])
+        except (ValueError, KeyError, TypeError):
+            dirty = True
+            continue
+        if index in entries:
+            dirty = True
+        entries[index] = entry
+    return entries, dirty
+
+
+def _disk_error(exc, path, kept, left):
+    if exc.errno in DISK_FULL:
+        return DgnError(f"disk full while writing {path}: stopped; the {kept} finished classes are kept, free some "
+                        f"space and rerun the same command to do the other {left}")
+    return DgnError(f"cannot write {path}: {exc.strerror or exc}; the {kept} finished classes are kept, "
+                    f"fix it and rerun the same command to do the other {left}")
+
+
+# --- finished classes -------------------------------------------------------------------------------
+
+def class_stem(index, names):
+    return target_stem(ClassObjective([(index, 1.0)], names=names), str(index))
+
+
+def finished_sidecar(run_dir, index, stem, identity, size):
+    """The sidecar of a finished class (PNG and JSON present, valid, of this config), else None."""
+    side = _read_json(os.path.join(run_dir, stem + ".json"))
+    if not isinstance(side, dict) or side.get("image") != stem + ".png":
+        return None
+    target = side.get("target") or {}
+    if target.get("kind") != "class" or target.get("index") != index:
+        return None
+    if not isinstance(side.get("config"), dict) or run_identity(side["config"]) != identity:
+        return None
+    try:
+        from PIL import Image
+        with Image.open(os.path.join(run_dir, stem + ".png")) as img:
+            if img.size != (size, size):
+                return None
+            img.load()  # decodes every byte: a truncated file fails here
+    except Exception:
+        return None
+    return side
+
+
+def manifest_entry(index, stem, side, extra=None):
+    target = side["target"]
+    return {"index": index, "wnid": target.get("wnid"), "name": target.get("name"), "image": stem + ".png",
+            "sidecar": stem + ".json", "prob": side.get("prob"), "rank": side.get("rank"), **(extra or {})}
+
+
+# --- the batched optimization -----------------------------------------------------------------------
+
+class BatchRunner:
+    """Optimizes batches of classes; one batched generator per batch size, reset between batches."""
+
+    def __init__(self, cfg, classifier):
+        self.cfg, self.classifier = cfg, classifier
+        self._generators = {}
+
+    def generator(self, rows):
+        if rows not in self._generators:
+            from dgn.batched_generator import build_batched_generator
+            data = self.cfg.data
+            self._generators[rows] = build_batched_generator(data, self.classifier, rows, data["seed"])
+        return self._generators[rows]
+
+    def run(self, classes, progress=False, label=None):
+        from dgn.optimize import Problem, make_optimizer, optimize
+
+        data = self.cfg.data
+        batched = self.generator(len(classes))
+        batched.reset()
+        obj = data["objective"]
+        objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names)
+        f0 = distribute_rows(batched.f0)
+        problem = Problem(batched.model, self.classifier.features(objective.layers), objective, f0)
+        snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
+        return objective, optimize(problem, make_optimizer(data["optimizer"]), data["steps"], snapshots=snapshots,
+                                   progress=progress, label=label), batched.trainable_per_class
+
+
+def default_batch():
+    """Classes per step when --batch is not given: 16 with a GPU/TPU, 1 on CPU (where a batch makes each
+    image-step no faster: see scripts/benchmark_batch.py), so the classes still finish one by one."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+            accelerated = jax.devices()[0].platform != "cpu"
+        elif backend == "tensorflow":
+            import tensorflow as tf
+            accelerated = bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        else:
+            accelerated = False
+    except Exception:
+        accelerated = False
+    return 16 if accelerated else 1
+
+
+def setup_distribution():
+    """Under JAX with several visible devices: Keras's DataParallel over all of them (weights replicated,
+    the batch's rows split), set before any model is built. Returns the device count."""
+    if keras.backend.backend() != "jax":
+        return 1
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2:
+        return 1
+    if keras.distribution.distribution() is None:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
+
+
+def distribute_rows(f0):
+    """f0 with its rows spread over the devices of the active distribution (when they divide evenly)."""
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if distribution is None:
+        return f0
+    count = len(distribution.device_mesh.devices.reshape(-1))
+    if f0.shape[0] % count:
+        return f0  # a last, smaller batch runs replicated
+    return keras.distribution.distribute_tensor(f0, distribution.get_data_layout(f0.shape))
+
+
+def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds):
+    """What ``dgn generate`` writes for one image (same fields), for row k of a batched result."""
+    data = cfg.data
+    row = objective.row(k)
+    image = np.asarray(result.images[k])
+    space = classifier.preprocessing
+    rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
+    saved = preprocessing.from_rgb(rgb.astype("float32"), space)
+    on_png, on_raw = evaluate(classifier, row, np.stack([saved, image]))
+    steps = data["steps"]
+    snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
+    stem = class_stem(objective.row_classes[k], classifier.class_names)
+    rows = len(objective.row_classes)
+    sidecar = {
+        "image": stem + ".png",
+        "target": row.describe(),
+        "target_spec": str(objective.row_classes[k]),
+        **on_png,
+        "optimized_image": {key: on_raw[key] for key in ("activation", "prob", "rank")},
+        "steps": steps,
+        "seed": data["seed"],
+        "trainable_weights": per_class,
+        "loss": {"first": result.losses[0], "last": result.losses[-1],
+                 **({"of": f"the batch of {rows} classes (sum)"} if rows > 1 else {})},
+        "activation_during": {"first": result.values[0][k], "last": result.values[-1][k]},
+        "relu_trap": None,
+        "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
+        + " (G's norm as optimized, feature noise off); the PNG is D's input space undone"
+        + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
+        "wall_seconds": round(seconds / rows, 3),
+        "seconds_per_step": round(result.seconds / steps, 5),
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "config": data,
+        "config_file": cfg.path,
+        "batch": batch_info,
+    }
+    dead = int(result.dead_steps[k])
+    if dead:
+        start = ", from the first step" if result.dead_at_start[k] else ""
+        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
+                                "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
+    return stem, rgb, sidecar
+
+
+def _batches(items, size):
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force=False, progress=True,
+                 finish=True):
+    """Runs every selected class not yet finished in ``out_dir``; returns a summary dict."""
+    from dgn.classifiers import load_classifier
+
+    data = cfg.data
+    if batch is None:
+        batch = default_batch()
+    if not isinstance(batch, int) or batch < 1:
+        raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
+    snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
+    if snapshots > data["steps"]:
+        raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({data['steps']}); lower final.snapshots")
+    kind = data.get("parameterization", {}).get("kind", "generator")
+    if kind != "generator":
+        raise ConfigError(f"generate-all optimizes the generator G (parameterization.kind: generator), not {kind!r} "
+                          f"images; use dgn generate --target ... for {kind} images")
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    devices = setup_distribution()
+    classifier = load_classifier(data["classifier"])
+    names, num = classifier.class_names, classifier.num_classes
+    selected = shard_of(parse_classes(classes, names, num), shard)
+    run_dir = out_dir or default_out_dir(data)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        check_run_dir(run_dir, data, force)
+    except OSError as exc:
+        raise _disk_error(exc, run_dir, 0, len(selected)) from None
+    clean_stale_tmp(run_dir)
+    identity, size = run_identity(data), classifier.input_shape[0]
+    stems = {c: class_stem(c, names) for c in selected}
+    done = {}
+    for c in selected:
+        side = finished_sidecar(run_dir, c, stems[c], identity, size)
+        if side is not None:
+            done[c] = side
+    _reconcile_manifest(run_dir, done, stems)
+    todo = [c for c in selected if c not in done]
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    if progress:
+        print(f"generate-all{where}: {len(selected)} classes, {len(done)} already done, {len(todo)} to do, "
+              f"{min(batch, max(len(todo), 1))} per step" + (f" over {devices} devices" if devices > 1 else "")
+              + f", {data['steps']} steps, into {run_dir}", flush=True)
+    bar = Progress(len(todo), unit="class", enabled=progress and bool(todo))
+    runner = BatchRunner(cfg, classifier)
+    finished = 0
+    shard_text = f"{shard[0]}/{shard[1]}" if shard else None
+    for number, chunk in enumerate(_batches(todo, batch), start=1):
+        started = time.time()
+        label = f"batch {number}: classes {', '.join(map(str, chunk))}" if progress and bar.interactive else None
+        objective, result, per_class = runner.run(chunk, progress=bool(label), label=label)
+        seconds = time.time() - started
+        for k, c in enumerate(chunk):
+            info = {"size": len(chunk), "row": k, "classes": list(chunk), "shard": shard_text}
+            stem, rgb, side = sidecar_for(cfg, classifier, objective, k, result, per_class, info, seconds)
+            try:
+                write_atomic(os.path.join(run_dir, stem + ".png"), png_bytes(rgb))
+                write_atomic(os.path.join(run_dir, stem + ".json"), _json_bytes(side))
+                _append_line(os.path.join(run_dir, MANIFEST),
+                             manifest_entry(c, stem, side, {"shard": shard_text, "time": _now()}))
+            except OSError as exc:
+                raise _disk_error(exc, os.path.join(run_dir, stem), len(done) + finished,
+                                  len(todo) - finished) from None
+            if side["relu_trap"] and progress:
+                print(f"warning: {stem}: {side['relu_trap']['warning']}", flush=True)
+            finished += 1
+            bar.update(finished, prob=float(side["prob"]))
+    summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished}
+    if finish:
+        try:
+            summary.update(finish_run(run_dir, progress=progress))
+        except OSError as exc:
+            raise _disk_error(exc, run_dir, len(done) + finished, 0) from None
+    return summary
+
+
+def finish_run(run_dir, progress=True):
+    """Contact sheets, report.json and index.html for everything in the folder."""
+    from dgn.gallery import write_gallery
+    from dgn.report import load_entries, write_report
+    from dgn.sheets import contact_sheets
+
+    if not load_entries(run_dir):
+        return {}
+    sheets = contact_sheets(run_dir)
+    report, line = write_report(run_dir)
+    gallery = write_gallery(run_dir, report)
+    if progress:
+        print(f"{len(sheets)} contact sheet(s) in {os.path.join(run_dir, 'sheets')}; gallery {gallery}", flush=True)
+        print(line, flush=True)
+    return {"sheets": sheets, "report": report, "gallery": gallery, "line": line}
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _reconcile_manifest(run_dir, done, stems):
+    """The manifest lists every finished class once: torn or duplicate lines rewrite it; finished classes
+    missing from it (killed between the sidecar and the manifest line) are appended."""
+    path = os.path.join(run_dir, MANIFEST)
+    entries, dirty = read_manifest(run_dir)
+    if dirty:
+        lines = b"".join((json.dumps(e, default=_jsonable) + "\n").encode("utf-8") for e in entries.values())
+        write_atomic(path, lines)
+    for c, side in done.items():
+        if c not in entries:
+            _append_line(path, manifest_entry(c, stems[c], side, {"time": _now(), "recovered": True}))

@@ -1,0 +1,169 @@
+"""B classes in one optimization step, each getting exactly the image it would get alone.
+
+``dgn generate`` optimizes one class with G built by ``generate.build_generator_for(rows=1,
+seed)``. Here B rows run side by side, and row k reproduces that single run for its class:
+
+- Randomness: a single run draws, per step, one feature-noise sample of shape (1, m) and one
+  transform draw (1, 4) from generators seeded by the config's seed. Batched, the same (1, ...)
+  draws are made from generators with the same seeds and broadcast to every row
+  (:class:`SharedFeatureNoise`, :class:`SharedAffine`), so row k sees the noise and transform the
+  single run of its class sees. Initial weights come from the single build (same seed), so every
+  class starts where ``dgn generate`` starts it. Consequence: a class's image does not depend on
+  the batch size or on which classes share its batch, and equals ``dgn generate``'s.
+- ``generator.trainable: alpha`` (pretrained decoder, frozen): one decoder, ``Alpha(rows=B)``.
+  G's norm in ``image`` mode normalizes each image by its own statistics, so rows never mix.
+- ``generator.trainable: all`` (untrained, every class has its own G): B copies of the single G
+  (equal initial weights) called on their own row inside one step; D runs once on the stacked
+  batch. Grouped convolutions (channel-stacked G, ``Conv2D(groups=B)``) were measured slower on
+  CPU (TF runs grouped convolutions through XLA there); see scripts/benchmark_batch.py.
+
+``generator.norm: batch`` mixes the rows' statistics, so it is refused for B > 1.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from dgn.errors import ConfigError
+from dgn.generate import build_generator_for
+from dgn.layers import Alpha, FeatureNoise, SquashToRange
+from dgn.transforms import RandomAffine
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class SharedFeatureNoise(FeatureNoise):
+    """FeatureNoise drawing one (1, m) sample per call, the same for every row of the batch."""
+
+    def call(self, inputs, training=False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        noise = keras.random.normal((1, inputs.shape[-1]), mean=self.mean, stddev=self.stddev,
+                                    dtype=inputs.dtype, seed=self.seed_generator)
+        return inputs + noise if self.kind == "additive" else inputs * noise
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class SharedAffine(RandomAffine):
+    """RandomAffine with one (1, 4) draw per call applied to every row (what a batch of 1 draws)."""
+
+    def call(self, images, training=False):
+        if not training or not self.active:
+            return images
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        draws = ops.tile(keras.random.uniform((1, 4), seed=self.seed_generator), (batch, 1))
+        shift = (draws[:, 0:2] * 2.0 - 1.0) * self.jitter
+        low, high = self.scale
+        factor = low + draws[:, 2] * (high - low)
+        angle = (draws[:, 3] * 2.0 - 1.0) * (self.rotate * math.pi / 180.0)
+        cos, sin = ops.cos(angle) / factor, ops.sin(angle) / factor
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        a2 = cx - cos * cx - sin * cy + shift[:, 0]
+        b2 = cy + sin * cx - cos * cy + shift[:, 1]
+        zeros = ops.zeros_like(cos)
+        transform = ops.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
+        return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
+
+
+class GeneratorStack(keras.layers.Layer):
+    """B independent generators: row k of the input goes through generator k."""
+
+    def __init__(self, generators, **kwargs):
+        super().__init__(**kwargs)
+        self.generators = list(generators)
+
+    def call(self, inputs, training=False):
+        outs = [g(inputs[k:k + 1], training=training) for k, g in enumerate(self.generators)]
+        return ops.concatenate(outs, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(self.generators[0].output_shape[1:])
+
+
+class BatchedGenerator:
+    """G for ``rows`` classes at once: ``model`` (f0 (rows, m) -> images), ``f0``, ``reset()``.
+
+    ``reset()`` puts every weight, optimizer-independent state and random generator back where a
+    fresh single build starts, so one BatchedGenerator serves batch after batch.
+    """
+
+    def __init__(self, model, f0, trainable_per_class):
+        self.model, self.f0, self.trainable_per_class = model, f0, int(trainable_per_class)
+        self._initial = [np.array(v.numpy()) for v in model.variables]
+
+    def reset(self):
+        for var, value in zip(self.model.variables, self._initial):
+            var.assign(value)
+
+
+def _parts(single):
+    """The single G's pieces in order: noise, alpha, decoder, squash, transform (None if absent)."""
+    parts = {"noise": None, "alpha": None, "decoder": None, "squash": None, "transform": None}
+    for layer in single.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if type(layer) is FeatureNoise:  # exact types: a subclass may draw or transform differently
+            parts["noise"] = layer
+        elif isinstance(layer, Alpha):
+            parts["alpha"] = layer
+        elif isinstance(layer, keras.Model):
+            parts["decoder"] = layer
+        elif isinstance(layer, SquashToRange):
+            parts["squash"] = layer
+        elif type(layer) is RandomAffine:
+            parts["transform"] = layer
+        else:
+            raise ConfigError(f"generate-all cannot batch a generator with a {type(layer).__name__} layer "
+                              f"({layer.name}); use --batch 1")
+    if parts["alpha"] is None or parts["decoder"] is None:
+        raise ConfigError("generate-all cannot batch this generator (no alpha or decoder); use --batch 1")
+    return parts
+
+
+def _count(variables):
+    return int(sum(math.prod(v.shape) for v in variables))
+
+
+def build_batched_generator(cfg, classifier, rows, seed):
+    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring)."""
+    gen = cfg["generator"]
+    single, f0 = build_generator_for(cfg, classifier, rows=1, seed=seed)
+    per_class = _count(single.trainable_weights)
+    if rows == 1:
+        return BatchedGenerator(single, f0, per_class)
+    if gen["norm"] == "batch":
+        raise ConfigError("generator.norm: batch normalizes over the whole batch, so batched classes would "
+                          "change each other's images; use --batch 1 or generator.norm: image")
+    f0 = np.repeat(f0, rows, axis=0)
+    if gen["trainable"] == "alpha":
+        parts = _parts(single)
+        inputs = keras.Input((f0.shape[1],), name="f0")
+        x = inputs
+        noise = parts["noise"]
+        if noise is not None:
+            x = SharedFeatureNoise(noise.kind, noise.stddev, mean=noise.mean, seed=noise.seed, name="noise")(x)
+        alpha1 = parts["alpha"]
+        alpha = Alpha(rows, alpha1.initializer, keras.activations.serialize(alpha1.activation),
+                      regularizer=alpha1.regularizer, name="alpha")
+        x = alpha(x)
+        alpha.alpha.assign(np.repeat(np.asarray(alpha1.alpha.numpy()), rows, axis=0))
+        x = parts["decoder"](x)
+        if parts["squash"] is not None:
+            x = parts["squash"](x)
+        t = parts["transform"]
+        if t is not None:
+            x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, name="transform")(x)
+        model = keras.Model(inputs, x, name="generator_batch")
+    else:
+        generators = [single] + [build_generator_for(cfg, classifier, rows=1, seed=seed)[0]
+                                 for _ in range(rows - 1)]
+        for other in generators[1:]:  # same seed, same build: assert the copies really are equal
+            for a, b in zip(single.variables, other.variables):
+                if not np.array_equal(np.asarray(a.numpy()), np.asarray(b.numpy())):
+                    raise ConfigError("building the generator twice with one seed gave different weights; "
+                                      "use --batch 1")
+        inputs = keras.Input((f0.shape[1],), name="f0")
+        model = keras.Model(inputs, GeneratorStack(generators, name="generators")(inputs), name="generator_stack")
+    return BatchedGenerator(model, f0, per_class)

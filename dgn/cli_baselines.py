@@ -1,0 +1,73 @@
+"""``dgn dream`` and ``dgn compare``: the baselines the paper compares against, on the core loop."""
+
+import os
+
+
+def cmd_dream(args):
+    from dgn.config import load_config
+    from dgn.dream import run_dream
+    from dgn.errors import DgnError
+
+    if not os.path.isfile(args.image):
+        raise DgnError(f"cannot read image {args.image!r}: file not found" if not os.path.isdir(args.image)
+                       else f"cannot read image {args.image!r}: is a directory")
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load_config(args.config, overrides)
+    path, sidecar = run_dream(cfg, args.image, layers=args.layers, octaves=args.octaves, steps=args.steps,
+                              zoom_frames=args.zoom_frames, gif=True if args.gif else None, out_dir=args.out,
+                              progress=not args.quiet)
+    norm = sidecar["layer_norm"]
+    print(f"{path}: {sidecar['size'][1]}x{sidecar['size'][0]}, layer norm {norm['photo']:.4g} -> {norm['dream']:.4g}")
+    frames = sidecar.get("frames")
+    if frames:
+        folder = os.path.join(os.path.dirname(path), frames["folder"])
+        print(f"{folder}/: {frames['count']} frames" + (f"; {os.path.join(os.path.dirname(path), frames['gif'])}"
+                                                       if frames.get("gif") else ""))
+    return 0
+
+
+def cmd_compare(args):
+    from dgn.compare import compare, describe
+    from dgn.config import load_config
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"steps={args.steps}")
+    configs = [load_config(path, overrides) for path in args.configs]
+    out = args.out or os.path.join("runs", "compare")
+    summary = compare(configs, targets=args.target, out_dir=out, judge=args.judge, progress=not args.quiet)
+    print(f"{os.path.join(out, 'compare.png')}: {len(summary['methods'])} methods x {len(summary['targets'])} targets")
+    for line in describe(summary):
+        print(line)
+    return 0
+
+
+def add_commands(sub):
+    p = sub.add_parser("dream", help="DeepDream a photo (octaves, optional zoom loop and GIF)")
+    p.add_argument("config", help="e.g. configs/dream-efficientnet-lite0.yaml")
+    p.add_argument("--image", required=True, metavar="PATH", help="the photo (any size and mode)")
+    p.add_argument("--layers", nargs="+", metavar="NAME[:W]", help="layers to amplify (overrides dream.layers)")
+    p.add_argument("--octaves", type=int, metavar="N", help="overrides dream.octaves")
+    p.add_argument("--steps", type=int, metavar="N", help="steps per octave (overrides dream.steps)")
+    p.add_argument("--zoom-frames", type=int, metavar="N", help="zoom loop: N more frames (overrides dream.zoom_frames)")
+    p.add_argument("--gif", action="store_true", help="also write the zoom frames as an animated GIF")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dream)
+
+    p = sub.add_parser("compare", help="one sheet row per method (config) for a list of targets")
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="one config per method, e.g. configs/pixel-*.yaml")
+    p.add_argument("--target", action="append", metavar="T", help="a column; repeatable (default: the first "
+                                                                   "config's objective.targets)")
+    p.add_argument("--steps", type=int, help="steps for every method (overrides the configs)")
+    p.add_argument("--judge", metavar="MODEL", help="an independent classifier that also scores every image, "
+                                                    "e.g. efficientnet_lite2, a .keras file or a YAML config (never used "
+                                                    "in an objective)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value in every config")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,152 @@
+"""``dgn compare``: the paper's comparison (its Figure 1 vs Figure 4) on any classifier.
+
+Each config is one method (one row of the sheet): pixel ascent, lucid's Fourier image, the untrained
+generator, the pretrained decoder, ... Every target (a column) is optimized with every method by
+:func:`dgn.generate.run_target`, so each image has its PNG and sidecar under ``OUT/<config name>/``.
+The sheet ``OUT/compare.png`` has one row per method; ``OUT/compare.json`` lists, per method and
+target, D's probability and rank of the target and, with a judge (an independent classifier, never
+used in an objective), the judge's: the exact image resized to the judge's input size.
+"""
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from dgn import imagenet, preprocessing
+from dgn.errors import DgnError
+from dgn.outputs import write_json, write_png
+
+
+def load_judge(name):
+    """An independent classifier: a built-in name or .keras file (default settings), or a YAML config
+    whose ``classifier:`` section is used."""
+    from dgn.classifiers import load_classifier
+    from dgn.config import load_config
+    if str(name).endswith((".yaml", ".yml")):
+        cfg = load_config(name)
+    else:
+        cfg = load_config(text="", overrides=[f"classifier.model={name}"])
+    return load_classifier(cfg["classifier"])
+
+
+def judge_image(judge, rgb, classes):
+    """The judge's view of a uint8 RGB image resized (bicubic) to its input size: top-1, and the summed
+    probability and best rank of ``classes`` (indices)."""
+    height, width = judge.input_shape[:2]
+    img = np.asarray(rgb, dtype="uint8")
+    if img.shape[:2] != (height, width):
+        img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
+    logits = judge.predict_logits(preprocessing.from_rgb(img.astype("float32"), judge.preprocessing)[None])[0]
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-logits, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(1, len(order) + 1)
+    top = int(order[0])
+    out = {"classifier": judge.name, "top1": {**imagenet.class_info(top, judge.class_names),
+                                               "prob": float(probs[top])}}
+    if classes:
+        out["prob"] = float(sum(probs[c] for c in classes))
+        out["rank"] = int(min(rank[c] for c in classes))
+    return out
+
+
+def _classes(sidecar):
+    target = sidecar["target"]
+    if target.get("kind") == "class":
+        return [target["index"]]
+    if target.get("kind") == "classes":
+        return [c["index"] for c in target["classes"]]
+    return []
+
+
+def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=True, tile=None):
+    """Runs every target with every config; writes the sheet and summary; returns the summary."""
+    from dgn.classifiers import load_classifier
+    from dgn.generate import run_target
+    from dgn.objectives import parse_target
+    from dgn.sheets import grid
+
+    if not configs:
+        raise DgnError("compare needs at least one config (one per method)")
+    names = [cfg.name for cfg in configs]
+    if len(set(names)) != len(names):
+        raise DgnError(f"compare: two configs have the same name ({', '.join(names)}); give each a distinct "
+                       f"'name:' (or --set name=...) so their outputs do not overwrite each other")
+    targets = [str(t) for t in (targets or configs[0]["objective"]["targets"])]
+    classifiers = {}
+
+    def classifier_for(cfg):
+        key = json.dumps(cfg["classifier"], sort_keys=True)
+        if key not in classifiers:
+            classifiers[key] = load_classifier(cfg["classifier"])
+        return classifiers[key]
+
+    for cfg in configs:  # resolve every target with every classifier before the first long run
+        for spec in targets:
+            parse_target(spec, classifier_for(cfg))
+    judge_model = load_judge(judge) if judge else None
+    summary = {"targets": targets, "methods": [], "judge": judge}
+    tiles, labels = [], []
+    for cfg in configs:
+        classifier = classifier_for(cfg)
+        row = {"method": cfg.name, "config_file": cfg.path, "classifier": classifier.name,
+               "parameterization": cfg.data.get("parameterization", {}).get("kind", "generator"), "results": []}
+        for spec in targets:
+            path, sidecar = run_target(cfg, classifier, spec, os.path.join(out_dir, cfg.name), progress=progress)
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+            entry = {"target": spec, "image": os.path.relpath(path, out_dir), "prob": sidecar["prob"],
+                     "rank": sidecar["rank"], "activation": sidecar["activation"],
+                     "top1": sidecar["top5"][0], "seconds": sidecar["wall_seconds"]}
+            label = ""  # scores first: grid() cuts long labels
+            if sidecar["prob"] is not None:
+                label += f"D {sidecar['prob']:.2f} "
+            if judge_model is not None:
+                entry["judge"] = judge_image(judge_model, rgb, _classes(sidecar))
+                if "prob" in entry["judge"]:
+                    label += f"J {entry['judge']['prob']:.2f} "
+            label += cfg.name
+            row["results"].append(entry)
+            tiles.append(rgb)
+            labels.append(label)
+        summary["methods"].append(row)
+    size = tile or tiles[0].shape[:2]
+    tiles = [t if t.shape[:2] == tuple(size) else
+             np.asarray(Image.fromarray(t).resize((size[1], size[0]), Image.Resampling.BICUBIC)) for t in tiles]
+    sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=12)
+    write_png(os.path.join(out_dir, "compare.png"), sheet)
+    summary["sheet"] = "compare.png"
+    summary["means"] = _means(summary)
+    write_json(os.path.join(out_dir, "compare.json"), summary)
+    return summary
+
+
+def _means(summary):
+    """Per method: how often the target is top-1 under D (and the judge), and the mean probabilities."""
+    out = {}
+    for row in summary["methods"]:
+        res = [r for r in row["results"] if r["rank"] is not None]
+        if not res:
+            continue
+        stats = {"top1_d": sum(r["rank"] == 1 for r in res) / len(res),
+                 "prob_d": float(np.mean([r["prob"] for r in res]))}
+        judged = [r["judge"] for r in res if r.get("judge") and "rank" in r["judge"]]
+        if judged:
+            stats["top1_judge"] = sum(j["rank"] == 1 for j in judged) / len(judged)
+            stats["top5_judge"] = sum(j["rank"] <= 5 for j in judged) / len(judged)
+            stats["prob_judge"] = float(np.mean([j["prob"] for j in judged]))
+        out[row["method"]] = stats
+    return out
+
+
+def describe(summary):
+    lines = []
+    for method, stats in summary["means"].items():
+        text = f"{method}: top-1 under D {stats['top1_d']:.0%} (mean p {stats['prob_d']:.3f})"
+        if "top1_judge" in stats:
+            text += (f"; under {summary['judge']} top-1 {stats['top1_judge']:.0%}, top-5 {stats['top5_judge']:.0%} "
+                     f"(mean p {stats['prob_judge']:.3f})")
+        lines.append(text)
+    return lines

@@ -1,0 +1,175 @@
+"""Image-steps per second of ``dgn generate-all`` for several batch sizes against one class at a time.
+
+    python scripts/benchmark_batch.py [--preset medium|paper224] [--batches 1,4,16,64] [--steps 3]
+                                      [--classes 8] [--grouped] [--json out.json]
+
+Two measurements, TF backend on CPU:
+- steady state: one compiled step of the batched generator (B classes), timed over ``--steps``
+  steps after a warm-up step; image-steps/s = B * steps / seconds.
+- end to end: ``generate_all`` of ``--classes`` classes x ``--steps`` steps into a temporary folder
+  (build, trace, steps, evaluation, files), batch 1 (the one-class-at-a-time loop) against batch B.
+
+Presets (random weights, speed only), both the pretrained configuration (frozen decoder, alpha only,
+SGD, multiplicative noise):
+- ``medium``: G ``seed_shape [5, 5, 32]``, blocks ``[[128, 2], [64, 3], [64, 3]]``, decoder head
+  -> 58x58, the tiny built-in classifier at 58x58 (finishes in a few minutes on 2 cores);
+- ``paper224``: the paper's decoder G at 224 and EfficientNet-Lite0 (slow on CPU: use few steps).
+``--grouped`` adds a micro-benchmark behind the untrained-configuration choice: one conv of B
+independent generators as B separate Conv2D calls (what dgn does) vs one ``Conv2D(groups=B)`` on the
+channel-stacked images, forward + backward.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from dgn.batch import generate_all  # noqa: E402
+from dgn.batched_generator import build_batched_generator  # noqa: E402
+from dgn.classifiers import load_classifier  # noqa: E402
+from dgn.config import load_config  # noqa: E402
+from dgn.objectives import BatchClassObjective  # noqa: E402
+from dgn.optimize import Problem, make_optimizer, make_stepper  # noqa: E402
+
+PRETRAINED = """
+objective: {activation: logit, others: 0.01}  # the paper's relu: same speed, warnings for dead targets
+regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.1}
+optimizer: {name: sgd, learning_rate: 0.01, momentum: 0.1, nesterov: true}
+"""
+PRESETS = {
+    "medium": PRETRAINED + """
+classifier: {model: tiny, weights: none, class_index: none, input_size: 58, num_classes: 1000}
+generator: {seed_shape: [5, 5, 32], blocks: [[128, 2], [64, 3], [64, 3]], head: decoder,
+            noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}
+""",
+    "paper224": PRETRAINED + """
+classifier: {model: efficientnet_lite0, weights: none, class_index: none}
+generator: {head: decoder, noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}
+""",
+}
+
+
+def steady(cfg, classifier, rows, steps):
+    batched = build_batched_generator(cfg.data, classifier, rows, cfg["seed"])
+    objective = BatchClassObjective(list(range(rows)), "relu", 0.01)
+    stepper = make_stepper(Problem(batched.model, classifier.features(()), objective, batched.f0),
+                           make_optimizer(cfg["optimizer"]))
+    stepper.step()  # trace + warm up
+    start = time.perf_counter()
+    for _ in range(steps):
+        np.asarray(stepper.step()[0])
+    seconds = time.perf_counter() - start
+    return rows * steps / seconds, seconds / steps
+
+
+def end_to_end(cfg, classes, batch):
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        generate_all(cfg, classes=f"0:{classes}", batch=batch, out_dir=out, progress=False, finish=False)
+        seconds = time.perf_counter() - start
+    return classes * cfg["steps"] / seconds, seconds
+
+
+def grouped_micro(batches, size=58, channels=64, kernel=3, repeats=5):
+    import tensorflow as tf
+
+    rows = []
+    for b in batches:
+        x = tf.random.normal((1, size, size, b * channels))
+        xs = [tf.random.normal((1, size, size, channels)) for _ in range(b)]
+        grouped = keras.layers.Conv2D(b * channels, kernel, padding="same", groups=b)
+        separate = [keras.layers.Conv2D(channels, kernel, padding="same") for _ in range(b)]
+        grouped.build(x.shape)
+        for layer in separate:
+            layer.build(xs[0].shape)
+
+        @tf.function
+        def step_grouped():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(grouped(x) ** 2)
+            return tape.gradient(loss, [x] + grouped.trainable_variables)
+
+        @tf.function
+        def step_separate():
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                loss = tf.add_n([tf.reduce_sum(layer(v) ** 2) for layer, v in zip(separate, xs)])
+            variables = [w for layer in separate for w in layer.trainable_variables]
+            return tape.gradient(loss, xs + variables)
+
+        times = {}
+        for name, fn in (("separate", step_separate), ("grouped", step_grouped)):
+            fn()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times[name] = (time.perf_counter() - start) / repeats
+        rows.append((b, times["separate"], times["grouped"]))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="medium")
+    parser.add_argument("--batches", default="1,4,16,64")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=16, help="classes of the end-to-end comparison (0: skip)")
+    parser.add_argument("--grouped", action="store_true", help="also time grouped vs separate convolutions")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    cfg = load_config(text=PRESETS[args.preset], overrides=[f"steps={args.steps}", "final.mode=last"])
+    cfg.data["generator"]["trainable"] = "alpha"  # random frozen decoder: speed only (no trained decoder needed)
+    classifier = load_classifier(cfg["classifier"])
+    import tensorflow as tf
+
+    size = classifier.input_shape[0]
+    print(f"backend {keras.backend.backend()} (TF {tf.__version__}, Keras {keras.__version__}), {os.cpu_count()} "
+          f"CPUs ({platform.machine()}); preset {args.preset}: {size}x{size}, classifier {classifier.name}, "
+          f"pretrained configuration (alpha only), random weights; {args.steps} timed steps after 1 warm-up")
+    results = {"preset": args.preset, "steady": [], "end_to_end": [], "grouped": []}
+    print("\n| batch B | image-steps/s | s per step | speed-up vs B=1 |")
+    print("|---:|---:|---:|---:|")
+    base = None
+    for b in batches:
+        rate, per_step = steady(cfg, classifier, b, args.steps)
+        base = base or rate
+        results["steady"].append({"batch": b, "image_steps_per_s": rate, "s_per_step": per_step})
+        print(f"| {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x |", flush=True)
+    if args.classes:
+        print(f"\nend to end, generate-all of {args.classes} classes x {args.steps} steps "
+              f"(build, trace, steps, evaluation, files):\n")
+        print("| run | seconds | image-steps/s | speed-up |")
+        print("|---|---:|---:|---:|")
+        loop = None
+        for b in [1] + [b for b in batches if 1 < b <= args.classes]:
+            rate, seconds = end_to_end(cfg, args.classes, b)
+            loop = loop or rate
+            name = "one class at a time (batch 1)" if b == 1 else f"batch {b}"
+            results["end_to_end"].append({"batch": b, "seconds": seconds, "image_steps_per_s": rate})
+            print(f"| {name} | {seconds:.1f} | {rate:.2f} | {rate / loop:.2f}x |", flush=True)
+    if args.grouped:
+        print("\nuntrained configuration, one conv 64->64 k3 at 58x58 of B generators, forward + backward:\n")
+        print("| B | B separate Conv2D (dgn) s | Conv2D(groups=B) s |")
+        print("|---:|---:|---:|")
+        for b, sep, grp in grouped_micro([b for b in batches if b > 1]):
+            results["grouped"].append({"batch": b, "separate_s": sep, "grouped_s": grp})
+            print(f"| {b} | {sep:.4f} | {grp:.4f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""``dgn compare`` on the tiny classifier: one sheet row per method, a summary with a judge."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from dgn.cli import main
+
+TINY = """
+classifier: {model: tiny, weights: none, class_index: none}
+objective: {targets: ["3"], activation: logit, others: 0.0}
+steps: 6
+"""
+METHODS = {
+    "pixel": "parameterization: {kind: pixel}\noptimizer: {name: sgd, learning_rate: 0.5}\n",
+    "fourier": "parameterization: {kind: fourier}\noptimizer: {name: adam, learning_rate: 0.05}\n",
+    "generator": "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n",
+}
+
+
+def _configs(tmp_path):
+    paths = []
+    for name, extra in METHODS.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\n" + TINY + extra)
+        paths.append(str(path))
+    return paths
+
+
+def test_compare_writes_one_row_per_method_and_a_judged_summary(tmp_path, capsys):
+    configs = _configs(tmp_path)
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("classifier: {model: tiny, weights: none, class_index: none}\n")
+    out = tmp_path / "cmp"
+    assert main(["compare", *configs, "--target", "3", "--target", "5", "--judge", str(judge),
+                 "--out", str(out), "--quiet"]) == 0
+    sheet = np.asarray(Image.open(out / "compare.png"))
+    # 3 rows x 2 columns of 32x32 tiles with 12-pixel labels and 4-pixel gaps
+    assert sheet.shape == (4 + 3 * (32 + 12 + 4), 4 + 2 * (32 + 4), 3)
+    summary = json.loads((out / "compare.json").read_text())
+    assert [m["method"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
+    assert [m["parameterization"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
+    for row in summary["methods"]:
+        assert [r["target"] for r in row["results"]] == ["3", "5"]
+        for r in row["results"]:
+            assert (out / r["image"]).is_file() and (out / r["image"].replace(".png", ".json")).is_file()
+            assert 1 <= r["judge"]["rank"] <= 10 and 0 <= r["judge"]["prob"] <= 1
+    assert set(summary["means"]) == {"pixel", "fourier", "generator"}
+    assert "top1_judge" in summary["means"]["pixel"]
+    printed = capsys.readouterr().out
+    assert "3 methods x 2 targets" in printed and "pixel: top-1 under D" in printed
+
+
+def test_compare_refuses_duplicate_names_and_unknown_targets_at_once(tmp_path, capsys):
+    configs = _configs(tmp_path)
+    assert main(["compare", configs[0], configs[0], "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "same name" in capsys.readouterr().err
+    assert main(["compare", *configs[:2], "--target", "99", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()   # nothing ran before the typo was found

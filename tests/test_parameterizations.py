@@ -1,0 +1,220 @@
+"""Pixel and Fourier image parameterizations on the tiny classifier: each regularizer does what it
+says, the per-step hook works, and ``dgn generate`` writes the same outputs as with G."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dgn.classifiers import load_classifier
+from dgn.cli import main
+from dgn.config import load_config
+from dgn.generate import build_generator_for, generate
+from dgn.objectives import parse_target
+from dgn.optimize import Problem, make_optimizer, optimize
+from dgn.parameterizations import (FourierImage, PadTransform, build_parameterization, gaussian_blur,
+                                   inverse_rfft2_bases, optimize_parameterization, total_variation,
+                                   zero_below_percentile)
+
+BASE = """
+classifier: {model: tiny, weights: none, class_index: none}
+objective: {targets: ["3"], activation: logit, others: 0.0}
+parameterization: {kind: pixel}
+optimizer: {name: sgd, learning_rate: 0.5}
+steps: 8
+"""
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def _setup(*overrides, text=BASE):
+    cfg = load_config(text=text, overrides=list(overrides))
+    classifier = load_classifier(cfg["classifier"])
+    objective = parse_target("3", classifier, "logit", 0.0)
+    return cfg, classifier, objective
+
+
+def _run(*overrides, text=BASE):
+    cfg, classifier, objective = _setup(*overrides, text=text)
+    model, result = optimize_parameterization(cfg.data, classifier, objective, cfg["steps"], progress=False)
+    return model, result, classifier
+
+
+def high_frequency_energy(images):
+    spec = np.abs(np.fft.fft2(np.asarray(images, dtype="float64"), axes=(1, 2))) ** 2
+    h, w = spec.shape[1:3]
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    return float(spec[:, np.hypot(fy, fx) > 0.25].sum())
+
+
+def test_inverse_dft_bases_match_numpy_irfft2():
+    rng = np.random.default_rng(0)
+    for h, w in ((6, 8), (5, 7), (4, 1)):
+        a, b = rng.normal(size=(2, h, w // 2 + 1))
+        cy, sy, cx, sx = inverse_rfft2_bases(h, w)
+        ours = (cy @ a - sy @ b) @ cx - (cy @ b + sy @ a) @ sx
+        np.testing.assert_allclose(ours, np.fft.irfft2(a + 1j * b, s=(h, w)), atol=1e-5)
+
+
+def test_gaussian_blur_lowers_high_frequency_energy_and_keeps_the_mean():
+    x = np.random.default_rng(1).normal(size=(1, 32, 32, 3)).astype("float32")
+    y = gaussian_blur(x, 1.0)
+    assert y.shape == x.shape
+    assert high_frequency_energy(y) < 0.05 * high_frequency_energy(x)
+    assert abs(y.mean() - x.mean()) < 1e-3
+
+
+def test_periodic_blur_in_a_run_lowers_high_frequency_energy():
+    _, plain, _ = _run("pixel.clip_range=false")
+    _, blurred, _ = _run("pixel.clip_range=false", "pixel.blur_every=2", "pixel.blur_sigma=1.0")
+    assert high_frequency_energy(blurred.images) < 0.5 * high_frequency_energy(plain.images)
+
+
+def test_value_clipping_zeroes_the_smallest_pixels():
+    x = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype("float32")
+    norms = np.linalg.norm(x, axis=-1)
+    y = zero_below_percentile(x, norms, 40)
+    zero = np.all(y == 0, axis=-1)
+    assert abs(zero.mean() - 0.4) < 0.02
+    for b in range(2):                                           # per image, exactly the small ones went
+        assert norms[b][zero[b]].max() <= norms[b][~zero[b]].min()
+    np.testing.assert_array_equal(y[~zero], x[~zero])
+    _, result, _ = _run("pixel.clip_value_percentile=50")
+    assert np.all(result.images == 0, axis=-1).mean() >= 0.49   # the last step's clipping is in the image
+
+
+def test_contribution_clipping_uses_the_steps_gradient():
+    _, result, _ = _run("pixel.clip_contribution_percentile=30", "pixel.init_stddev=20")
+    assert np.all(result.images == 0, axis=-1).mean() >= 0.29
+    assert result.values[-1][0] > result.values[0][0]
+
+
+def test_l2_and_tv_are_layer_losses_with_the_documented_values():
+    cfg, classifier, _ = _setup("pixel.l2=0.3", "pixel.tv=0.2", "pixel.init_stddev=30")
+    model, f0 = build_parameterization(cfg.data, classifier, rows=2, seed=0)
+    image = np.asarray(model(f0, training=True))
+    assert image.shape == (2, 32, 32, 3)
+    expected = 0.5 * 0.3 * np.sum(image.astype("float64") ** 2) + 0.2 * float(total_variation(image))
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-4)
+    flat = np.zeros((1, 8, 8, 3), "float32")
+    assert float(total_variation(flat)) == 0.0
+    assert float(total_variation(np.indices((8, 8)).sum(0)[None, ..., None] % 2 * np.ones(3, "float32"))) > 0
+
+
+def test_l2_decay_and_tv_shrink_the_image_and_its_variation():
+    _, plain, _ = _run("pixel.init_stddev=40")
+    _, decayed, _ = _run("pixel.init_stddev=40", "pixel.l2=0.5")
+    _, smooth, _ = _run("pixel.init_stddev=40", "pixel.tv=0.2")
+    assert np.linalg.norm(decayed.images) < 0.5 * np.linalg.norm(plain.images)
+    assert float(total_variation(smooth.images)) < 0.5 * float(total_variation(plain.images))
+
+
+def test_clip_range_keeps_the_image_valid_and_zero_init_starts_flat():
+    cfg, classifier, _ = _setup("pixel.init=zeros")
+    model, f0 = build_parameterization(cfg.data, classifier)
+    assert np.all(np.asarray(model(f0)) == 0)
+    _, result, _ = _run("optimizer.learning_rate=50")
+    assert result.images.min() >= -1.0 - 1e-6 and result.images.max() <= 1.0 + 1e-6   # tf space
+    _, free, _ = _run("optimizer.learning_rate=50", "pixel.clip_range=false")
+    assert np.abs(free.images).max() > 1.0
+
+
+def test_octaves_run_successive_sizes_and_end_at_ds_size():
+    model, result, _ = _run("pixel.octaves=3", "pixel.octave_scale=2", "steps=7")
+    assert result.images.shape == (1, 32, 32, 3)
+    assert len(result.losses) == 7 and len(result.values) == 7
+    with pytest.raises(Exception, match="at least one step per octave"):
+        _run("pixel.octaves=3", "steps=2")
+
+
+def test_fourier_image_is_in_range_decorrelated_and_trains():
+    layer = FourierImage(2, 12, 10, space="caffe", init_stddev=0.5)
+    image = np.asarray(layer(np.ones((2, 1), "float32")))
+    rgb = image[..., ::-1] + np.asarray([103.939, 116.779, 123.68])
+    assert image.shape == (2, 12, 10, 3) and rgb.min() >= 0 and rgb.max() <= 255
+    _, result, _ = _run("parameterization.kind=fourier", "optimizer.name=adam", "optimizer.learning_rate=0.1",
+                        "steps=10")
+    assert result.values[-1][0] > result.values[0][0]
+
+
+def test_pad_transform_acts_only_while_optimizing():
+    layer = PadTransform(4, [0.0, 0.0, 0.0], jitter=2, scale=[0.9, 1.1], rotate=5, seed=1)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    y = np.asarray(layer(x, training=True))
+    assert y.shape == x.shape and not np.allclose(y, x)
+    assert abs(float(y[:, 0, 0].mean())) < abs(float(x.mean())) + 0.3    # grey border shows at the corners
+
+
+def test_transforms_wrap_every_parameterization_including_g():
+    for text in (BASE, BASE.replace("kind: pixel", "kind: fourier"), BASE.replace("kind: pixel", "kind: generator")
+                 + "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n"):
+        cfg = load_config(text=text, overrides=["transform.jitter=2", "parameterization.pad=3"])
+        classifier = load_classifier(cfg["classifier"])
+        model, _ = build_generator_for(cfg.data, classifier)
+        assert isinstance(model.get_layer("transform"), PadTransform)
+    cfg = load_config(text=BASE, overrides=["transform.jitter=2"])
+    model, _ = build_generator_for(cfg.data, load_classifier(cfg["classifier"]))
+    assert model.get_layer("transform").__class__.__name__ == "RandomAffine"
+    assert model.dgn_after_step is not None      # the pixel hook survives the wrapping
+
+
+def test_after_step_hook_reads_gradients_and_writes_values():
+    cfg, classifier, objective = _setup(text=BASE + "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n",
+                                        )
+    data = dict(cfg.data, parameterization={"kind": "generator", "pad": 0})
+    model, f0 = build_generator_for(data, classifier)
+    seen = []
+
+    class Hook:
+        needs_grads = True
+
+        def __call__(self, step, stepper):
+            grads = stepper.gradients()
+            values = stepper.get_values()
+            assert [g.shape for g in grads] == [v.shape for v in values]
+            seen.append(step)
+            if step == 2:  # zero the first trainable variable
+                stepper.set_values([np.zeros_like(values[0])] + [None] * (len(values) - 1))
+
+    problem = Problem(model, classifier.features(objective.layers), objective, f0, after_step=Hook())
+    optimize(problem, make_optimizer(cfg["optimizer"]), 3, progress=False)
+    assert seen == [0, 1, 2]
+    assert np.all(np.asarray(model.trainable_variables[0]) == 0)
+
+
+def test_generate_writes_png_and_sidecar_with_the_generators_fields(tmp_path, capsys):
+    gen_text = BASE.replace("kind: pixel", "kind: generator") + "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n"
+    (_, gen_meta), = generate(load_config(text=gen_text), out_dir=str(tmp_path / "g"), progress=False)
+    for kind in ("pixel", "fourier"):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(BASE.replace("kind: pixel", f"kind: {kind}"))
+        out = tmp_path / kind
+        assert main(["generate", str(path), "--target", "3", "--out", str(out), "--quiet"]) == 0
+        meta = json.loads((out / "0003.json").read_text())
+        assert set(gen_meta) <= set(meta)
+        assert meta["parameterization"] == kind and meta["target"]["index"] == 3
+        assert meta["trainable_weights"] == (32 * 32 * 3 if kind == "pixel" else 2 * 3 * 32 * 17)
+        assert (out / "0003.png").is_file()
+    assert "0003.png" in capsys.readouterr().out
+
+
+def test_bad_parameterization_values_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE)
+    for setting, word in (("parameterization.kind=pixels", "valid: generator, pixel, fourier"),
+                          ("pixel.clip_value_percentile=120", "<= 100"),
+                          ("pixel.octaves=0", ">= 1")):
+        assert main(["generate", str(path), "--set", setting, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert word in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["pixel-vgg16.yaml", "pixel-efficientnet-lite0.yaml",
+                                  "fourier-efficientnet-lite0.yaml", "dream-efficientnet-lite0.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(os.path.join(CONFIGS, name))
+    assert cfg["parameterization"]["kind"] in ("pixel", "fourier", "generator")
+    if name.startswith("dream"):
+        assert cfg["dream"]["octaves"] == 3 and cfg["dream"]["octave_scale"] == 1.4 and cfg["dream"]["steps"] == 20
+

@@ -1,0 +1,88 @@
+"""dgn report and dgn sheet on run folders (made by hand here: same files dgn generate writes)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgn.cli import main
+from dgn.report import load_entries, summarize
+from dgn.sheets import contact_sheets, grid
+
+
+def make_run(run_dir, classes, names=None, size=32, extra=()):
+    """``<stem>.png`` + ``<stem>.json`` per (index, prob, rank), as dgn generate / generate-all write them."""
+    os.makedirs(run_dir, exist_ok=True)
+    rng = np.random.default_rng(0)
+    config = {"name": "fake-run", "steps": 3}
+    items = [(f"{i:04d}_{names[i]}" if names else f"{i:04d}",
+              {"kind": "class", "index": i, "wnid": f"n{i:08d}", "name": names[i] if names else None}, p, r)
+             for i, p, r in classes]
+    items += [(stem, target, None, None) for stem, target in extra]
+    for stem, target, prob, rank in items:
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(os.path.join(run_dir, stem + ".png"))
+        side = {"image": stem + ".png", "target": target, "target_spec": stem, "activation": 1.5, "prob": prob,
+                "rank": rank, "top5": [{"index": 0, "wnid": None, "name": "tench", "prob": 0.5}],
+                "relu_trap": None, "config": config}
+        (open(os.path.join(run_dir, stem + ".json"), "w")).write(json.dumps(side))
+
+
+CLASSES = [(0, 0.9, 1), (1, 0.6, 1), (2, 0.2, 3), (3, 0.05, 12), (4, 0.4, 2), (5, 0.99, 1)]
+
+
+def test_report_counts_top1_top5_mean_and_worst(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    make_run(run, CLASSES, extra=[("channel_conv2_5", {"kind": "channel", "layer": "conv2", "channel": 5})])
+    assert main(["report", run]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("6 classes: 3 top-1 (50.0 %), 5 top-5 (83.3 %), mean target probability 0.523")
+    assert "worst: 3 p=0.05 rank 12; 2 p=0.2 rank 3" in line
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert (report["classes"], report["top1"], report["top5"], report["other_targets"]) == (6, 3, 5, 1)
+    assert report["mean_prob"] == pytest.approx(sum(p for _, p, _ in CLASSES) / 6)
+    assert [w["index"] for w in report["worst"]][:3] == [3, 2, 4]
+    assert os.path.isfile(os.path.join(run, "index.html"))  # dgn report also refreshes the gallery
+
+
+def test_report_skips_broken_sidecars_and_refuses_empty_folders(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    make_run(run, CLASSES[:2])
+    open(os.path.join(run, "0007.json"), "w").write("{not json")
+    open(os.path.join(run, "0008.json"), "w").write(json.dumps({"image": "0008.png", "target": {}}))  # no PNG
+    assert [e["index"] for e in load_entries(run)] == [0, 1]
+    assert summarize(load_entries(run))["top1"] == 2
+    os.makedirs(tmp_path / "empty")
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_contact_sheets_10x10_labelled_by_block(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    names = {i: f"class{i}" for i in range(300)}
+    make_run(run, [(i, 0.5, 1) for i in range(100)] + [(205, 0.5, 1)], names=names,
+             extra=[("channel_conv2_5", {"kind": "channel", "layer": "conv2", "channel": 5})])
+    assert main(["sheet", run]) == 0
+    printed = capsys.readouterr().out.split()
+    assert [os.path.basename(p) for p in printed] == ["sheet_0000-0099.png", "sheet_0200-0299.png",
+                                                      "sheet_targets_01.png"]
+    full = np.asarray(Image.open(printed[0]))
+    # 32x32 tiles upscaled x4 to 128, 4 px padding, a label strip under each tile
+    label_h = 128 // 11 + 6
+    assert full.shape == (4 + 10 * (128 + label_h + 4), 4 + 10 * (128 + 4), 3)
+    strip = full[4 + 128:4 + 128 + label_h, 4:4 + 128]
+    assert (strip < 128).any()  # the label's text is drawn
+    partial = np.asarray(Image.open(printed[1]))  # block 200-299 holds 205 only: one row of 10 tiles
+    assert partial.shape[0] == 4 + 1 * (128 + label_h + 4)
+
+
+def test_sheets_on_dgn_generate_run_and_grid_still_works(tiny_config, tmp_path):
+    run = str(tmp_path / "gen")
+    assert main(["generate", tiny_config(), "--target", "3", "--target", "channel:conv2:1", "--steps", "3",
+                 "--out", run, "--quiet"]) == 0
+    paths = contact_sheets(run)
+    assert [os.path.basename(p) for p in paths] == ["sheet_0000-0099.png", "sheet_targets_01.png"]
+    assert main(["report", run]) == 0
+    tiles = [np.zeros((8, 8, 3), "uint8")] * 3
+    assert grid(tiles, columns=3).shape == (12, 32, 3)
