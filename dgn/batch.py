@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 
 import keras
@@ -28,7 +27,8 @@ from dgn import imagenet, preprocessing
 from dgn.errors import ConfigError, DgnError
 from dgn.generate import default_out_dir, evaluate, target_stem, versions, TRAP_WARNING
 from dgn.objectives import BatchClassObjective, ClassObjective
-from dgn.outputs import png_bytes
+from dgn import outputs
+from dgn.outputs import json_bytes, jsonable, png_bytes
 from dgn.progress import Progress
 
 MANIFEST = "manifest.jsonl"
@@ -161,7 +161,7 @@ def check_run_dir(run_dir, data, force=False):
         _move_aside(run_dir, mine)
     payload = {"name": data["name"], "fingerprint": fingerprint(data), "config": data}
     if info is None or theirs is not None or info.get("fingerprint") != payload["fingerprint"]:
-        write_atomic(os.path.join(run_dir, RUN_FILE), _json_bytes(payload))
+        write_atomic(os.path.join(run_dir, RUN_FILE), json_bytes(payload))
 
 
 def _move_aside(run_dir, mine):
@@ -198,34 +198,8 @@ def _tmp_prefix():
 
 
 def write_atomic(path, data):
-    """Bytes to ``path`` via a temporary name in the same folder and a rename; fsynced."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _json_bytes(obj):
-    return (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode("utf-8")
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    """dgn.outputs.write_atomic with a temporary name that tells which host and process wrote it."""
+    outputs.write_atomic(path, data, prefix=_tmp_prefix())
 
 
 def clean_stale_tmp(run_dir):
@@ -269,7 +243,7 @@ def _alive(pid):
 
 def _append_line(path, obj):
     """One manifest line in one write (O_APPEND: lines of concurrent shards do not interleave)."""
-    line = (json.dumps(obj, default=_jsonable) + "\n").encode("utf-8")
+    line = (json.dumps(obj, default=jsonable) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, line)
@@ -522,7 +496,7 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
             stem, rgb, side = sidecar_for(cfg, classifier, objective, k, result, per_class, info, seconds)
             try:
                 write_atomic(os.path.join(run_dir, stem + ".png"), png_bytes(rgb))
-                write_atomic(os.path.join(run_dir, stem + ".json"), _json_bytes(side))
+                write_atomic(os.path.join(run_dir, stem + ".json"), json_bytes(side))
                 _append_line(os.path.join(run_dir, MANIFEST),
                              manifest_entry(c, stem, side, {"shard": shard_text, "time": _now()}))
             except OSError as exc:
@@ -568,7 +542,7 @@ def _reconcile_manifest(run_dir, done, stems):
     path = os.path.join(run_dir, MANIFEST)
     entries, dirty = read_manifest(run_dir)
     if dirty:
-        lines = b"".join((json.dumps(e, default=_jsonable) + "\n").encode("utf-8") for e in entries.values())
+        lines = b"".join((json.dumps(e, default=jsonable) + "\n").encode("utf-8") for e in entries.values())
         write_atomic(path, lines)
     for c, side in done.items():
         if c not in entries:

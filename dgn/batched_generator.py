@@ -48,23 +48,8 @@ class SharedFeatureNoise(FeatureNoise):
 class SharedAffine(RandomAffine):
     """RandomAffine with one (1, 4) draw per call applied to every row (what a batch of 1 draws)."""
 
-    def call(self, images, training=False):
-        if not training or not self.active:
-            return images
-        batch = ops.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
-        draws = ops.tile(keras.random.uniform((1, 4), seed=self.seed_generator), (batch, 1))
-        shift = (draws[:, 0:2] * 2.0 - 1.0) * self.jitter
-        low, high = self.scale
-        factor = low + draws[:, 2] * (high - low)
-        angle = (draws[:, 3] * 2.0 - 1.0) * (self.rotate * math.pi / 180.0)
-        cos, sin = ops.cos(angle) / factor, ops.sin(angle) / factor
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        a2 = cx - cos * cx - sin * cy + shift[:, 0]
-        b2 = cy + sin * cx - cos * cy + shift[:, 1]
-        zeros = ops.zeros_like(cos)
-        transform = ops.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
-        return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
+    def draw(self, batch):
+        return ops.tile(keras.random.uniform((1, 4), seed=self.seed_generator), (batch, 1))
 
 
 class GeneratorStack(keras.layers.Layer):

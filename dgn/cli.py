@@ -30,16 +30,21 @@ def _quiet_backend():
         os.close(saved)
 
 
+def config_overrides(args):
+    """``--set`` assignments plus the ``--steps`` / ``--seed`` shortcuts of a command."""
+    overrides = list(args.set or [])
+    if getattr(args, "steps", None) is not None:
+        overrides.append(f"steps={args.steps}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    return overrides
+
+
 def cmd_generate(args):
     from dgn.config import load_config
     from dgn.generate import describe_result, generate
 
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"steps={args.steps}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, config_overrides(args))
     results = generate(cfg, targets=args.target, out_dir=args.out, progress=not args.quiet)
     for path, sidecar in results:
         print(describe_result(path, sidecar))

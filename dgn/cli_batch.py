@@ -6,12 +6,9 @@ def cmd_generate_all(args):
     from dgn.config import load_config
 
     shard = parse_shard(args.shard)  # a malformed --shard fails before the config and the model load
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"steps={args.steps}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    cfg = load_config(args.config, overrides)
+    from dgn.cli import config_overrides
+
+    cfg = load_config(args.config, config_overrides(args))
     summary = generate_all(cfg, classes=args.classes, batch=args.batch, shard=shard, out_dir=args.out,
                            force=args.force, progress=not args.quiet)
     print(f"{summary['run_dir']}: {summary['generated']} classes generated, {summary['skipped']} already there"

@@ -10,11 +10,12 @@ import numpy as np
 from PIL import Image
 
 
-def write_atomic(path, data):
-    """Writes bytes to ``path`` so that a reader (or a kill) never sees a half-written file."""
+def write_atomic(path, data, prefix=".tmp-"):
+    """Writes bytes to ``path`` so that a reader (or a kill) never sees a half-written file: a
+    temporary file ``<prefix>...`` in the same folder, fsynced, then renamed."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix="-" + os.path.basename(path), dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -37,11 +38,16 @@ def write_png(path, rgb_uint8):
     write_atomic(path, png_bytes(rgb_uint8))
 
 
+def json_bytes(obj, indent=2):
+    """JSON text of ``obj`` (numpy scalars and arrays allowed) ending in a newline, as bytes."""
+    return (json.dumps(obj, indent=indent, default=jsonable) + "\n").encode("utf-8")
+
+
 def write_json(path, obj):
-    write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode("utf-8"))
+    write_atomic(path, json_bytes(obj))
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -29,9 +29,8 @@ class RandomAffine(keras.layers.Layer):
     def call(self, images, training=False):
         if not training or not self.active:
             return images
-        batch = ops.shape(images)[0]
         height, width = images.shape[1], images.shape[2]
-        draws = keras.random.uniform((batch, 4), seed=self.seed_generator)
+        draws = self.draw(ops.shape(images)[0])
         shift = (draws[:, 0:2] * 2.0 - 1.0) * self.jitter
         low, high = self.scale
         factor = low + draws[:, 2] * (high - low)
@@ -43,6 +42,10 @@ class RandomAffine(keras.layers.Layer):
         zeros = ops.zeros_like(cos)
         transform = ops.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
         return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
+
+    def draw(self, batch):
+        """(batch, 4) uniform draws: x shift, y shift, scale, angle; one per image."""
+        return keras.random.uniform((batch, 4), seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape
