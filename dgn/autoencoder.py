@@ -21,6 +21,11 @@ from dgn.layers import FeatureNoise
 from dgn.outputs import write_json
 from dgn.weights import load_weights_strict
 
+# The decoder normalizes each image by its own statistics while training, evaluating and generating
+# (GeneratorNorm "image"): generation optimizes one image with G's norm in that mode (as the
+# authors' Keras 1 code did with batch 1), so the decoder is trained the way it is used, and
+# reconstructions do not depend on moving averages or on the other images of a batch.
+DECODER_NORM = "image"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
 
@@ -30,9 +35,9 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
     x = image
     for i, n in enumerate(filters, start=1):
         x = keras.layers.Conv2D(n, 3, padding="valid", activation="relu", name=f"enc{i}_conv1")(x)
-        x = keras.layers.BatchNormalization(name=f"enc{i}_bn1")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"enc{i}_bn1")(x)
         x = keras.layers.Conv2D(n, 3, padding="valid", activation="relu", name=f"enc{i}_conv2")(x)
-        x = keras.layers.BatchNormalization(name=f"enc{i}_bn2")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"enc{i}_bn2")(x)
         x = keras.layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc")(x)
@@ -50,7 +55,7 @@ def build_autoencoder(cfg, input_size):
     keras.utils.set_random_seed(cfg["seed"])
     m = math.prod(gen["seed_shape"])
     encoder = build_encoder((input_size, input_size, 3), dae["encoder_filters"], dae["dense"], m)
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm="batch",
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=DECODER_NORM,
                             output_activation="relu")
     image = keras.Input((input_size, input_size, 3), name="image")
     noisy = FeatureNoise("additive", dae["noise_stddev"], seed=cfg["seed"], name="input_noise")(image)
@@ -86,7 +91,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def _metadata(cfg, space, input_size, epoch, logs):
-    return {"preprocessing": space, "input_size": input_size, "seed_shape": cfg["generator"]["seed_shape"],
+    return {"preprocessing": space, "input_size": input_size, "norm": DECODER_NORM,
+            "seed_shape": cfg["generator"]["seed_shape"],
             "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
             "noise_stddev": cfg["dae"]["noise_stddev"], "data": cfg["dae"]["data"]}
 
@@ -139,7 +145,7 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
 def _training_identity(cfg):
     return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
             "dae": {k: v for k, v in cfg["dae"].items() if k not in ("epochs", "out", "data")},
-            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"]}
+            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"], "decoder_norm": DECODER_NORM}
 
 
 def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1):
@@ -213,7 +219,8 @@ def load_trained(cfg, folder):
     size = meta["input_size"]
     gen, dae = cfg["generator"], cfg["dae"]
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm="batch", output_activation="relu")
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=DECODER_NORM,
+                            output_activation="relu")
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
     return encoder, decoder, meta
