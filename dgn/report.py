@@ -90,7 +90,7 @@ def summary_line(report):
     if not n:
         return f"{report['images']} images, none with a class target: nothing to rank"
     worst = "; ".join(f"{w['label']} p={w['prob']:.3g} rank {w['rank']}" for w in report["worst"][:3])
-    return (f"{n} classes: {report['top1']} top-1 ({100 * report['top1_rate']:.1f} %), {report['top5']} top-5 "
+    return (f"{n} {'class' if n == 1 else 'classes'}: {report['top1']} top-1 ({100 * report['top1_rate']:.1f} %), {report['top5']} top-5 "
             f"({100 * report['top5_rate']:.1f} %), mean target probability {report['mean_prob']:.3f}"
             + (f"; worst: {worst}" if worst else ""))
 
