@@ -83,3 +83,15 @@ def test_classify_cli_json_and_failures(tmp_path, capfd):
     assert lines[0]["image"] == str(good) and len(lines[0]["top"]) == 3
     assert set(lines[0]["top"][0]) == {"index", "wnid", "name", "prob"}
     assert "error" in lines[1] and "bad.jpg" in captured.err
+
+
+def test_embedded_classifier_recognises_a_real_imagenet_photo(shared_data, capfd):
+    import glob
+    import os
+
+    photo = sorted(glob.glob(os.path.join(shared_data, "imagenet-dogs", "n02099601", "*")))[0]
+    index = os.path.join(shared_data, "imagenet_class_index.json")
+    assert main(["classify", photo, "--set", f"classifier.class_index={index}", "--json", "--top", "1"]) == 0
+    top = json.loads(capfd.readouterr().out.strip().splitlines()[-1])["top"][0]
+    assert (top["index"], top["wnid"], top["name"]) == (207, "n02099601", "golden_retriever")
+    assert top["prob"] > 0.5
