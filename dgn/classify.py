@@ -1,7 +1,7 @@
 """Classify image files with a Keras classifier whose last layer is softmax.
 
     model = build_efficientnet_lite("lite0", weights=...)
-    names = load_class_index("imagenet_class_index.json")
+    names = dgn.imagenet.load_class_index("imagenet_class_index.json")
     results = classify_paths(model, lambda x: x / 127.5 - 1, paths, top=5,
                              class_names=names)
 
@@ -14,7 +14,6 @@ input size.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -22,7 +21,6 @@ import numpy as np
 from dgn.images import ImageLoadError, eval_crop, load_image
 
 __all__ = [
-    "load_class_index",
     "model_input_size",
     "classify_arrays",
     "top_k",
@@ -30,21 +28,6 @@ __all__ = [
 ]
 
 DEFAULT_CROP = 224
-
-
-def load_class_index(path):
-    """Read a Keras-style ImageNet class index JSON (``{"0": [wnid, name]}``)
-    into a list of (wnid, name) tuples ordered by index."""
-    with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
-    out = [None] * len(raw)
-    for key, value in raw.items():
-        i = int(key)
-        if not 0 <= i < len(raw) or out[i] is not None:
-            raise ValueError(f"{path}: bad or duplicate class index {key!r}")
-        wnid, name = value
-        out[i] = (str(wnid), str(name))
-    return out
 
 
 def model_input_size(model, default=DEFAULT_CROP):

@@ -29,7 +29,6 @@ resampling.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -168,29 +167,10 @@ def eval_crop(img, crop=224, resize=None):
 
 
 def save_png_atomic(path, rgb_uint8):
-    """Write a uint8 (H, W, 3) RGB array as PNG, atomically.
+    """Write a uint8 (H, W, 3) RGB array as PNG, atomically (dgn.outputs.write_png): readers never
+    see a half-written file and an existing file is only replaced by a complete one."""
+    from dgn.outputs import write_png
 
-    The data go to a temporary file in the destination folder, which is then
-    ``os.replace``d onto ``path``: readers never see a half-written file and
-    an existing file is only replaced by a complete one."""
-    arr = _check_rgb(rgb_uint8)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(arr)).save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_png(path, _check_rgb(rgb_uint8))
     return path
-

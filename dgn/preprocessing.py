@@ -49,11 +49,12 @@ def to_uint8(image, space, display="clip"):
     clipping and rounding). ``authors``: the authors' display transform, applied per image:
     shift by the minimum, square root, rescale to 0..255.
     """
+    if display != "authors":
+        return to_uint8_batch(image, space)
     rgb = to_rgb(np.asarray(image, dtype="float64"), space)
-    if display == "authors":
-        rgb = np.sqrt(rgb - rgb.min())
-        top = rgb.max()
-        rgb = rgb * (255.0 / top) if top > 0 else rgb
+    rgb = np.sqrt(rgb - rgb.min())
+    top = rgb.max()
+    rgb = rgb * (255.0 / top) if top > 0 else rgb
     return np.clip(np.rint(rgb), 0, 255).astype("uint8")
 
 

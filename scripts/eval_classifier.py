@@ -35,7 +35,7 @@ from dgn.classifiers.efficientnet_lite import (  # noqa: E402
     DEFAULT_INPUT_SIZES,
     build_efficientnet_lite,
 )
-from dgn.classify import load_class_index  # noqa: E402
+from dgn.imagenet import load_class_index  # noqa: E402
 from dgn.images import ImageLoadError, eval_crop, load_image  # noqa: E402
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
@@ -117,7 +117,7 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
     args = ap.parse_args(argv)
 
-    names = load_class_index(args.class_index)
+    names = load_class_index(args.class_index, 1000)
     wnid_to_index = {wnid: i for i, (wnid, _) in enumerate(names)}
     items = list_images(args.data, wnid_to_index)
     if args.limit:
