@@ -21,11 +21,10 @@ import socket
 import time
 
 import keras
-import numpy as np
 
-from dgn import imagenet, preprocessing
+from dgn import imagenet
 from dgn.errors import ConfigError, DgnError
-from dgn.generate import default_out_dir, evaluate, target_stem, versions, TRAP_WARNING
+from dgn.generate import default_out_dir, final_snapshots, image_record, target_stem
 from dgn.objectives import BatchClassObjective, ClassObjective
 from dgn import outputs
 from dgn.outputs import json_bytes, jsonable, png_bytes
@@ -343,7 +342,7 @@ class BatchRunner:
         objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names)
         f0 = distribute_rows(batched.f0)
         problem = Problem(batched.model, self.classifier.features(objective.layers), objective, f0)
-        snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
+        snapshots = final_snapshots(data)
         return objective, optimize(problem, make_optimizer(data["optimizer"]), data["steps"], snapshots=snapshots,
                                    progress=progress, label=label), batched.trainable_per_class
 
@@ -391,47 +390,15 @@ def distribute_rows(f0):
 
 
 def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds):
-    """What ``dgn generate`` writes for one image (same fields), for row k of a batched result."""
-    data = cfg.data
-    row = objective.row(k)
-    image = np.asarray(result.images[k])
-    space = classifier.preprocessing
-    rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
-    saved = preprocessing.from_rgb(rgb.astype("float32"), space)
-    on_png, on_raw = evaluate(classifier, row, np.stack([saved, image]))
-    steps = data["steps"]
-    snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
-    stem = class_stem(objective.row_classes[k], classifier.class_names)
+    """What ``dgn generate`` writes for one image (dgn.generate.image_record), for row k of a batch."""
     rows = len(objective.row_classes)
-    sidecar = {
-        "image": stem + ".png",
-        "target": row.describe(),
-        "target_spec": str(objective.row_classes[k]),
-        **on_png,
-        "optimized_image": {key: on_raw[key] for key in ("activation", "prob", "rank")},
-        "steps": steps,
-        "seed": data["seed"],
-        "trainable_weights": per_class,
-        "loss": {"first": result.losses[0], "last": result.losses[-1],
-                 **({"of": f"the batch of {rows} classes (sum)"} if rows > 1 else {})},
-        "activation_during": {"first": result.values[0][k], "last": result.values[-1][k]},
-        "relu_trap": None,
-        "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
-        + " (G's norm as optimized, feature noise off); the PNG is D's input space undone"
-        + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
-        "wall_seconds": round(seconds / rows, 3),
-        "seconds_per_step": round(result.seconds / steps, 5),
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "config": data,
-        "config_file": cfg.path,
-        "batch": batch_info,
-    }
-    dead = int(result.dead_steps[k])
-    if dead:
-        start = ", from the first step" if result.dead_at_start[k] else ""
-        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
-                                "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
+    stem = class_stem(objective.row_classes[k], classifier.class_names)
+    rgb, sidecar = image_record(cfg, classifier, objective.row(k), result, k, objective.row_classes[k],
+                                per_class, seconds / rows)
+    sidecar["image"] = stem + ".png"
+    if rows > 1:
+        sidecar["loss"]["of"] = f"the batch of {rows} classes (sum)"
+    sidecar["batch"] = batch_info
     return stem, rgb, sidecar
 
 
@@ -449,9 +416,7 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
         batch = default_batch()
     if not isinstance(batch, int) or batch < 1:
         raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
-    snapshots = data["final"]["snapshots"] if data["final"]["mode"] == "median" else 1
-    if snapshots > data["steps"]:
-        raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({data['steps']}); lower final.snapshots")
+    final_snapshots(data)
     kind = data.get("parameterization", {}).get("kind", "generator")
     if kind != "generator":
         raise ConfigError(f"generate-all optimizes the generator G (parameterization.kind: generator), not {kind!r} "

@@ -129,11 +129,7 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
     data = cfg.data
     objective = parse_target(spec, classifier, data["objective"]["activation"], data["objective"]["others"])
     kind = data.get("parameterization", {}).get("kind", "generator")
-    final = data["final"]
-    snapshots = final["snapshots"] if final["mode"] == "median" else 1
-    steps = data["steps"]
-    if snapshots > steps:
-        raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({steps}); lower final.snapshots")
+    snapshots, steps = final_snapshots(data), data["steps"]
     stem = target_stem(objective, spec)
     started = time.time()
     if kind != "generator":  # pixel / fourier images, possibly in octaves: dgn.parameterizations
@@ -146,46 +142,67 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
         optimizer = make_optimizer(data["optimizer"])
         label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
         result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
-    image = result.images[0]
+    png_path = os.path.join(out_dir, stem + ".png")
+    rgb, sidecar = image_record(cfg, classifier, objective, result, 0, spec, count_trainable(generator),
+                                time.time() - started, kind)
+    sidecar["image"] = os.path.basename(png_path)
+    if sidecar["relu_trap"]:
+        print(f"warning: {stem}: {sidecar['relu_trap']['warning']}", flush=True)
+    write_png(png_path, rgb)
+    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
+    return png_path, sidecar
+
+
+def final_snapshots(data):
+    """How many renders the final image is the median of (1: the last render); checked against steps."""
+    final = data["final"]
+    snapshots = final["snapshots"] if final["mode"] == "median" else 1
+    if snapshots > data["steps"]:
+        raise ConfigError(f"final.snapshots ({snapshots}) is more than steps ({data['steps']}); lower final.snapshots")
+    return snapshots
+
+
+def image_record(cfg, classifier, objective, result, k, spec, trainable, seconds, kind="generator"):
+    """Row k of an optimization result as (PNG pixels, sidecar): the fields every run writes.
+
+    D is evaluated on the PNG as saved and on the float image before quantization."""
+    data = cfg.data
+    steps, snapshots = data["steps"], final_snapshots(data)
+    image = np.asarray(result.images[k])
     space = classifier.preprocessing
     rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
     saved = preprocessing.from_rgb(rgb.astype("float32"), space)
     on_png, on_raw = evaluate(classifier, objective, np.stack([saved, image]))
-    png_path = os.path.join(out_dir, stem + ".png")
     sidecar = {
-        "image": os.path.basename(png_path),
+        "image": None,
         "target": objective.describe(),
         "target_spec": str(spec),
         **on_png,
-        "optimized_image": {k: on_raw[k] for k in ("activation", "prob", "rank")},
+        "optimized_image": {key: on_raw[key] for key in ("activation", "prob", "rank")},
         "steps": steps,
         "seed": data["seed"],
-        "trainable_weights": count_trainable(generator),
+        "trainable_weights": trainable,
         "loss": {"first": result.losses[0], "last": result.losses[-1]},
-        "activation_during": {"first": result.values[0][0], "last": result.values[-1][0]},
+        "activation_during": {"first": result.values[0][k], "last": result.values[-1][k]},
         "relu_trap": None,
         "parameterization": kind,
         "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
         + (" (G's norm as optimized, feature noise off)" if kind == "generator" else f" ({kind} image)")
         + "; the PNG is D's input space undone"
         + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
-        "wall_seconds": round(time.time() - started, 3),
+        "wall_seconds": round(seconds, 3),
         "seconds_per_step": round(result.seconds / steps, 5),
         "backend": keras.backend.backend(),
         "versions": versions(),
         "config": data,
         "config_file": cfg.path,
     }
-    dead = int(result.dead_steps[0])
+    dead = int(result.dead_steps[k])
     if dead:
-        start = ", from the first step" if result.dead_at_start[0] else ""
-        warning = TRAP_WARNING.format(dead=dead, steps=steps, start=start)
-        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[0]),
-                                "warning": warning}
-        print(f"warning: {stem}: {warning}", flush=True)
-    write_png(png_path, rgb)
-    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
-    return png_path, sidecar
+        start = ", from the first step" if result.dead_at_start[k] else ""
+        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
+                                "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
+    return rgb, sidecar
 
 
 def default_out_dir(cfg):
