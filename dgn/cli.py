@@ -73,7 +73,8 @@ def cmd_train_dae(args):
 
     overrides = list(args.set or [])
     cfg = load_config(args.config, overrides)
-    out = train_dae(cfg, data_dir=args.data, out_dir=args.out, epochs=args.epochs, verbose=1 if not args.quiet else 2)
+    out = train_dae(cfg, data_dir=args.data, out_dir=args.out, epochs=args.epochs,
+                    verbose=1 if not args.quiet else 2, time_limit=args.time_limit)
     print(f"trained autoencoder: {out}/decoder.weights.h5 (and encoder.weights.h5, log.csv)")
     return 0
 
@@ -85,7 +86,7 @@ def cmd_eval_dae(args):
     from dgn.config import load_config
 
     cfg = load_config(args.config, args.set or [])
-    summary, crops, recon = eval_dae(cfg, args.data, folder=args.weights, limit=args.limit)
+    summary, crops, recon = eval_dae(cfg, args.data, folder=args.weights, limit=args.limit, split=args.split)
     if args.sheet:
         from dgn.sheets import pairs_sheet
         pairs_sheet(args.sheet, crops[:8], recon[:8])
@@ -154,6 +155,8 @@ def build_parser():
     p.add_argument("--epochs", type=int, help="total epochs (overrides dae.epochs)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after the first epoch that ends past this many minutes (resume later)")
     p.set_defaults(func=cmd_train_dae)
 
     p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON")
@@ -161,6 +164,8 @@ def build_parser():
     p.add_argument("--data", metavar="DIR", required=True)
     p.add_argument("--weights", metavar="DIR", help="trained autoencoder folder (default dae.out)")
     p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--split", choices=("all", "train", "val"), default="all",
+                   help="val / train: only the images train-dae held out / trained on (its split of DIR)")
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_eval_dae)

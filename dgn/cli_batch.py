@@ -40,8 +40,8 @@ def add_commands(sub):
     p.add_argument("--classes", default="all", metavar="SPEC",
                    help="all (default), a range 0:100 (100 excluded), or a comma list of indices, wnids or names")
     p.add_argument("--batch", type=int, default=None, metavar="B",
-                   help="classes optimized together in one step (default 16 on a GPU, 1 on CPU); a class's "
-                        "image does not depend on it")
+                   help="classes optimized together in one step (default with a GPU: 64 pretrained, "
+                        "8 untrained; 1 on CPU); a class's image does not depend on it")
     p.add_argument("--shard", metavar="I/N",
                    help="do shard I of N (I from 0): N processes with the same --classes cover every class once")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<config name>/)")

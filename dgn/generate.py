@@ -50,7 +50,7 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
     reg = cfg["regularizers"]
     keras.utils.set_random_seed(seed)
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"],
-                            image_gamma_l1=reg["image_gamma_l1"])
+                            image_gamma_l1=reg["image_gamma_l1"], output_norm=gen["output_norm"])
     if gen["decoder_weights"]:
         from dgn.autoencoder import load_decoder_weights
         load_decoder_weights(decoder, gen["decoder_weights"], classifier.preprocessing)

@@ -29,8 +29,10 @@ def _conv(filters, kernel, padding, name, activation="relu"):
 
 
 def build_decoder(seed_shape, blocks, head="image", norm="image", output_activation="linear",
-                  image_gamma_l1=0.0, name="decoder"):
-    """The part of G after the feature vector: features (m,) -> image (H, W, 3) in D's input space."""
+                  image_gamma_l1=0.0, output_norm=None, name="decoder"):
+    """The part of G after the feature vector: features (m,) -> image (H, W, 3) in D's input space.
+    ``norm`` is the mode of every GeneratorNorm, ``output_norm`` (default ``norm``) that of the last
+    one, on the image itself."""
     features = keras.Input((math.prod(seed_shape),), name="features")
     x = keras.layers.Reshape(tuple(seed_shape), name="reshape")(features)
     for i, (filters, kernel) in enumerate(blocks, start=1):
@@ -51,7 +53,7 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
     else:
         raise ValueError(f"unknown generator head {head!r}")
     reg = keras.regularizers.L1(image_gamma_l1) if image_gamma_l1 else None
-    image = GeneratorNorm(norm, gamma_regularizer=reg, name=IMAGE_LAYER)(x)
+    image = GeneratorNorm(output_norm or norm, gamma_regularizer=reg, name=IMAGE_LAYER)(x)
     return keras.Model(features, image, name=name)
 
 

@@ -41,22 +41,56 @@ from dgn.config import load_config  # noqa: E402
 from dgn.objectives import BatchClassObjective  # noqa: E402
 from dgn.optimize import Problem, make_optimizer, make_stepper  # noqa: E402
 
-PRETRAINED = """
+# The two configurations of the paper (speed only: random weights; the decoder is not trained).
+CONFIGURATIONS = {
+    "pretrained": """
+generator: {head: decoder, noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}
 objective: {activation: logit, others: 0.01}  # the paper's relu: same speed, warnings for dead targets
 regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.1}
 optimizer: {name: sgd, learning_rate: 0.01, momentum: 0.1, nesterov: true}
-"""
-PRESETS = {
-    "medium": PRETRAINED + """
-classifier: {model: tiny, weights: none, class_index: none, input_size: 58, num_classes: 1000}
-generator: {seed_shape: [5, 5, 32], blocks: [[128, 2], [64, 3], [64, 3]], head: decoder,
-            noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}
 """,
-    "paper224": PRETRAINED + """
-classifier: {model: efficientnet_lite0, weights: none, class_index: none}
-generator: {head: decoder, noise: multiplicative, noise_stddev: 0.2294, alpha_init: ones, alpha_activation: relu}
+    "untrained": """
+generator: {head: image, trainable: all, noise: additive, noise_stddev: 2.0, alpha_init: glorot_uniform,
+            alpha_activation: linear}
+objective: {activation: logit, others: 0.01}
+regularizers: {image_gamma_l1: 0.01, alpha_l2: 0.0}
+optimizer: {name: adamax, learning_rate: 0.002}
 """,
 }
+PRESETS = {
+    "medium": """
+classifier: {model: tiny, weights: none, class_index: none, input_size: 58, num_classes: 1000}
+generator: {seed_shape: [5, 5, 32], blocks: [[128, 2], [64, 3], [64, 3]]}
+""",
+    "paper224": """
+classifier: {model: efficientnet_lite0, weights: none, class_index: none}
+""",
+}
+STEPS = {"pretrained": 1200, "untrained": 500}  # the paper's steps per class
+
+
+def merge_yaml(*texts):
+    import yaml
+
+    merged = {}
+    for text in texts:
+        for key, value in (yaml.safe_load(text) or {}).items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return yaml.safe_dump(merged)
+
+
+def backend_description():
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        return f"backend jax {jax.__version__} on {len(devices)} x {devices[0].device_kind}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return f"backend tensorflow {tf.__version__} on CPU"
+    return f"backend {backend}"
 
 
 def steady(cfg, classifier, rows, steps):
@@ -122,6 +156,8 @@ def grouped_micro(batches, size=58, channels=64, kernel=3, repeats=5):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="medium")
+    parser.add_argument("--configuration", choices=sorted(CONFIGURATIONS), default="pretrained",
+                        help="pretrained: one frozen decoder, B alpha rows; untrained: B generators")
     parser.add_argument("--batches", default="1,4,16,64")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--classes", type=int, default=16, help="classes of the end-to-end comparison (0: skip)")
@@ -129,24 +165,27 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    cfg = load_config(text=PRESETS[args.preset], overrides=[f"steps={args.steps}", "final.mode=last"])
-    cfg.data["generator"]["trainable"] = "alpha"  # random frozen decoder: speed only (no trained decoder needed)
+    text = merge_yaml(PRESETS[args.preset], CONFIGURATIONS[args.configuration])
+    cfg = load_config(text=text, overrides=[f"steps={args.steps}", "final.mode=last"])
+    if args.configuration == "pretrained":
+        cfg.data["generator"]["trainable"] = "alpha"  # random frozen decoder: speed only (no trained decoder)
     classifier = load_classifier(cfg["classifier"])
-    import tensorflow as tf
-
     size = classifier.input_shape[0]
-    print(f"backend {keras.backend.backend()} (TF {tf.__version__}, Keras {keras.__version__}), {os.cpu_count()} "
-          f"CPUs ({platform.machine()}); preset {args.preset}: {size}x{size}, classifier {classifier.name}, "
-          f"pretrained configuration (alpha only), random weights; {args.steps} timed steps after 1 warm-up")
-    results = {"preset": args.preset, "steady": [], "end_to_end": [], "grouped": []}
-    print("\n| batch B | image-steps/s | s per step | speed-up vs B=1 |")
-    print("|---:|---:|---:|---:|")
+    print(f"{backend_description()}, Keras {keras.__version__}, {os.cpu_count()} CPUs ({platform.machine()}); "
+          f"preset {args.preset}: {size}x{size}, classifier {classifier.name}, {args.configuration} configuration, "
+          f"random weights; {args.steps} timed steps after 1 warm-up")
+    results = {"preset": args.preset, "configuration": args.configuration, "backend": backend_description(),
+               "steady": [], "end_to_end": []}
+    steps = STEPS[args.configuration]
+    print(f"\n| batch B | image-steps/s | s per step | speed-up vs B=1 | 1,000 classes x {steps} steps |")
+    print("|---:|---:|---:|---:|---:|")
     base = None
     for b in batches:
         rate, per_step = steady(cfg, classifier, b, args.steps)
         base = base or rate
         results["steady"].append({"batch": b, "image_steps_per_s": rate, "s_per_step": per_step})
-        print(f"| {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x |", flush=True)
+        print(f"| {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x | {1000 * steps / rate / 60:.1f} min |",
+              flush=True)
     if args.classes:
         print(f"\nend to end, generate-all of {args.classes} classes x {args.steps} steps "
               f"(build, trace, steps, evaluation, files):\n")
@@ -160,6 +199,7 @@ def main():
             results["end_to_end"].append({"batch": b, "seconds": seconds, "image_steps_per_s": rate})
             print(f"| {name} | {seconds:.1f} | {rate:.2f} | {rate / loop:.2f}x |", flush=True)
     if args.grouped:
+        results["grouped"] = []
         print("\nuntrained configuration, one conv 64->64 k3 at 58x58 of B generators, forward + backward:\n")
         print("| B | B separate Conv2D (dgn) s | Conv2D(groups=B) s |")
         print("|---:|---:|---:|")

@@ -141,3 +141,70 @@ def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(
     json.dump(info, open(meta_path, "w"))
     with pytest.raises(DgnError, match="trained for 'caffe' inputs"):
         generate(load_config(str(gen_cfg)), out_dir=str(tmp_path / "gen2"), progress=False)
+
+
+def test_perceptual_term_adds_the_feature_distance_under_d(tmp_path, image_folder):
+    import keras
+
+    from dgn.autoencoder import perceptual_features, pixel_mse, reconstruction_loss
+    from dgn.classifiers import load_classifier
+
+    classifier = load_classifier({"model": "tiny", "weights": "none", "class_index": "none", "input_size": 32,
+                                  "num_classes": 10})
+    features = perceptual_features(classifier, ["conv1", "relu2"])
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    b = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    conv1 = keras.Model(classifier.model.input, classifier.layer("conv1").output)
+    relu2 = keras.Model(classifier.model.input, classifier.layer("relu2").output)
+    by_hand = np.mean((a - b) ** 2, axis=(1, 2, 3)) + 0.5 * 0.5 * (
+        np.mean((np.asarray(conv1(a)) - np.asarray(conv1(b))) ** 2, axis=(1, 2, 3))
+        + np.mean((np.asarray(relu2(a)) - np.asarray(relu2(b))) ** 2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(np.asarray(reconstruction_loss(features, 0.5)(a, b)), by_hand, rtol=1e-5)
+    assert reconstruction_loss(None, 0.0) is pixel_mse
+    with pytest.raises(DgnError, match="has no layer 'block2b_add'"):
+        perceptual_features(classifier, ["block2b_add"])
+    # through train-dae: the CSV logs the pixel MSE beside the combined loss
+    cfg = load_config(write_config(tmp_path, image_folder),
+                      ["dae.perceptual_weight=0.1", "dae.perceptual_layers=[conv1]"])
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    row = next(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert float(row["loss"]) > float(row["pixel_mse"]) > 0 and "val_pixel_mse" in row
+
+
+def test_time_limit_stops_after_a_complete_epoch_and_resumes(tmp_path, image_folder, capsys):
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = str(tmp_path / "run")
+    train_dae(cfg, out_dir=out, epochs=3, verbose=0, time_limit=1e-6)
+    assert "time limit" in capsys.readouterr().out
+    assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 1
+    train_dae(cfg, out_dir=out, epochs=3, verbose=0)
+    rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+
+
+def test_eval_on_the_validation_split_only(tmp_path, image_folder):
+    from dgn.data import list_images, split
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    train, val = split(list_images(str(image_folder)), str(image_folder), 0.25)
+    readable = [p for p in val if not p.endswith(("corrupt.jpg", "empty.png"))]
+    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, split="val")
+    assert summary["images"] == len(readable) and 0 < len(readable) < 10
+    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, split="train")
+    assert summary["images"] + summary["skipped"] == len(train)
+
+
+def test_decoder_last_norm_uses_batch_statistics_in_training_and_their_averages_after(tmp_path, image_folder):
+    from dgn.autoencoder import load_trained
+    from dgn.generator import IMAGE_LAYER
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    _, decoder, meta = load_trained(cfg.data, out)
+    assert meta["norm"] == "image" and meta["output_norm"] == "batch"
+    last = decoder.get_layer(IMAGE_LAYER)
+    assert last.mode == "batch" and {layer.mode for layer in decoder.layers[:-1] if hasattr(layer, "mode")} == {"image"}
+    # the averages of the batch statistics were kept (the initial values are 0 and 1)
+    assert not np.allclose(np.asarray(last.moving_mean), 0.0)
