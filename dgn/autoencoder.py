@@ -23,13 +23,13 @@ from dgn.layers import FeatureNoise
 from dgn.outputs import write_json
 from dgn.weights import load_weights_strict
 
-# The decoder's hidden norms normalize each image by its own statistics while training, evaluating
-# and generating (GeneratorNorm "image"): generation optimizes one image with G's norms in that mode
-# (as the authors' Keras 1 code did with batch 1), so the decoder is trained the way it is used.
-# Its last norm, on the 3-channel image, uses batch statistics while training and their moving
-# averages afterwards (DECODER_OUTPUT_NORM): per-image statistics there would force every image to
-# one mean colour and contrast (measured: 14.8 dB validation PSNR, reconstructions in one sepia tone).
-DECODER_NORM = "image"
+# The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
+# statistics while training, evaluating and generating (as the authors' Keras 1 code did when it
+# generated with batch 1), "batch" uses batch statistics while training and their moving averages
+# afterwards (as the authors' code trained). Its last norm, on the 3-channel image, always uses
+# batch statistics while training (DECODER_OUTPUT_NORM): per-image statistics there would force
+# every reconstruction to one mean colour and contrast (measured: 14.8 dB validation PSNR,
+# reconstructions in one brownish tone).
 DECODER_OUTPUT_NORM = "batch"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
@@ -60,7 +60,7 @@ def build_autoencoder(cfg, input_size):
     keras.utils.set_random_seed(cfg["seed"])
     m = math.prod(gen["seed_shape"])
     encoder = build_encoder((input_size, input_size, 3), dae["encoder_filters"], dae["dense"], m)
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=DECODER_NORM,
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=dae["decoder_norm"],
                             output_activation="relu", output_norm=DECODER_OUTPUT_NORM)
     image = keras.Input((input_size, input_size, 3), name="image")
     noisy = FeatureNoise("additive", dae["noise_stddev"], seed=cfg["seed"], name="input_noise")(image)
@@ -145,7 +145,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def _metadata(cfg, space, input_size, epoch, logs):
-    return {"preprocessing": space, "input_size": input_size, "norm": DECODER_NORM,
+    return {"preprocessing": space, "input_size": input_size, "norm": cfg["dae"]["decoder_norm"],
             "output_norm": DECODER_OUTPUT_NORM,
             "seed_shape": cfg["generator"]["seed_shape"],
             "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
@@ -200,7 +200,7 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
 def _training_identity(cfg):
     return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
             "dae": {k: v for k, v in cfg["dae"].items() if k not in ("epochs", "out", "data")},
-            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"], "decoder_norm": DECODER_NORM,
+            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"],
             "decoder_output_norm": DECODER_OUTPUT_NORM}
 
 
@@ -279,8 +279,8 @@ def load_trained(cfg, folder):
     size = meta["input_size"]
     gen, dae = cfg["generator"], cfg["dae"]
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=DECODER_NORM,
-                            output_activation="relu", output_norm=DECODER_OUTPUT_NORM)
+    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=meta.get("norm", "image"),
+                            output_activation="relu", output_norm=meta.get("output_norm", "image"))
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
     return encoder, decoder, meta

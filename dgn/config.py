@@ -126,6 +126,8 @@ SCHEMA = {
         "augment": Field((bool,), True),
         "encoder_filters": Field((list,), [32, 64, 128, 256, 512], item=lambda v: isinstance(v, int) and v > 0),
         "dense": Field((int,), 2048, minimum=1),
+        "decoder_norm": Field((str,), "batch", choices=("image", "batch"),
+                              help="decoder's hidden norms while training: per-image or batch statistics"),
         "perceptual_weight": Field((int, float), 0.0, minimum=0,
                                    help="weight of the feature distance under D's early layers (0: MSE only)"),
         "perceptual_layers": Field((list,), ["block2b_add", "block3b_add"], item=lambda v: isinstance(v, str),

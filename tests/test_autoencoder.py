@@ -196,15 +196,16 @@ def test_eval_on_the_validation_split_only(tmp_path, image_folder):
     assert summary["images"] + summary["skipped"] == len(train)
 
 
-def test_decoder_last_norm_uses_batch_statistics_in_training_and_their_averages_after(tmp_path, image_folder):
+@pytest.mark.parametrize("hidden", ["batch", "image"])
+def test_decoder_norms_follow_the_config_and_the_last_uses_batch_statistics(tmp_path, image_folder, hidden):
     from dgn.autoencoder import load_trained
     from dgn.generator import IMAGE_LAYER
 
-    cfg = load_config(write_config(tmp_path, image_folder))
+    cfg = load_config(write_config(tmp_path, image_folder), [f"dae.decoder_norm={hidden}"])
     out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     _, decoder, meta = load_trained(cfg.data, out)
-    assert meta["norm"] == "image" and meta["output_norm"] == "batch"
+    assert meta["norm"] == hidden and meta["output_norm"] == "batch"
     last = decoder.get_layer(IMAGE_LAYER)
-    assert last.mode == "batch" and {layer.mode for layer in decoder.layers[:-1] if hasattr(layer, "mode")} == {"image"}
+    assert last.mode == "batch" and {layer.mode for layer in decoder.layers[:-1] if hasattr(layer, "mode")} == {hidden}
     # the averages of the batch statistics were kept (the initial values are 0 and 1)
     assert not np.allclose(np.asarray(last.moving_mean), 0.0)
