@@ -97,8 +97,8 @@ def perceptual_features(classifier, layers):
 
 def reconstruction_loss(features=None, weight=0.0):
     """Pixel MSE, plus ``weight`` x the mean squared distance between D's activations of the
-    original and of the reconstruction at each of ``features``' outputs (averaged over layers):
-    the MSE alone lets the decoder average away high frequencies (blur); D's early features do not."""
+    original and of the reconstruction at each of ``features``' outputs (averaged over layers): the
+    MSE alone lets the decoder average away high frequencies (blur), which D's early features see."""
     if not weight:
         return pixel_mse
 
