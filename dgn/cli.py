@@ -79,6 +79,15 @@ def cmd_train_dae(args):
     return 0
 
 
+def cmd_export_dae(args):
+    from dgn.autoencoder import export_trained
+
+    sizes = export_trained(args.folder, args.dest, args.encoder_dtype)
+    for name, size in sizes.items():
+        print(f"{os.path.join(args.dest, name)}  {size / 2 ** 20:.1f} MiB")
+    return 0
+
+
 def cmd_eval_dae(args):
     import json
 
@@ -158,6 +167,12 @@ def build_parser():
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop after the first epoch that ends past this many minutes (resume later)")
     p.set_defaults(func=cmd_train_dae)
+
+    p = sub.add_parser("export-dae", help="copy a trained autoencoder to a weights folder (encoder as float16)")
+    p.add_argument("folder", help="training folder written by train-dae")
+    p.add_argument("dest", help="e.g. weights/dae-dogs-efficientnet_lite0")
+    p.add_argument("--encoder-dtype", choices=("float16", "float32"), default="float16")
+    p.set_defaults(func=cmd_export_dae)
 
     p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON")
     p.add_argument("config")

@@ -209,3 +209,24 @@ def test_decoder_norms_follow_the_config_and_the_last_uses_batch_statistics(tmp_
     assert last.mode == "batch" and {layer.mode for layer in decoder.layers[:-1] if hasattr(layer, "mode")} == {hidden}
     # the averages of the batch statistics were kept (the initial values are 0 and 1)
     assert not np.allclose(np.asarray(last.moving_mean), 0.0)
+
+
+def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_folder, capsys):
+    import h5py
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    dest = str(tmp_path / "weights" / "dae")
+    assert main(["export-dae", out, dest]) == 0
+    assert "encoder.weights.h5" in capsys.readouterr().out
+    assert open(os.path.join(dest, "decoder.weights.h5"), "rb").read() == \
+        open(os.path.join(out, "decoder.weights.h5"), "rb").read()
+    with h5py.File(os.path.join(dest, "encoder.weights.h5")) as fh:
+        dtypes = set()
+        fh.visititems(lambda name, obj: dtypes.add(obj.dtype) if isinstance(obj, h5py.Dataset) else None)
+    assert dtypes == {np.dtype("float16")}
+    assert json.load(open(os.path.join(dest, "decoder.json")))["encoder_dtype"] == "float16"
+    original, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=6)
+    exported, _, _ = eval_dae(cfg, str(image_folder), folder=dest, limit=6)
+    assert exported["psnr"] == pytest.approx(original["psnr"], abs=0.05)
+    assert main(["export-dae", str(tmp_path / "nothing"), dest]) == 2
