@@ -110,6 +110,8 @@ def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
     assert summary["mse"] == pytest.approx(mse, abs=1e-3)
     assert summary["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-3)
     assert psnr(crops, crops)[0] == float("inf")
+    r, g = crops[..., 0].ravel().astype("float64"), crops[..., 1].ravel().astype("float64")
+    assert summary["channel_correlation"]["photos"][0] == pytest.approx(np.corrcoef(r, g)[0, 1], abs=1e-4)
     assert main(["eval-dae", write_config(tmp_path, image_folder), "--data", str(image_folder),
                  "--weights", out, "--limit", "5"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
