@@ -84,11 +84,6 @@ def pixel_mse(y_true, y_pred):
 
 def perceptual_features(classifier, layers):
     """D from its input to the activations of ``layers`` (only the layers those need), frozen."""
-    missing = [name for name in layers if name not in {layer.name for layer in classifier.model.layers}]
-    if missing:
-        early = [layer.name for layer in classifier.model.layers if layer.name.endswith("_add")][:6]
-        raise DgnError(f"dae.perceptual_layers: {classifier.name} has no layer {missing[0]!r}; early layers "
-                       f"include {', '.join(early)} (dgn info lists them all)")
     model = keras.Model(classifier.model.input, [classifier.layer(name).output for name in layers],
                         name="perceptual_features")
     model.trainable = False
@@ -161,12 +156,15 @@ def save_parts(folder, encoder, decoder, metadata):
     write_json(os.path.join(folder, "decoder.json"), metadata)
 
 
-def _cast_weights_file(src, dst, dtype):
-    """Copies a Keras ``.weights.h5`` file with every floating-point array stored as ``dtype``
+def _cast_weights_file(src, dtype):
+    """The bytes of a Keras ``.weights.h5`` file with every floating-point array stored as ``dtype``
     (loading casts back to the model's float32 variables)."""
+    import io
+
     import h5py
 
-    with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
+    buffer = io.BytesIO()
+    with h5py.File(src, "r") as fin, h5py.File(buffer, "w") as fout:
         fout.attrs.update(dict(fin.attrs))
 
         def copy(name, obj):
@@ -179,6 +177,7 @@ def _cast_weights_file(src, dst, dtype):
             fout.create_dataset(name, data=data).attrs.update(dict(obj.attrs))
 
         fin.visititems(copy)
+    return buffer.getvalue()
 
 
 def export_trained(folder, dest, encoder_dtype="float16"):
@@ -193,9 +192,8 @@ def export_trained(folder, dest, encoder_dtype="float16"):
     os.makedirs(dest, exist_ok=True)
     with open(os.path.join(folder, "decoder.weights.h5"), "rb") as fh:
         write_atomic(os.path.join(dest, "decoder.weights.h5"), fh.read())
-    tmp = os.path.join(dest, ".tmp-encoder.weights.h5")
-    _cast_weights_file(os.path.join(folder, "encoder.weights.h5"), tmp, np.dtype(encoder_dtype))
-    os.replace(tmp, os.path.join(dest, "encoder.weights.h5"))
+    write_atomic(os.path.join(dest, "encoder.weights.h5"),
+                 _cast_weights_file(os.path.join(folder, "encoder.weights.h5"), np.dtype(encoder_dtype)))
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     write_json(os.path.join(dest, "decoder.json"), {**meta, "encoder_dtype": str(np.dtype(encoder_dtype))})
     return {n: os.path.getsize(os.path.join(dest, n)) for n in names}
@@ -268,6 +266,8 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
     epochs = epochs or dae["epochs"]
     classifier = load_classifier(data["classifier"])
     space, size = classifier.preprocessing, classifier.input_shape[0]
+    # a misspelt layer fails here, before the images are read
+    features = perceptual_features(classifier, dae["perceptual_layers"]) if dae["perceptual_weight"] else None
     os.makedirs(out_dir, exist_ok=True)
     state_path = os.path.join(out_dir, STATE)
     identity = _training_identity(data)
@@ -286,7 +286,6 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
     val_ds = ImageDataset(val_images, size, space, dae["batch_size"], augment=False, shuffle=False) \
         if val_images else None
     model, encoder, decoder = build_autoencoder(data, size)
-    features = perceptual_features(classifier, dae["perceptual_layers"]) if dae["perceptual_weight"] else None
     model.compile(optimizer=make_dae_optimizer(dae), loss=reconstruction_loss(features, dae["perceptual_weight"]),
                   metrics=[pixel_mse] if features is not None else None)
     initial = 0

@@ -118,9 +118,10 @@ def build_batched_generator(cfg, classifier, rows, seed):
     per_class = _count(single.trainable_weights)
     if rows == 1:
         return BatchedGenerator(single, f0, per_class)
-    if gen["norm"] == "batch":
-        raise ConfigError("generator.norm: batch normalizes over the whole batch, so batched classes would "
-                          "change each other's images; use --batch 1 or generator.norm: image")
+    for key in ("norm", "output_norm"):
+        if gen[key] == "batch":
+            raise ConfigError(f"generator.{key}: batch normalizes over the whole batch, so batched classes "
+                              f"would change each other's images; use --batch 1 or generator.{key}: image")
     f0 = np.repeat(f0, rows, axis=0)
     if gen["trainable"] == "alpha":
         parts = _parts(single)

@@ -6,9 +6,10 @@ import sys
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with the rest of dgn's error style: one line (naming where the usage is), exit 2."""
+
     def error(self, message):
-        self.print_usage(sys.stderr)
-        print(f"dgn: error: {message}", file=sys.stderr)
+        print(f"dgn: error: {message} (usage: {self.prog} -h)", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -70,7 +71,10 @@ def cmd_info(args):
 def cmd_train_dae(args):
     from dgn.autoencoder import train_dae
     from dgn.config import load_config
+    from dgn.errors import DgnError
 
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise DgnError(f"--time-limit {args.time_limit:g}: give a positive number of minutes, e.g. --time-limit 30")
     overrides = list(args.set or [])
     cfg = load_config(args.config, overrides)
     out = train_dae(cfg, data_dir=args.data, out_dir=args.out, epochs=args.epochs,

@@ -1,5 +1,7 @@
 """Each bad input ends with exit code 2 and one line on stderr naming the problem, no traceback."""
 
+import os
+
 import pytest
 
 from dgn.cli import main
@@ -83,3 +85,20 @@ def test_argparse_errors_exit_2(capfd):
         main(["generate"])
     assert exc.value.code == 2
     assert "dgn: error:" in capfd.readouterr().err
+
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["generate", os.path.join(CONFIGS, "quickstart.yaml"), "--steps", "x"], ["invalid int value: 'x'", "dgn generate -h"]),
+    (["eval-dae", os.path.join(CONFIGS, "dae-dogs.yaml"), "--data", "d", "--split", "test"], ["invalid choice: 'test'"]),
+    (["train-dae", os.path.join(CONFIGS, "dae-dogs.yaml"), "--time-limit", "0"], ["--time-limit 0", "positive"]),
+    ([], ["COMMAND"]),
+])
+def test_bad_command_lines(capfd, argv, words):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own exit, raised by dgn's parser
+        code = exc.code
+    assert_one_line(code, capfd.readouterr().err.strip().splitlines(), *words)
