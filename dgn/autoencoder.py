@@ -50,8 +50,18 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
     return keras.Model(image, features, name=name)
 
 
-def build_autoencoder(cfg, input_size):
-    """(autoencoder, encoder, decoder) from a config dict's ``generator`` and ``dae`` sections."""
+def build_autoencoder(cfg, input_size, precision="float32"):
+    """(autoencoder, encoder, decoder) from a config dict's ``generator`` and ``dae`` sections.
+    ``precision`` "mixed_bfloat16" computes in bfloat16 with float32 weights (training speed)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build_autoencoder(cfg, input_size)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_autoencoder(cfg, input_size):
     gen, dae = cfg["generator"], cfg["dae"]
     size = output_size(gen["seed_shape"], gen["blocks"], "decoder")
     if size != input_size:
@@ -69,7 +79,7 @@ def build_autoencoder(cfg, input_size):
 
 
 def make_dae_optimizer(dae):
-    name, lr = dae["optimizer"], dae["learning_rate"]
+    name, lr = dae["optimizer"], float(dae["learning_rate"])
     if name == "adadelta":
         return keras.optimizers.Adadelta(lr)
     if name == "adam":
@@ -247,7 +257,7 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
 
 def _training_identity(cfg):
     return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
-            "dae": {k: v for k, v in cfg["dae"].items() if k not in ("epochs", "out", "data")},
+            "dae": {k: v for k, v in cfg["dae"].items() if k not in ("epochs", "out", "data", "precision")},
             "classifier": cfg["classifier"]["model"], "seed": cfg["seed"],
             "decoder_output_norm": DECODER_OUTPUT_NORM}
 
@@ -285,7 +295,7 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
                             steps_per_epoch=dae["steps_per_epoch"])
     val_ds = ImageDataset(val_images, size, space, dae["batch_size"], augment=False, shuffle=False) \
         if val_images else None
-    model, encoder, decoder = build_autoencoder(data, size)
+    model, encoder, decoder = build_autoencoder(data, size, dae["precision"])
     model.compile(optimizer=make_dae_optimizer(dae), loss=reconstruction_loss(features, dae["perceptual_weight"]),
                   metrics=[pixel_mse] if features is not None else None)
     initial = 0
@@ -296,6 +306,9 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
         model.load_weights(os.path.join(out_dir, CHECKPOINT))
         train_ds.epoch = initial
         print(f"resuming from the checkpoint of epoch {initial} in {out_dir}", flush=True)
+    elif dae["init"]:
+        load_parts(dae["init"], encoder, decoder, space)
+        print(f"starting from the trained weights in {dae['init']}", flush=True)
     if initial >= epochs:
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
@@ -330,9 +343,20 @@ def load_trained(cfg, folder):
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=meta.get("norm", "image"),
                             output_activation="relu", output_norm=meta.get("output_norm", "image"))
+    load_parts(folder, encoder, decoder)
+    return encoder, decoder, meta
+
+
+def load_parts(folder, encoder, decoder, space=None):
+    """Loads a trained folder's encoder.weights.h5 and decoder.weights.h5 into built models,
+    refusing weights trained for another classifier's input space when ``space`` is given."""
+    if space is not None:
+        trained = decoder_metadata(os.path.join(folder, "decoder.weights.h5")).get("preprocessing")
+        if trained != space:
+            raise DgnError(f"{folder} was trained for {trained!r} inputs but the classifier reads {space!r} "
+                           f"inputs; start from weights trained for this classifier")
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
-    return encoder, decoder, meta
 
 
 def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):

@@ -132,6 +132,12 @@ SCHEMA = {
                                    help="weight of the feature distance under D's early layers (0: MSE only)"),
         "perceptual_layers": Field((list,), ["block2b_add", "block3b_add"], item=lambda v: isinstance(v, str),
                                    help="D's layers whose activations the perceptual term compares"),
+        "precision": Field((str,), "float32", choices=("float32", "mixed_bfloat16"),
+                           help="compute dtype while training (weights stay float32); mixed_bfloat16 measured "
+                                "1.6x faster on an AVX-512-BF16 CPU"),
+        "init": Field((str,), None, nullable=True, path=True,
+                      help="start from these trained weights (a folder with encoder.weights.h5 and "
+                           "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),
     },
     "output": {
         "dir": Field((str,), None, nullable=True, help="default runs/<name>"),
@@ -279,6 +285,12 @@ def _check_whole(cfg, where):
                     "class_index": "'auto', 'none' or an existing imagenet_class_index.json",
                     "decoder_weights": "a decoder weights file written by `dgn train-dae`"}[key]
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
+    init = cfg["dae"]["init"]
+    if init is not None:
+        for part in ("encoder", "decoder"):
+            if not os.path.isfile(os.path.join(init, f"{part}.weights.h5")):
+                raise ConfigError(f"{where}: 'dae.init' {init} has no {part}.weights.h5; give a folder written "
+                                  f"by `dgn train-dae` or `dgn export-dae`")
 
 
 def parse_set(assignment):

@@ -232,3 +232,53 @@ def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_f
     exported, _, _ = eval_dae(cfg, str(image_folder), folder=dest, limit=6)
     assert exported["psnr"] == pytest.approx(original["psnr"], abs=0.05)
     assert main(["export-dae", str(tmp_path / "nothing"), dest]) == 2
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_keeps_float32_weights_and_restores_the_policy(tmp_path, image_folder):
+    import keras
+
+    from dgn.autoencoder import build_autoencoder, load_trained
+
+    cfg = load_config(write_config(tmp_path, image_folder), ["dae.precision=mixed_bfloat16"])
+    model, encoder, decoder = build_autoencoder(cfg.data, 32, "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    assert {layer.compute_dtype for layer in decoder.layers if layer.weights} == {"bfloat16"}
+    assert {w.dtype for w in model.weights} == {"float32"}
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
+    rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    # the float32 models of eval-dae and of generation load what bfloat16 training saved
+    _, trained_decoder, _ = load_trained(cfg.data, out)
+    assert trained_decoder.layers[-1].compute_dtype == "float32"
+    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=4)
+    assert np.isfinite(summary["psnr"])
+    # a run may change precision and resume (same weights, other arithmetic)
+    train_dae(load_config(write_config(tmp_path, image_folder)), out_dir=out, epochs=4, verbose=0)
+    assert len(list(csv.DictReader(open(os.path.join(out, "log.csv"))))) == 4
+
+
+def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, capfd):
+    from dgn.autoencoder import load_trained
+
+    path = write_config(tmp_path, image_folder)
+    cfg = load_config(path)
+    first = train_dae(cfg, out_dir=str(tmp_path / "first"), epochs=3, verbose=0)
+    dest = str(tmp_path / "export")
+    assert main(["export-dae", first, dest, "--encoder-dtype", "float32"]) == 0
+    # 0 epochs are impossible, so compare the exported model with the new run's starting point: a
+    # run of 1 epoch at learning rate 0 keeps the exported weights exactly (moving statistics aside)
+    frozen = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0"])
+    second = train_dae(frozen, out_dir=str(tmp_path / "second"), epochs=1, verbose=0)
+    assert "starting from the trained weights" in capfd.readouterr().out
+    encoder_a, decoder_a, _ = load_trained(cfg.data, first)
+    encoder_b, decoder_b, _ = load_trained(cfg.data, second)
+    for a, b in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
+                    encoder_b.trainable_weights + decoder_b.trainable_weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fresh = train_dae(cfg, out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
+    assert float(list(csv.DictReader(open(os.path.join(second, "log.csv"))))[0]["loss"]) < \
+        float(list(csv.DictReader(open(os.path.join(fresh, "log.csv"))))[0]["loss"])
+    # a folder without the weights is one line at load time
+    assert main(["train-dae", path, "--set", f"dae.init={tmp_path}", "--out", str(tmp_path / "x")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dae.init" in err[0] and "encoder.weights.h5" in err[0]
