@@ -111,10 +111,12 @@ class GeneratorNorm(keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones",
                                      regularizer=self.gamma_regularizer)
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        # autocast=False: under a mixed policy the moving averages stay float32 when read in call(),
+        # as in keras.layers.BatchNormalization (in bfloat16, x * 0.99 rounds away the update)
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(channels,), initializer="zeros", trainable=False)
+            name="moving_mean", shape=(channels,), initializer="zeros", trainable=False, autocast=False)
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=(channels,), initializer="ones", trainable=False)
+            name="moving_variance", shape=(channels,), initializer="ones", trainable=False, autocast=False)
 
     def call(self, inputs, training=False):
         if self.mode == "image":
@@ -122,11 +124,11 @@ class GeneratorNorm(keras.layers.Layer):
         elif self.mode == "batch" and training:
             mean, variance = ops.moments(inputs, axes=[0, 1, 2])
             m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + ops.cast(mean, self.moving_mean.dtype) * (1 - m))
-            self.moving_variance.assign(
-                self.moving_variance * m + ops.cast(variance, self.moving_variance.dtype) * (1 - m))
+            self.moving_mean.assign(self.moving_mean * m + ops.cast(mean, "float32") * (1 - m))
+            self.moving_variance.assign(self.moving_variance * m + ops.cast(variance, "float32") * (1 - m))
         else:
-            mean, variance = self.moving_mean, self.moving_variance
+            mean = ops.cast(self.moving_mean, inputs.dtype)
+            variance = ops.cast(self.moving_variance, inputs.dtype)
         inv = ops.rsqrt(variance + self.epsilon) * self.gamma
         return (inputs - mean) * inv + self.beta
 

@@ -282,3 +282,25 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     assert main(["train-dae", path, "--set", f"dae.init={tmp_path}", "--out", str(tmp_path / "x")]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dae.init" in err[0] and "encoder.weights.h5" in err[0]
+
+
+def test_moving_averages_keep_float32_precision_under_mixed_bfloat16():
+    import keras
+
+    from dgn.layers import GeneratorNorm
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        norm = GeneratorNorm("batch", momentum=0.99)
+        x = np.full((2, 4, 4, 3), 3.0, dtype="float32") + np.random.default_rng(0).normal(0, 1, (2, 4, 4, 3))
+        for _ in range(50):
+            norm(x, training=True)
+        assert norm.compute_dtype == "bfloat16" and norm.moving_mean.dtype == "float32"
+        mean = x.mean(axis=(0, 1, 2))
+        # 1 - 0.99^50 of the way from 0 to the batch mean, to float32 precision (bfloat16
+        # arithmetic on the averages rounds x * 0.99 to x and stalls them far from this)
+        np.testing.assert_allclose(np.asarray(norm.moving_mean), (1 - 0.99 ** 50) * mean, rtol=2e-3)
+        assert norm(x, training=False).dtype == "bfloat16"
+    finally:
+        keras.config.set_dtype_policy(previous)
