@@ -136,25 +136,57 @@ class EpochCheckpoint(keras.callbacks.Callback):
     each written to a temporary file and renamed, so a kill at any moment leaves the last
     complete checkpoint."""
 
-    def __init__(self, folder, on_saved=None):
+    def __init__(self, folder, on_saved=None, wall_seconds=0.0):
         super().__init__()
         self.folder, self.on_saved = folder, on_saved
+        self.wall_before, self.start = float(wall_seconds), time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         tmp = os.path.join(self.folder, ".tmp-" + CHECKPOINT)
         self.model.save_weights(tmp)
         os.replace(tmp, os.path.join(self.folder, CHECKPOINT))
-        write_json(os.path.join(self.folder, STATE), {"epoch": epoch + 1, "logs": logs or {}})
+        wall = round(self.wall_before + time.monotonic() - self.start, 1)
+        write_json(os.path.join(self.folder, STATE), {"epoch": epoch + 1, "logs": logs or {}, "wall_seconds": wall})
         if self.on_saved:
-            self.on_saved(epoch + 1, logs or {})
+            self.on_saved(epoch + 1, logs or {}, wall)
 
 
-def _metadata(cfg, space, input_size, epoch, logs):
+def _metadata(cfg, space, input_size, epoch, logs, history):
     return {"preprocessing": space, "input_size": input_size, "norm": cfg["dae"]["decoder_norm"],
             "output_norm": DECODER_OUTPUT_NORM,
             "seed_shape": cfg["generator"]["seed_shape"],
             "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
-            "noise_stddev": cfg["dae"]["noise_stddev"], "data": cfg["dae"]["data"]}
+            "noise_stddev": cfg["dae"]["noise_stddev"], "data": cfg["dae"]["data"], "history": history}
+
+
+def run_record(cfg, epoch, wall_seconds, images):
+    """One training run in a decoder's history: how long, on what, how many images were seen."""
+    import platform
+
+    dae = cfg["dae"]
+    seen = epoch * dae["batch_size"] * (dae["steps_per_epoch"] or math.ceil(images / dae["batch_size"]))
+    return {"epochs": epoch, "images_seen": seen, "passes": round(seen / max(images, 1), 1),
+            "wall_seconds": wall_seconds, "wall_hours": round(wall_seconds / 3600, 2),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": keras.backend.backend(),
+            "devices": [str(d) for d in _devices()], "precision": dae["precision"],
+            "batch_size": dae["batch_size"], "learning_rate": dae["learning_rate"], "init": dae["init"]}
+
+
+def _devices():
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices()]
+    return []
+
+
+def training_history(folder):
+    """The runs that trained the weights in ``folder`` (its decoder.json), oldest first."""
+    meta = os.path.join(folder, "decoder.json")
+    if not os.path.isfile(meta):
+        return []
+    with open(meta, encoding="utf-8") as fh:
+        return list(json.load(fh).get("history", []))
 
 
 def save_parts(folder, encoder, decoder, metadata):
@@ -298,10 +330,11 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
     model, encoder, decoder = build_autoencoder(data, size, dae["precision"])
     model.compile(optimizer=make_dae_optimizer(dae), loss=reconstruction_loss(features, dae["perceptual_weight"]),
                   metrics=[pixel_mse] if features is not None else None)
-    initial = 0
+    initial, wall_before = 0, 0.0
     if os.path.isfile(state_path) and os.path.isfile(os.path.join(out_dir, CHECKPOINT)):
         with open(state_path, encoding="utf-8") as fh:
-            initial = int(json.load(fh)["epoch"])
+            state = json.load(fh)
+        initial, wall_before = int(state["epoch"]), float(state.get("wall_seconds", 0.0))
         model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(out_dir, CHECKPOINT))
         train_ds.epoch = initial
@@ -313,10 +346,13 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
 
-    def saved(epoch, logs):
-        save_parts(out_dir, encoder, decoder, _metadata(data, space, size, epoch, logs))
+    earlier = training_history(dae["init"]) if dae["init"] else []
 
-    callbacks = [EpochCheckpoint(out_dir, saved),
+    def saved(epoch, logs, wall):
+        history = earlier + [run_record(data, epoch, wall, len(train_images))]
+        save_parts(out_dir, encoder, decoder, _metadata(data, space, size, epoch, logs, history))
+
+    callbacks = [EpochCheckpoint(out_dir, saved, wall_before),
                  keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True)]
     if time_limit:
         callbacks.append(TimeLimit(time_limit))

@@ -74,6 +74,11 @@ def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
     train_dae(cfg, out_dir=resumed, epochs=2, verbose=0)
     rows = list(csv.DictReader(open(os.path.join(resumed, "log.csv"))))
     assert [r["epoch"] for r in rows] == ["0", "1"]
+    # the wall time goes on from the checkpoint's: one run of 2 epochs in the history
+    history = json.load(open(os.path.join(resumed, "decoder.json")))["history"]
+    assert len(history) == 1 and history[0]["epochs"] == 2
+    assert history[0]["wall_seconds"] > json.load(open(os.path.join(straight, "decoder.json")))["history"][0][
+        "wall_seconds"] / 2
     import h5py
 
     # The optimizer went on from the checkpoint: its step counter covers both epochs (5 batches each),
@@ -275,6 +280,10 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     for a, b in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
                     encoder_b.trainable_weights + decoder_b.trainable_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the decoder's history lists both runs: the exported one (3 epochs) and this one
+    history = json.load(open(os.path.join(second, "decoder.json")))["history"]
+    assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == dest
+    assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
     fresh = train_dae(cfg, out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
     assert float(list(csv.DictReader(open(os.path.join(second, "log.csv"))))[0]["loss"]) < \
         float(list(csv.DictReader(open(os.path.join(fresh, "log.csv"))))[0]["loss"])
