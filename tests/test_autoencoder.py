@@ -313,3 +313,26 @@ def test_moving_averages_keep_float32_precision_under_mixed_bfloat16():
         assert norm(x, training=False).dtype == "bfloat16"
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_shipped_decoder_fits_the_pretrained_configuration():
+    """weights/dae-dogs-efficientnet_lite0 (committed) loads into configs/pretrained-efficientnet-lite0.yaml:
+    EfficientNet-Lite0's input space, 3,200 trainable weights, a 224x224 image in D's input range."""
+    from dgn.autoencoder import load_trained
+    from dgn.classifiers import load_classifier
+    from dgn.generate import build_generator_for
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    cfg = load_config(os.path.join(root, "configs", "pretrained-efficientnet-lite0.yaml"))
+    classifier = load_classifier(cfg["classifier"])
+    model, f0 = build_generator_for(cfg.data, classifier)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3200
+    image = np.asarray(model(f0, training=False))
+    assert image.shape == (1, 224, 224, 3) and np.isfinite(image).all()
+    # the exported encoder (float16 on disk) and decoder reconstruct a smooth image better than its mean
+    dae = load_config(os.path.join(root, "configs", "dae-dogs.yaml"))
+    encoder, decoder, meta = load_trained(dae.data, os.path.join(root, "weights", "dae-dogs-efficientnet_lite0"))
+    assert meta["preprocessing"] == classifier.preprocessing and meta["history"][0]["passes"] >= 12
+    photo = smooth_image(np.random.default_rng(1), 224).astype("float32") / 127.5 - 1
+    recon = np.asarray(decoder(encoder(photo[None], training=False), training=False))[0]
+    assert np.mean((recon - photo) ** 2) < np.mean((photo.mean((0, 1)) - photo) ** 2)
