@@ -166,7 +166,7 @@ def run_record(cfg, epoch, wall_seconds, images):
     dae = cfg["dae"]
     seen = epoch * dae["batch_size"] * (dae["steps_per_epoch"] or math.ceil(images / dae["batch_size"]))
     return {"epochs": epoch, "images_seen": seen, "passes": round(seen / max(images, 1), 1),
-            "wall_seconds": wall_seconds, "wall_hours": round(wall_seconds / 3600, 2),
+            "wall_seconds": wall_seconds,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": keras.backend.backend(),
             "devices": [str(d) for d in _devices()], "precision": dae["precision"],
             "batch_size": dae["batch_size"], "learning_rate": dae["learning_rate"], "init": dae["init"]}
@@ -178,15 +178,6 @@ def _devices():
 
         return [d.device_kind for d in jax.devices()]
     return []
-
-
-def training_history(folder):
-    """The runs that trained the weights in ``folder`` (its decoder.json), oldest first."""
-    meta = os.path.join(folder, "decoder.json")
-    if not os.path.isfile(meta):
-        return []
-    with open(meta, encoding="utf-8") as fh:
-        return list(json.load(fh).get("history", []))
 
 
 def save_parts(folder, encoder, decoder, metadata):
@@ -249,12 +240,18 @@ def decoder_metadata(path):
         return json.load(fh)
 
 
-def load_decoder_weights(decoder, path, space):
-    """Loads a trained decoder, refusing one trained for another classifier's input space."""
+def checked_metadata(path, space):
+    """The metadata of decoder weights ``path``, refusing ones trained for another input space."""
     meta = decoder_metadata(path)
     if meta.get("preprocessing") != space:
         raise DgnError(f"decoder {path} was trained for {meta.get('preprocessing')!r} inputs but the classifier "
                        f"reads {space!r} inputs; train a decoder for this classifier (dgn train-dae)")
+    return meta
+
+
+def load_decoder_weights(decoder, path, space):
+    """Loads a trained decoder, refusing one trained for another classifier's input space."""
+    meta = checked_metadata(path, space)
     load_weights_strict(decoder, path, "decoder",
                         f"; do generator.seed_shape and generator.blocks match the ones it was trained with "
                         f"({meta.get('seed_shape')}, {meta.get('blocks')})?")
@@ -346,7 +343,9 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
 
-    earlier = training_history(dae["init"]) if dae["init"] else []
+    # the runs that trained dae.init's weights come first in this run's history
+    earlier = decoder_metadata(os.path.join(dae["init"], "decoder.weights.h5")).get("history", []) \
+        if dae["init"] else []
 
     def saved(epoch, logs, wall):
         history = earlier + [run_record(data, epoch, wall, len(train_images))]
@@ -387,10 +386,7 @@ def load_parts(folder, encoder, decoder, space=None):
     """Loads a trained folder's encoder.weights.h5 and decoder.weights.h5 into built models,
     refusing weights trained for another classifier's input space when ``space`` is given."""
     if space is not None:
-        trained = decoder_metadata(os.path.join(folder, "decoder.weights.h5")).get("preprocessing")
-        if trained != space:
-            raise DgnError(f"{folder} was trained for {trained!r} inputs but the classifier reads {space!r} "
-                           f"inputs; start from weights trained for this classifier")
+        checked_metadata(os.path.join(folder, "decoder.weights.h5"), space)
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
