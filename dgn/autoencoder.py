@@ -33,6 +33,7 @@ from dgn.weights import load_weights_strict
 DECODER_OUTPUT_NORM = "batch"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
+CODE_STATS = "code_stats.npz"
 
 
 def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feature_size=3200, name="encoder"):
@@ -214,8 +215,8 @@ def _cast_weights_file(src, dtype):
 
 
 def export_trained(folder, dest, encoder_dtype="float16"):
-    """Copies a trained autoencoder (decoder.weights.h5, decoder.json, encoder.weights.h5) from a
-    training folder to ``dest`` (e.g. weights/dae-dogs-efficientnet_lite0), each file written under
+    """Copies a trained autoencoder (decoder.weights.h5, decoder.json, encoder.weights.h5, and
+    code_stats.npz if ``dgn code-stats`` wrote one) from a training folder to ``dest`` (e.g. weights/dae-dogs-efficientnet_lite0), each file written under
     a temporary name and renamed. The encoder, which only eval-dae needs, is stored as
     ``encoder_dtype`` (float16 halves its ~83 MB; reconstructions change by < 0.5 of an 8-bit level)."""
     names = ("decoder.weights.h5", "decoder.json", "encoder.weights.h5")
@@ -229,6 +230,10 @@ def export_trained(folder, dest, encoder_dtype="float16"):
                  _cast_weights_file(os.path.join(folder, "encoder.weights.h5"), np.dtype(encoder_dtype)))
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     write_json(os.path.join(dest, "decoder.json"), {**meta, "encoder_dtype": str(np.dtype(encoder_dtype))})
+    if os.path.isfile(os.path.join(folder, CODE_STATS)):
+        with open(os.path.join(folder, CODE_STATS), "rb") as fh:
+            write_atomic(os.path.join(dest, CODE_STATS), fh.read())
+        names += (CODE_STATS,)
     return {n: os.path.getsize(os.path.join(dest, n)) for n in names}
 
 
@@ -418,3 +423,44 @@ def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
                "channel_correlation": {"photos": channel_correlation(crops),
                                        "reconstructions": channel_correlation(recon)}}
     return summary, crops, recon
+
+
+def code_statistics(cfg, folder, data_dir=None, limit=None, batch_size=16):
+    """Per-unit mean and standard deviation of the encoder's codes of the training photos (center
+    crops and their mirror images, no noise), written to ``folder/code_stats.npz`` for
+    ``generator.code_stats``: the distribution a decoder-prior generator keeps its code in."""
+    import io
+
+    from dgn.data import list_images, load_images
+    from dgn.data import split as split_paths
+    from dgn.images import center_crop
+
+    data = cfg.data
+    data_dir = data_dir or data["dae"]["data"]
+    if not data_dir:
+        raise DgnError("no image folder: give --data DIR or set dae.data")
+    encoder, _, meta = load_trained(data, folder)
+    size, space = meta["input_size"], meta["preprocessing"]
+    train, _ = split_paths(list_images(data_dir, data["dae"]["wnids"]), data_dir, data["dae"]["validation"])
+    if limit:
+        train = train[:limit]
+    images, _, skipped = load_images(train, max(size, int(round(size * 256 / 224))))
+    total = np.zeros(encoder.output_shape[-1], "float64")
+    squares = np.zeros_like(total)
+    count = 0
+    for i in range(0, len(images), batch_size):
+        crops = np.stack([center_crop(img, size) for img in images[i:i + batch_size]]).astype("float32")
+        for batch in (crops, crops[:, :, ::-1]):
+            codes = np.asarray(encoder(preprocessing.from_rgb(batch, space), training=False), "float64")
+            total += codes.sum(axis=0)
+            squares += np.square(codes).sum(axis=0)
+            count += len(codes)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    std = np.maximum(std, 1e-6)
+    buffer = io.BytesIO()
+    np.savez(buffer, mean=mean.astype("float32"), std=std.astype("float32"), images=count)
+    write_atomic(os.path.join(folder, CODE_STATS), buffer.getvalue())
+    return {"codes": count, "photos": len(images), "skipped": len(skipped), "units": int(mean.size),
+            "mean_abs": round(float(np.abs(mean).mean()), 4), "std_mean": round(float(std.mean()), 4),
+            "file": os.path.join(folder, CODE_STATS)}

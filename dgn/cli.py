@@ -107,6 +107,17 @@ def cmd_eval_dae(args):
     return 0
 
 
+def cmd_code_stats(args):
+    import json
+
+    from dgn.autoencoder import code_statistics
+    from dgn.config import load_config
+
+    cfg = load_config(args.config, args.set or [])
+    print(json.dumps(code_statistics(cfg, args.weights, data_dir=args.data, limit=args.limit)))
+    return 0
+
+
 def cmd_classify(args):
     import json
 
@@ -188,6 +199,15 @@ def build_parser():
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_eval_dae)
+
+    p = sub.add_parser("code-stats", help="mean and spread of the encoder's codes of the training photos "
+                                          "(code_stats.npz, for generator.code_stats)")
+    p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
+    p.add_argument("--weights", metavar="DIR", required=True, help="trained autoencoder folder; the file goes there")
+    p.add_argument("--data", metavar="DIR", help="image folder (default dae.data; its training split is used)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N training photos")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_code_stats)
 
     p = sub.add_parser("classify", help="top-K classes of image files under a classifier")
     p.add_argument("images", nargs="+", metavar="IMAGE")

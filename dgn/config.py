@@ -69,12 +69,15 @@ SCHEMA = {
                       help="statistics of the generator's batch norms while optimizing"),
         "output_norm": Field((str,), None, nullable=True, choices=("image", "batch", "moving"),
                              help="statistics of G's last norm (on the image); default: generator.norm"),
+        "code_stats": Field((str,), None, nullable=True, path=True,
+                            help="code_stats.npz of the decoder (dgn code-stats): optimize z in "
+                                 "f = mean + std * z, the encoder's code distribution of real photos"),
         "f0": Field((int, float), 1.0, help="constant value of the initial feature vector f0"),
         "noise": Field((str,), "additive", choices=("additive", "multiplicative", "none")),
         "noise_stddev": Field((int, float), 2.0, minimum=0),
         "squash": Field((bool,), False,
                         help="map G's output into D's valid input range with a sigmoid (the paper: off)"),
-        "alpha_init": Field((str,), "glorot_uniform", choices=("glorot_uniform", "ones")),
+        "alpha_init": Field((str,), "glorot_uniform", choices=("glorot_uniform", "ones", "zeros")),
         "alpha_activation": Field((str,), "linear", choices=("linear", "relu")),
     },
     "transform": {
@@ -275,15 +278,19 @@ def _check_whole(cfg, where):
     if gen["trainable"] == "alpha" and gen["head"] == "decoder" and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.trainable: alpha' trains only alpha, so it needs a trained "
                           f"decoder: set 'generator.decoder_weights' (train one with `dgn train-dae`)")
+    if gen["code_stats"] and not gen["decoder_weights"]:
+        raise ConfigError(f"{where}: 'generator.code_stats' describes a trained decoder's codes; set "
+                          f"'generator.decoder_weights' to that decoder too")
     for section, key in (("classifier", "model"), ("classifier", "weights"), ("classifier", "class_index"),
-                         ("generator", "decoder_weights")):
+                         ("generator", "decoder_weights"), ("generator", "code_stats")):
         value = cfg[section][key]
         spec = SCHEMA[section][key]
         if isinstance(value, str) and value not in spec.keywords and not os.path.isfile(value):
             hint = {"model": "a built-in name (efficientnet_lite0, vgg16, tiny) or an existing .keras file",
                     "weights": "'imagenet', 'none' or an existing weights file",
                     "class_index": "'auto', 'none' or an existing imagenet_class_index.json",
-                    "decoder_weights": "a decoder weights file written by `dgn train-dae`"}[key]
+                    "decoder_weights": "a decoder weights file written by `dgn train-dae`",
+                    "code_stats": "a code_stats.npz written by `dgn code-stats` for the decoder"}[key]
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
     init = cfg["dae"]["init"]
     if init is not None:

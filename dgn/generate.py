@@ -33,6 +33,20 @@ def versions():
     return out
 
 
+def load_code_stats(path, units):
+    """(mean, std) of a ``code_stats.npz`` (``dgn code-stats``), checked against the code size."""
+    try:
+        with np.load(path) as npz:
+            mean, std = np.asarray(npz["mean"], "float32"), np.asarray(npz["std"], "float32")
+    except (OSError, KeyError, ValueError) as err:
+        raise ConfigError(f"generator.code_stats {path} is not a code_stats.npz ({err}); "
+                          f"write one with `dgn code-stats`") from None
+    if mean.shape != (units,) or std.shape != (units,):
+        raise ConfigError(f"generator.code_stats {path} describes {mean.size}-unit codes but the generator's "
+                          f"code has {units} (generator.seed_shape); use the decoder's own code_stats.npz")
+    return mean, std
+
+
 def build_generator_for(cfg, classifier, rows=1, seed=0):
     """G for a config, checked against D's input size; the decoder loaded and frozen if asked.
     Other image parameterizations (``parameterization.kind`` pixel, fourier) come from
@@ -57,10 +71,12 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
     if gen["trainable"] == "alpha":
         decoder.trainable = False
     f_dim = int(np.prod(gen["seed_shape"]))
+    code_stats = load_code_stats(gen["code_stats"], f_dim) if gen["code_stats"] else None
     model = build_generator(
         gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"], rows=rows, noise=gen["noise"],
         noise_stddev=gen["noise_stddev"], alpha_init=gen["alpha_init"],
-        alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder)
+        alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder,
+        code_stats=code_stats)
     if gen["squash"]:
         low, high = preprocessing.valid_range(classifier.preprocessing)
         model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)

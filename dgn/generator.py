@@ -11,7 +11,7 @@ import math
 
 import keras
 
-from dgn.layers import Alpha, FeatureNoise, GeneratorNorm
+from dgn.layers import Alpha, CodeShift, FeatureNoise, GeneratorNorm
 
 IMAGE_LAYER = "image"
 
@@ -59,8 +59,10 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
 
 def build_generator(seed_shape, blocks, head="image", norm="image", rows=1, noise="additive",
                     noise_stddev=2.0, alpha_init="glorot_uniform", alpha_activation="linear",
-                    alpha_l2=0.0, image_gamma_l1=0.0, seed=0, decoder=None, name="generator"):
-    """G: f0 (rows, m) -> image (rows, H, W, 3). ``rows`` images are optimized side by side."""
+                    alpha_l2=0.0, image_gamma_l1=0.0, seed=0, decoder=None, code_stats=None, name="generator"):
+    """G: f0 (rows, m) -> image (rows, H, W, 3). ``rows`` images are optimized side by side.
+    ``code_stats`` (mean, std), each (m,): the scaled vector is taken as z in ``mean + std * z``
+    (:class:`dgn.layers.CodeShift`) before the decoder."""
     m = math.prod(seed_shape)
     f0 = keras.Input((m,), name="f0")
     x = f0
@@ -68,6 +70,8 @@ def build_generator(seed_shape, blocks, head="image", norm="image", rows=1, nois
         x = FeatureNoise(noise, noise_stddev, seed=seed, name="noise")(x)
     x = Alpha(rows, alpha_init, None if alpha_activation == "linear" else alpha_activation,
               regularizer=keras.regularizers.L2(alpha_l2) if alpha_l2 else None, name="alpha")(x)
+    if code_stats is not None:
+        x = CodeShift(*code_stats, name="code_shift")(x)
     if decoder is None:
         decoder = build_decoder(seed_shape, blocks, head, norm, image_gamma_l1=image_gamma_l1)
     image = decoder(x)

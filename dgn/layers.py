@@ -1,6 +1,7 @@
 """Keras layers of the generator: the feature noise, the alpha scale and the generator's norm."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -77,6 +78,39 @@ class Alpha(keras.layers.Layer):
         return {**super().get_config(), "rows": self.rows, "initializer": self.initializer,
                 "activation": keras.activations.serialize(self.activation),
                 "regularizer": keras.regularizers.serialize(self.regularizer)}
+
+
+def _constant(value):
+    return lambda shape, dtype=None: ops.convert_to_tensor(value, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class CodeShift(keras.layers.Layer):
+    """``f = mean + std * z``: places the optimized vector z in the distribution of the codes the
+    autoencoder's encoder gives real photos (per-unit ``mean`` and ``std``, from ``dgn code-stats``),
+    so z = 0 is the average photo's code and z ~ N(0, 1) a typical one. Fixed, not trainable."""
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self._mean = np.asarray(mean, dtype="float32").reshape(-1)
+        self._std = np.asarray(std, dtype="float32").reshape(-1)
+
+    def build(self, input_shape):
+        if input_shape[-1] != self._mean.shape[0]:
+            raise ValueError(f"CodeShift has {self._mean.shape[0]} units but its input has {input_shape[-1]}")
+        self.mean = self.add_weight(name="mean", shape=self._mean.shape, trainable=False,
+                                    initializer=_constant(self._mean))
+        self.std = self.add_weight(name="std", shape=self._std.shape, trainable=False,
+                                   initializer=_constant(self._std))
+
+    def call(self, inputs):
+        return self.mean + self.std * inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self._mean.tolist(), "std": self._std.tolist()}
 
 
 @keras.saving.register_keras_serializable(package="dgn")

@@ -336,3 +336,74 @@ def test_shipped_decoder_fits_the_pretrained_configuration():
     photo = smooth_image(np.random.default_rng(1), 224).astype("float32") / 127.5 - 1
     recon = np.asarray(decoder(encoder(photo[None], training=False), training=False))[0]
     assert np.mean((recon - photo) ** 2) < np.mean((photo.mean((0, 1)) - photo) ** 2)
+
+
+def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, capsys):
+    """dgn code-stats: per-unit mean / std of the encoder's codes of the training photos and their
+    mirror images; generator.code_stats then optimizes z in f = mean + std * z (z = 0: the mean code)."""
+    from dgn.autoencoder import load_trained
+    from dgn.classifiers import load_classifier
+    from dgn.data import list_images, load_images, split
+    from dgn.generate import build_generator_for, generate
+    from dgn.generator import build_decoder
+    from dgn.images import center_crop
+
+    config = write_config(tmp_path, image_folder)
+    cfg = load_config(config)
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    assert main(["code-stats", config, "--weights", out, "--limit", "6"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["photos"] == 6 and summary["codes"] == 12 and summary["units"] == 200
+    stats = np.load(os.path.join(out, "code_stats.npz"))
+    # by hand: the same six training photos, center-cropped, and mirrored
+    encoder, _, _ = load_trained(cfg.data, out)
+    train, _ = split(list_images(str(image_folder)), str(image_folder), 0.25)
+    images, _, _ = load_images(train[:6], 37)
+    crops = np.stack([center_crop(img, 32) for img in images]).astype("float32")
+    batch = np.concatenate([crops, crops[:, :, ::-1]]) / 127.5 - 1
+    codes = np.asarray(encoder(batch, training=False), "float64")
+    np.testing.assert_allclose(stats["mean"], codes.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats["std"], np.maximum(codes.std(0), 1e-6), rtol=1e-3, atol=1e-4)
+
+    dest = str(tmp_path / "exported")
+    assert main(["export-dae", out, dest]) == 0
+    assert os.path.isfile(os.path.join(dest, "code_stats.npz"))
+    gen_cfg = tmp_path / "prior.yaml"
+    gen_cfg.write_text(
+        "classifier: {model: tiny, weights: none, class_index: none}\n"
+        f"generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder,\n"
+        f"  decoder_weights: {dest}/decoder.weights.h5, code_stats: {dest}/code_stats.npz, norm: moving,\n"
+        "  trainable: alpha, noise: none, alpha_init: zeros, alpha_activation: linear}\n"
+        "regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.01}\n"
+        "optimizer: {name: adam, learning_rate: 0.1}\n"
+        "objective: {targets: ['3'], activation: logit, others: 0.0}\nsteps: 15\n")
+    prior = load_config(str(gen_cfg))
+    model, f0 = build_generator_for(prior.data, load_classifier(prior["classifier"]))
+    start = np.asarray(model(f0, training=True))  # z = 0: the decoder's image of the mean code
+    alone = build_decoder([5, 5, 8], [[16, 2], [16, 2]], head="decoder", norm="moving")
+    alone.load_weights(os.path.join(dest, "decoder.weights.h5"))
+    np.testing.assert_allclose(start, np.asarray(alone(stats["mean"][None], training=True)), atol=1e-4)
+    (_, meta), = generate(prior, out_dir=str(tmp_path / "gen"), progress=False)
+    assert meta["trainable_weights"] == 200
+    assert meta["activation_during"]["last"] > meta["activation_during"]["first"]
+    # code statistics of another code size, or without their decoder, are one clear line (exit 2)
+    np.savez(str(tmp_path / "small.npz"), mean=np.zeros(10, "float32"), std=np.ones(10, "float32"))
+    assert main(["generate", str(gen_cfg), "--set", f"generator.code_stats={tmp_path}/small.npz", "--quiet",
+                 "--out", str(tmp_path / "gen3")]) == 2
+    assert "10-unit codes" in capsys.readouterr().err
+    assert main(["generate", str(gen_cfg), "--set", "generator.decoder_weights=null", "--quiet"]) == 2
+    assert "code_stats" in capsys.readouterr().err
+
+
+def test_shipped_code_stats_fit_the_decoder_prior_configuration():
+    """configs/decoder-prior-efficientnet-lite0.yaml builds with the committed code_stats.npz: 3,200
+    trainable weights, and at z = 0 it draws the decoder's image of the mean code."""
+    from dgn.classifiers import load_classifier
+    from dgn.generate import build_generator_for
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    cfg = load_config(os.path.join(root, "configs", "decoder-prior-efficientnet-lite0.yaml"))
+    model, f0 = build_generator_for(cfg.data, load_classifier(cfg["classifier"]))
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3200
+    image = np.asarray(model(f0, training=False))
+    assert image.shape == (1, 224, 224, 3) and np.isfinite(image).all() and image.std() > 0
