@@ -124,6 +124,8 @@ SCHEMA = {
                                  help="batches per epoch (checkpoint interval); default one pass over the images"),
         "optimizer": Field((str,), "adam", choices=("adam", "adadelta")),
         "learning_rate": Field((int, float), 0.001, minimum=0),
+        "warmup_steps": Field((int,), 0, minimum=0,
+                              help="learning rate rises linearly over this many updates (for dae.init runs)"),
         "noise_stddev": Field((int, float), 0.1, minimum=0, help="Gaussian noise on the input, in D's input space"),
         "validation": Field((int, float), 0.1, minimum=0, maximum=0.9),
         "augment": Field((bool,), True),

@@ -64,6 +64,7 @@ def test_loss_goes_down_and_bad_images_are_handled(tmp_path, image_folder, capsy
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     meta = json.load(open(os.path.join(out, "decoder.json")))
     assert meta["preprocessing"] == "tf" and meta["epochs"] == 3
+    assert meta["data"] == "images" and sum(meta["images"].values()) == 22  # readable images; no machine path
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
@@ -224,8 +225,16 @@ def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_f
     cfg = load_config(write_config(tmp_path, image_folder))
     out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     dest = str(tmp_path / "weights" / "dae")
+    # a decoder.json from before: the data folder as this machine's path, wall_hours in the history
+    meta_path = os.path.join(out, "decoder.json")
+    meta = json.load(open(meta_path))
+    meta["data"] = "/home/someone/data/imagenet-dogs"
+    meta["history"][0]["wall_hours"] = 0.1
+    json.dump(meta, open(meta_path, "w"))
     assert main(["export-dae", out, dest]) == 0
     assert "encoder.weights.h5" in capsys.readouterr().out
+    exported = json.load(open(os.path.join(dest, "decoder.json")))
+    assert exported["data"] == "imagenet-dogs" and "wall_hours" not in exported["history"][0]
     assert open(os.path.join(dest, "decoder.weights.h5"), "rb").read() == \
         open(os.path.join(out, "decoder.weights.h5"), "rb").read()
     with h5py.File(os.path.join(dest, "encoder.weights.h5")) as fh:
@@ -407,3 +416,19 @@ def test_shipped_code_stats_fit_the_decoder_prior_configuration():
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 3200
     image = np.asarray(model(f0, training=False))
     assert image.shape == (1, 224, 224, 3) and np.isfinite(image).all() and image.std() > 0
+
+
+def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, image_folder):
+    from dgn.autoencoder import LinearWarmup, make_dae_optimizer
+
+    schedule = LinearWarmup(0.01, 4)
+    assert [round(float(schedule(s)), 6) for s in range(6)] == [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
+    optimizer = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 4})
+    assert float(optimizer.learning_rate) == pytest.approx(0.0025)  # at its first update
+    # a run with warm-up checkpoints and resumes like any other; the history records it
+    cfg = load_config(write_config(tmp_path, image_folder), ["dae.warmup_steps=7"])
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(cfg, out_dir=out, epochs=2, verbose=0)
+    rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
+    assert len(rows) == 2
+    assert json.load(open(os.path.join(out, "decoder.json")))["history"][-1]["warmup_steps"] == 7
