@@ -21,6 +21,7 @@ from dgn.errors import DgnError
 from dgn.generator import build_decoder, output_size
 from dgn.layers import FeatureNoise
 from dgn.outputs import write_atomic, write_json
+from dgn.precision import dtype_policy
 from dgn.weights import load_weights_strict
 
 # The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
@@ -54,12 +55,8 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
 def build_autoencoder(cfg, input_size, precision="float32"):
     """(autoencoder, encoder, decoder) from a config dict's ``generator`` and ``dae`` sections.
     ``precision`` "mixed_bfloat16" computes in bfloat16 with float32 weights (training speed)."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         return _build_autoencoder(cfg, input_size)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _build_autoencoder(cfg, input_size):

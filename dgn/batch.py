@@ -341,7 +341,7 @@ class BatchRunner:
         obj = data["objective"]
         objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names)
         f0 = distribute_rows(batched.f0)
-        problem = Problem(batched.model, self.classifier.features(objective.layers), objective, f0)
+        problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective, f0)
         snapshots = final_snapshots(data)
         return objective, optimize(problem, make_optimizer(data["optimizer"]), data["steps"], snapshots=snapshots,
                                    progress=progress, label=label), batched.trainable_per_class
@@ -428,7 +428,7 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
                           f"images; use dgn generate --target ... for {kind} images")
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     devices = setup_distribution()
-    classifier = load_classifier(data["classifier"])
+    classifier = load_classifier(data["classifier"], data["precision"])
     names, num = classifier.class_names, classifier.num_classes
     selected = shard_of(parse_classes(classes, names, num), shard)
     run_dir = out_dir or default_out_dir(data)

@@ -27,8 +27,9 @@ import numpy as np
 from keras import ops
 
 from dgn.errors import ConfigError
-from dgn.generate import build_generator_for
-from dgn.layers import Alpha, FeatureNoise, SquashToRange
+from dgn.generate import IMAGE_FLOAT32, build_generator_for
+from dgn.layers import Alpha, CodeShift, FeatureNoise, SquashToRange
+from dgn.precision import dtype_policy
 from dgn.transforms import RandomAffine
 
 
@@ -84,8 +85,10 @@ class BatchedGenerator:
 
 
 def _parts(single):
-    """The single G's pieces in order: noise, alpha, decoder, squash, transform (None if absent)."""
-    parts = {"noise": None, "alpha": None, "decoder": None, "squash": None, "transform": None}
+    """The single G's pieces in order: noise, alpha, code shift, decoder, squash, float32 cast,
+    transform (None if absent)."""
+    parts = {"noise": None, "alpha": None, "code_shift": None, "decoder": None, "squash": None, "float32": None,
+             "transform": None}
     for layer in single.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -97,6 +100,10 @@ def _parts(single):
             parts["decoder"] = layer
         elif isinstance(layer, SquashToRange):
             parts["squash"] = layer
+        elif isinstance(layer, CodeShift):
+            parts["code_shift"] = layer
+        elif layer.name == IMAGE_FLOAT32:
+            parts["float32"] = layer
         elif type(layer) is RandomAffine:
             parts["transform"] = layer
         else:
@@ -113,6 +120,11 @@ def _count(variables):
 
 def build_batched_generator(cfg, classifier, rows, seed):
     """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring)."""
+    with dtype_policy(cfg.get("precision", "float32")):
+        return _build_batched_generator(cfg, classifier, rows, seed)
+
+
+def _build_batched_generator(cfg, classifier, rows, seed):
     gen = cfg["generator"]
     single, f0 = build_generator_for(cfg, classifier, rows=1, seed=seed)
     per_class = _count(single.trainable_weights)
@@ -135,12 +147,12 @@ def build_batched_generator(cfg, classifier, rows, seed):
                       regularizer=alpha1.regularizer, name="alpha")
         x = alpha(x)
         alpha.alpha.assign(np.repeat(np.asarray(alpha1.alpha.numpy()), rows, axis=0))
-        x = parts["decoder"](x)
-        if parts["squash"] is not None:
-            x = parts["squash"](x)
+        for shared in ("code_shift", "decoder", "squash", "float32"):  # the single G's own layers
+            if parts[shared] is not None:
+                x = parts[shared](x)
         t = parts["transform"]
         if t is not None:
-            x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, name="transform")(x)
+            x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, name="transform", dtype="float32")(x)
         model = keras.Model(inputs, x, name="generator_batch")
     else:
         generators = [single] + [build_generator_for(cfg, classifier, rows=1, seed=seed)[0]

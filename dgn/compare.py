@@ -79,9 +79,9 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     classifiers = {}
 
     def classifier_for(cfg):
-        key = json.dumps(cfg["classifier"], sort_keys=True)
+        key = json.dumps([cfg["classifier"], cfg["precision"]], sort_keys=True)
         if key not in classifiers:
-            classifiers[key] = load_classifier(cfg["classifier"])
+            classifiers[key] = load_classifier(cfg["classifier"], cfg["precision"])
         return classifiers[key]
 
     for cfg in configs:  # resolve every target with every classifier before the first long run

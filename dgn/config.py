@@ -108,6 +108,9 @@ SCHEMA = {
         "nesterov": Field((bool,), False),
     },
     "steps": Field((int,), 500, minimum=1),
+    "precision": Field((str,), "float32", choices=("float32", "mixed_bfloat16"),
+                       help="compute dtype of G and D while generating (weights, D's outputs and the "
+                            "sidecar's evaluation stay float32); mixed_bfloat16 for GPUs and bfloat16 CPUs"),
     "final": {
         "mode": Field((str,), "last", choices=("last", "median"),
                       help="last state, or per-pixel median of the last `snapshots` images"),
@@ -280,6 +283,10 @@ def _check_whole(cfg, where):
     if gen["trainable"] == "alpha" and gen["head"] == "decoder" and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.trainable: alpha' trains only alpha, so it needs a trained "
                           f"decoder: set 'generator.decoder_weights' (train one with `dgn train-dae`)")
+    kind = cfg.get("parameterization", {}).get("kind", "generator")
+    if cfg["precision"] != "float32" and kind != "generator":
+        raise ConfigError(f"{where}: 'precision: {cfg['precision']}' applies to the generator; "
+                          f"'parameterization.kind: {kind}' runs in float32 (remove precision)")
     if gen["code_stats"] and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.code_stats' describes a trained decoder's codes; set "
                           f"'generator.decoder_weights' to that decoder too")

@@ -15,6 +15,7 @@ from dgn.generator import build_decoder, build_generator, count_trainable, outpu
 from dgn.objectives import ClassObjective, parse_target
 from dgn.optimize import Problem, make_optimizer, optimize
 from dgn.outputs import slug, write_json, write_png
+from dgn.precision import dtype_policy, float32_output
 
 TRAP_WARNING = ("the target's ReLU activation was <= 0 (no gradient) for {dead} of {steps} steps{start}: "
                 "the paper's loss is stuck there; use objective.activation: logit or logsoftmax")
@@ -31,6 +32,9 @@ def versions():
     from dgn import __version__
     out["dgn"] = __version__
     return out
+
+
+IMAGE_FLOAT32 = "image_float32"
 
 
 def load_code_stats(path, units):
@@ -50,10 +54,16 @@ def load_code_stats(path, units):
 def build_generator_for(cfg, classifier, rows=1, seed=0):
     """G for a config, checked against D's input size; the decoder loaded and frozen if asked.
     Other image parameterizations (``parameterization.kind`` pixel, fourier) come from
-    dgn.parameterizations, with the same transform wrapping."""
+    dgn.parameterizations, with the same transform wrapping. G computes in the config's
+    ``precision``; its image (and the transforms on it) are float32."""
     if cfg.get("parameterization", {}).get("kind", "generator") != "generator":
         from dgn.parameterizations import build_parameterization
         return build_parameterization(cfg, classifier, rows, seed)
+    with dtype_policy(cfg.get("precision", "float32")):
+        return _build_generator_for(cfg, classifier, rows, seed)
+
+
+def _build_generator_for(cfg, classifier, rows, seed):
     gen = cfg["generator"]
     size = output_size(gen["seed_shape"], gen["blocks"], gen["head"])
     want = classifier.input_shape
@@ -80,6 +90,8 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
     if gen["squash"]:
         low, high = preprocessing.valid_range(classifier.preprocessing)
         model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)
+    if model.output.dtype != "float32":
+        model = keras.Model(model.input, float32_output(model.output, IMAGE_FLOAT32), name=model.name)
     from dgn.parameterizations import add_transform
     model = add_transform(model, cfg, classifier.preprocessing, seed)  # while optimizing only
     f0 = np.full((rows, f_dim), gen["f0"], dtype="float32")
@@ -154,7 +166,7 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
                                                       progress=progress, label=f"{stem}: {steps} steps, {kind}")
     else:
         generator, f0 = build_generator_for(data, classifier, rows=1, seed=data["seed"])
-        problem = Problem(generator, classifier.features(objective.layers), objective, f0)
+        problem = Problem(generator, classifier.optimizing.features(objective.layers), objective, f0)
         optimizer = make_optimizer(data["optimizer"])
         label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
         result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
@@ -227,7 +239,7 @@ def default_out_dir(cfg):
 
 def generate(cfg, targets=None, out_dir=None, progress=True):
     """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...]."""
-    classifier = load_classifier(cfg["classifier"])
+    classifier = load_classifier(cfg["classifier"], cfg["precision"])
     targets = list(targets) if targets else list(cfg["objective"]["targets"])
     # Resolve every target before the first long optimization, so a typo fails at once.
     for spec in targets:

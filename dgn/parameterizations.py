@@ -230,9 +230,10 @@ def add_transform(model, cfg, space, seed):
     pad = cfg.get("parameterization", {}).get("pad", 0)
     if pad:
         layer = PadTransform(pad, grey(space), tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1,
-                             name="transform")
-    else:
-        layer = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1, name="transform")
+                             name="transform", dtype="float32")
+    else:  # float32 under a mixed precision too (and TensorFlow has no bfloat16 gradient for the warp)
+        layer = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1, name="transform",
+                             dtype="float32")
         if not layer.active:
             return model
     wrapped = keras.Model(model.input, layer(model.output), name=model.name)

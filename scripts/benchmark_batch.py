@@ -1,13 +1,16 @@
 """Image-steps per second of ``dgn generate-all`` for several batch sizes against one class at a time.
 
     python scripts/benchmark_batch.py [--preset medium|paper224] [--batches 1,4,16,64] [--steps 3]
-                                      [--classes 8] [--grouped] [--json out.json]
+                                      [--classes 8] [--precision float32,mixed_bfloat16] [--grouped]
+                                      [--json out.json]
 
 Two measurements, TF backend on CPU:
 - steady state: one compiled step of the batched generator (B classes), timed over ``--steps``
   steps after a warm-up step; image-steps/s = B * steps / seconds.
 - end to end: ``generate_all`` of ``--classes`` classes x ``--steps`` steps into a temporary folder
   (build, trace, steps, evaluation, files), batch 1 (the one-class-at-a-time loop) against batch B.
+``--precision`` runs both for each listed compute precision (``precision:`` of a config; the speed-up
+column is against the first precision at B = 1).
 
 Presets (random weights, speed only), both the pretrained configuration (frozen decoder, alpha only,
 SGD, multiplicative noise):
@@ -96,7 +99,7 @@ def backend_description():
 def steady(cfg, classifier, rows, steps):
     batched = build_batched_generator(cfg.data, classifier, rows, cfg["seed"])
     objective = BatchClassObjective(list(range(rows)), "relu", 0.01)
-    stepper = make_stepper(Problem(batched.model, classifier.features(()), objective, batched.f0),
+    stepper = make_stepper(Problem(batched.model, classifier.optimizing.features(()), objective, batched.f0),
                            make_optimizer(cfg["optimizer"]))
     stepper.step()  # trace + warm up
     start = time.perf_counter()
@@ -161,6 +164,8 @@ def main():
     parser.add_argument("--batches", default="1,4,16,64")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--classes", type=int, default=16, help="classes of the end-to-end comparison (0: skip)")
+    parser.add_argument("--precision", default="float32",
+                        help="comma list of float32, mixed_bfloat16: each is measured (default float32)")
     parser.add_argument("--grouped", action="store_true", help="also time grouped vs separate convolutions")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -169,6 +174,7 @@ def main():
     cfg = load_config(text=text, overrides=[f"steps={args.steps}", "final.mode=last"])
     if args.configuration == "pretrained":
         cfg.data["generator"]["trainable"] = "alpha"  # random frozen decoder: speed only (no trained decoder)
+    precisions = args.precision.split(",")
     classifier = load_classifier(cfg["classifier"])
     size = classifier.input_shape[0]
     print(f"{backend_description()}, Keras {keras.__version__}, {os.cpu_count()} CPUs ({platform.machine()}); "
@@ -177,27 +183,35 @@ def main():
     results = {"preset": args.preset, "configuration": args.configuration, "backend": backend_description(),
                "steady": [], "end_to_end": []}
     steps = STEPS[args.configuration]
-    print(f"\n| batch B | image-steps/s | s per step | speed-up vs B=1 | 1,000 classes x {steps} steps |")
-    print("|---:|---:|---:|---:|---:|")
+    print(f"\n| precision | batch B | image-steps/s | s per step | speed-up vs {precisions[0]} B=1 "
+          f"| 1,000 classes x {steps} steps |")
+    print("|---|---:|---:|---:|---:|---:|")
     base = None
-    for b in batches:
-        rate, per_step = steady(cfg, classifier, b, args.steps)
-        base = base or rate
-        results["steady"].append({"batch": b, "image_steps_per_s": rate, "s_per_step": per_step})
-        print(f"| {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x | {1000 * steps / rate / 60:.1f} min |",
-              flush=True)
+    for precision in precisions:
+        cfg.data["precision"] = precision
+        classifier = load_classifier(cfg["classifier"], precision)
+        for b in batches:
+            rate, per_step = steady(cfg, classifier, b, args.steps)
+            base = base or rate
+            results["steady"].append({"precision": precision, "batch": b, "image_steps_per_s": rate,
+                                      "s_per_step": per_step})
+            print(f"| {precision} | {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x "
+                  f"| {1000 * steps / rate / 60:.1f} min |", flush=True)
     if args.classes:
         print(f"\nend to end, generate-all of {args.classes} classes x {args.steps} steps "
               f"(build, trace, steps, evaluation, files):\n")
-        print("| run | seconds | image-steps/s | speed-up |")
-        print("|---|---:|---:|---:|")
+        print("| precision | run | seconds | image-steps/s | speed-up |")
+        print("|---|---|---:|---:|---:|")
         loop = None
-        for b in [1] + [b for b in batches if 1 < b <= args.classes]:
-            rate, seconds = end_to_end(cfg, args.classes, b)
-            loop = loop or rate
-            name = "one class at a time (batch 1)" if b == 1 else f"batch {b}"
-            results["end_to_end"].append({"batch": b, "seconds": seconds, "image_steps_per_s": rate})
-            print(f"| {name} | {seconds:.1f} | {rate:.2f} | {rate / loop:.2f}x |", flush=True)
+        for precision in precisions:
+            cfg.data["precision"] = precision
+            for b in [1] + [b for b in batches if 1 < b <= args.classes]:
+                rate, seconds = end_to_end(cfg, args.classes, b)
+                loop = loop or rate
+                name = "one class at a time (batch 1)" if b == 1 else f"batch {b}"
+                results["end_to_end"].append({"precision": precision, "batch": b, "seconds": seconds,
+                                              "image_steps_per_s": rate})
+                print(f"| {precision} | {name} | {seconds:.1f} | {rate:.2f} | {rate / loop:.2f}x |", flush=True)
     if args.grouped:
         results["grouped"] = []
         print("\nuntrained configuration, one conv 64->64 k3 at 58x58 of B generators, forward + backward:\n")

@@ -8,6 +8,7 @@ import numpy as np
 
 from dgn import imagenet
 from dgn.errors import DgnError
+from dgn.precision import dtype_policy, float32_output
 from dgn.weights import load_weights_strict
 
 WEIGHTS_DIR_ENV = "DGN_WEIGHTS_DIR"
@@ -35,6 +36,7 @@ class Classifier:
         self.model.trainable = False
         self.logits_model = _logits_model(self.model, self.name)
         self._features = {}
+        self.optimizing = self   # the copy objectives are optimized through (bfloat16 under a mixed precision)
 
     @property
     def input_shape(self):
@@ -72,9 +74,9 @@ class Classifier:
         """A model mapping D's input to {"logits": z, <layer>: activation, ...}."""
         key = tuple(sorted(set(layer_names)))
         if key not in self._features:
-            outputs = {"logits": self.logits_model.output}
+            outputs = {"logits": float32_output(self.logits_model.output, "logits_float32")}
             for name in key:
-                outputs[name] = self.layer(name).output
+                outputs[name] = float32_output(self.layer(name).output, f"{name}_float32")
             model = keras.Model(self.model.input, outputs, name=f"{self.name}_features")
             model.trainable = False
             self._features[key] = model
@@ -113,8 +115,20 @@ def _load_weights(model, weights, name):
         load_weights_strict(model, weights, f"classifier {name}")
 
 
-def load_classifier(cfg):
-    """Builds D from a config's ``classifier:`` section (a dict)."""
+def load_classifier(cfg, precision="float32"):
+    """Builds D from a config's ``classifier:`` section (a dict). With ``precision``
+    "mixed_bfloat16", ``classifier.optimizing`` is a second copy computing in bfloat16 (same
+    weights, float32 outputs); the classifier itself, which evaluates the images, stays float32."""
+    classifier = _load_classifier(cfg)
+    if precision != "float32":
+        with dtype_policy(precision):
+            twin = _load_classifier(cfg)
+        twin.class_names = classifier.class_names
+        classifier.optimizing = twin
+    return classifier
+
+
+def _load_classifier(cfg):
     model_name, weights = cfg["model"], cfg["weights"]
     keras.config.set_image_data_format("channels_last")
     if model_name == "vgg16":
