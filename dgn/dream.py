@@ -228,7 +228,7 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     """Dreams a photo; writes ``<stem>_dream.png`` and ``.json`` (the fields of ``dgn generate``), and
     with zoom frames ``<stem>_frames/frame_NNNN.png`` (+ ``<stem>_zoom.gif``). Returns (png, sidecar)."""
     from dgn.classifiers import load_classifier
-    from dgn.generate import default_out_dir, versions
+    from dgn.generate import default_out_dir, sidecar_fields
 
     data = cfg.data
     dcfg = dict(data["dream"])
@@ -266,35 +266,25 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     on_photo = _evaluate(classifier, objective, photo_d)
     total_steps = len(info["values"])
     png_path = os.path.join(out_dir, stem + ".png")
-    sidecar = {
+    octaves_run = len(_octave_sizes(*info["work_size"], dcfg["octaves"], dcfg["octave_scale"]))
+    final_image = (f"DeepDream of {os.path.basename(image_path)}: {octaves_run} octave(s) x {dcfg['steps']} steps at "
+                   f"up to {info['work_size'][0]}x{info['work_size'][1]}"
+                   + (", detail upscaled onto the full photo" if info["work_size"] != list(photo.shape[:2]) else "")
+                   + "; the PNG is D's input space undone, clipped; D's numbers are of its evaluation crop")
+    sidecar = sidecar_fields(cfg, objective, "dream:" + ",".join(dcfg["layers"]), on_png, on_raw,
+                             steps=total_steps, trainable=int(np.prod(info["work_size"])) * 3,
+                             losses=info["losses"], activations=info["values"], kind="dream",
+                             final_image=final_image, seconds=None,
+                             seconds_per_step=info["seconds"] / max(1, total_steps),
+                             config={k: v for k, v in run_cfg.items() if k != "_space"})
+    sidecar.update({
         "image": os.path.basename(png_path),
-        "target": objective.describe(),
-        "target_spec": "dream:" + ",".join(dcfg["layers"]),
-        **on_png,
-        "optimized_image": {k: on_raw[k] for k in ("activation", "prob", "rank")},
-        "steps": total_steps,
-        "seed": data["seed"],
-        "trainable_weights": int(np.prod(info["work_size"])) * 3,
-        "loss": {"first": info["losses"][0], "last": info["losses"][-1]},
-        "activation_during": {"first": info["values"][0], "last": info["values"][-1]},
-        "relu_trap": None,
-        "parameterization": "dream",
-        "final_image": (f"DeepDream of {os.path.basename(image_path)}: {len(_octave_sizes(*info['work_size'], dcfg['octaves'], dcfg['octave_scale']))} "
-                        f"octave(s) x {dcfg['steps']} steps at up to {info['work_size'][0]}x{info['work_size'][1]}"
-                        + (", detail upscaled onto the full photo" if info["work_size"] != list(photo.shape[:2]) else "")
-                        + "; the PNG is D's input space undone, clipped; D's numbers are of its evaluation crop"),
         "source_image": os.path.abspath(image_path),
         "size": [int(photo.shape[0]), int(photo.shape[1])],
         "dream_size": info["work_size"],
         "layer_norm": info["layer_norm"],
         "photo_under_d": {k: on_photo[k] for k in ("activation", "top5")},
-        "wall_seconds": None,
-        "seconds_per_step": round(info["seconds"] / max(1, total_steps), 5),
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "config": {k: v for k, v in run_cfg.items() if k != "_space"},
-        "config_file": cfg.path,
-    }
+    })
     write_png(png_path, rgb)
     if dcfg["zoom_frames"]:
         frames_dir = os.path.join(out_dir, stem.replace("_dream", "") + "_frames")

@@ -201,36 +201,49 @@ def image_record(cfg, classifier, objective, result, k, spec, trainable, seconds
     rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
     saved = preprocessing.from_rgb(rgb.astype("float32"), space)
     on_png, on_raw = evaluate(classifier, objective, np.stack([saved, image]))
-    sidecar = {
-        "image": None,
-        "target": objective.describe(),
-        "target_spec": str(spec),
-        **on_png,
-        "optimized_image": {key: on_raw[key] for key in ("activation", "prob", "rank")},
-        "steps": steps,
-        "seed": data["seed"],
-        "trainable_weights": trainable,
-        "loss": {"first": result.losses[0], "last": result.losses[-1]},
-        "activation_during": {"first": result.values[0][k], "last": result.values[-1][k]},
-        "relu_trap": None,
-        "parameterization": kind,
-        "final_image": (f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
-        + (" (G's norm as optimized, feature noise off)" if kind == "generator" else f" ({kind} image)")
-        + "; the PNG is D's input space undone"
-        + (", with the authors' display transform" if data["output"]["display"] == "authors" else ", clipped"),
-        "wall_seconds": round(seconds, 3),
-        "seconds_per_step": round(result.seconds / steps, 5),
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "config": data,
-        "config_file": cfg.path,
-    }
+    final_image = ((f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
+                   + (" (G's norm as optimized, feature noise off)" if kind == "generator" else f" ({kind} image)")
+                   + "; the PNG is D's input space undone"
+                   + (", with the authors' display transform" if data["output"]["display"] == "authors"
+                      else ", clipped"))
+    sidecar = sidecar_fields(cfg, objective, spec, on_png, on_raw, steps=steps, trainable=trainable,
+                             losses=result.losses, activations=[v[k] for v in result.values], kind=kind,
+                             final_image=final_image, seconds=seconds, seconds_per_step=result.seconds / steps)
     dead = int(result.dead_steps[k])
     if dead:
         start = ", from the first step" if result.dead_at_start[k] else ""
         sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
                                 "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
     return rgb, sidecar
+
+
+def sidecar_fields(cfg, objective, spec, on_png, on_raw, *, steps, trainable, losses, activations, kind,
+                   final_image, seconds, seconds_per_step, config=None):
+    """The fields every output image's JSON sidecar has (``dgn generate``, ``generate-all``,
+    ``dream``): the target and what D says of the PNG (``on_png``) and of the float image before
+    quantization (``on_raw``), the run (steps, seed, loss, activation), timing, versions and the
+    full resolved config. ``image`` is filled in by the writer."""
+    return {
+        "image": None,
+        "target": objective.describe(),
+        "target_spec": str(spec),
+        **on_png,
+        "optimized_image": {key: on_raw[key] for key in ("activation", "prob", "rank")},
+        "steps": steps,
+        "seed": cfg["seed"],
+        "trainable_weights": trainable,
+        "loss": {"first": losses[0], "last": losses[-1]},
+        "activation_during": {"first": activations[0], "last": activations[-1]},
+        "relu_trap": None,
+        "parameterization": kind,
+        "final_image": final_image,
+        "wall_seconds": None if seconds is None else round(seconds, 3),
+        "seconds_per_step": round(seconds_per_step, 5),
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "config": cfg.data if config is None else config,
+        "config_file": cfg.path,
+    }
 
 
 def default_out_dir(cfg):
