@@ -191,7 +191,8 @@ def run_record(cfg, epoch, wall_seconds, images):
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": keras.backend.backend(),
             "devices": [str(d) for d in _devices()], "precision": dae["precision"],
             "batch_size": dae["batch_size"], "learning_rate": dae["learning_rate"],
-            "warmup_steps": dae["warmup_steps"], "init": dae["init"]}
+            "warmup_steps": dae["warmup_steps"],
+            "init": os.path.basename(os.path.normpath(dae["init"])) if dae["init"] else None}
 
 
 def _devices():
@@ -254,6 +255,8 @@ def export_trained(folder, dest, encoder_dtype="float16"):
         meta["data"] = os.path.basename(os.path.normpath(meta["data"]))
     for run in meta.get("history", []):
         run.pop("wall_hours", None)                # derivable from wall_seconds
+        if run.get("init") and os.path.isabs(run["init"]):
+            run["init"] = os.path.basename(os.path.normpath(run["init"]))
     write_json(os.path.join(dest, "decoder.json"), {**meta, "encoder_dtype": str(np.dtype(encoder_dtype))})
     if os.path.isfile(os.path.join(folder, CODE_STATS)):
         with open(os.path.join(folder, CODE_STATS), "rb") as fh:

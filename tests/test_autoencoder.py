@@ -291,7 +291,7 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the decoder's history lists both runs: the exported one (3 epochs) and this one
     history = json.load(open(os.path.join(second, "decoder.json")))["history"]
-    assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == dest
+    assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == "export"  # folder name
     assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
     fresh = train_dae(cfg, out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
     assert float(list(csv.DictReader(open(os.path.join(second, "log.csv"))))[0]["loss"]) < \
