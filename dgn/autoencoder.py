@@ -469,6 +469,9 @@ def code_statistics(cfg, folder, data_dir=None, limit=None, batch_size=16):
     data_dir = data_dir or data["dae"]["data"]
     if not data_dir:
         raise DgnError("no image folder: give --data DIR or set dae.data")
+    if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
+        raise DgnError(f"no trained autoencoder in {folder}; give --weights a folder written by `dgn train-dae` "
+                       f"or `dgn export-dae`")
     encoder, _, meta = load_trained(data, folder)
     size, space = meta["input_size"], meta["preprocessing"]
     train, _ = split_paths(list_images(data_dir, data["dae"]["wnids"]), data_dir, data["dae"]["validation"])

@@ -402,6 +402,8 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
     assert "10-unit codes" in capsys.readouterr().err
     assert main(["generate", str(gen_cfg), "--set", "generator.decoder_weights=null", "--quiet"]) == 2
     assert "code_stats" in capsys.readouterr().err
+    assert main(["code-stats", config, "--weights", str(tmp_path / "nowhere")]) == 2
+    assert "no trained autoencoder" in capsys.readouterr().err
 
 
 def test_shipped_code_stats_fit_the_decoder_prior_configuration():
