@@ -80,8 +80,8 @@ def _build_autoencoder(cfg, input_size):
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """``rate * min(1, (step + 1) / steps)``: a run that starts from trained weights with a fresh Adam
     (``dae.init``) would otherwise move every weight by about ``rate`` in its first updates, whatever
-    its gradient, and undo part of the training (measured: the loss rose from 0.124 to 0.15 and the
-    validation loss, read with moving averages that lag such jumps, to 0.73 in the first 83 steps)."""
+    its gradient, and undo part of the training (measured at 1e-3: the loss rose from 0.124 to 0.138 and
+    the validation loss, read with moving averages that lag such jumps, to 0.73 in the first 83 steps)."""
 
     def __init__(self, rate, steps):
         self.rate, self.steps = float(rate), int(steps)
@@ -177,7 +177,12 @@ def _metadata(cfg, space, input_size, epoch, logs, history, data_dir, images):
             "seed_shape": cfg["generator"]["seed_shape"],
             "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
             "noise_stddev": cfg["dae"]["noise_stddev"],
-            "data": os.path.basename(os.path.normpath(data_dir)), "images": images, "history": history}
+            "data": folder_name(data_dir), "images": images, "history": history}
+
+
+def folder_name(path):
+    """A folder by its last component: decoder.json names folders, not one machine's paths."""
+    return os.path.basename(os.path.normpath(path))
 
 
 def run_record(cfg, epoch, wall_seconds, images):
@@ -192,7 +197,7 @@ def run_record(cfg, epoch, wall_seconds, images):
             "devices": [str(d) for d in _devices()], "precision": dae["precision"],
             "batch_size": dae["batch_size"], "learning_rate": dae["learning_rate"],
             "warmup_steps": dae["warmup_steps"],
-            "init": os.path.basename(os.path.normpath(dae["init"])) if dae["init"] else None}
+            "init": folder_name(dae["init"]) if dae["init"] else None}
 
 
 def _devices():
@@ -251,12 +256,12 @@ def export_trained(folder, dest, encoder_dtype="float16"):
     write_atomic(os.path.join(dest, "encoder.weights.h5"),
                  _cast_weights_file(os.path.join(folder, "encoder.weights.h5"), np.dtype(encoder_dtype)))
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
-    if os.path.isabs(str(meta.get("data", ""))):  # older decoder.json files held a machine's path
-        meta["data"] = os.path.basename(os.path.normpath(meta["data"]))
+    if meta.get("data"):  # older decoder.json files held a machine's paths
+        meta["data"] = folder_name(meta["data"])
     for run in meta.get("history", []):
         run.pop("wall_hours", None)                # derivable from wall_seconds
-        if run.get("init") and os.path.isabs(run["init"]):
-            run["init"] = os.path.basename(os.path.normpath(run["init"]))
+        if run.get("init"):
+            run["init"] = folder_name(run["init"])
     write_json(os.path.join(dest, "decoder.json"), {**meta, "encoder_dtype": str(np.dtype(encoder_dtype))})
     if os.path.isfile(os.path.join(folder, CODE_STATS)):
         with open(os.path.join(folder, CODE_STATS), "rb") as fh:
@@ -311,7 +316,7 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
     dae = cfg["dae"]
     paths = list_images(data_dir, dae["wnids"])
     train, val = split(paths, data_dir, dae["validation"])
-    short = max(crop, int(round(crop * 256 / 224)))
+    short = short_side(crop)
     train_images, _, skipped_t = load_images(train, short, warn)
     val_images, _, skipped_v = load_images(val, short, warn)
     return train_images, val_images, len(skipped_t) + len(skipped_v), len(paths)
@@ -407,6 +412,9 @@ def reconstruct(encoder, decoder, images_uint8, space, batch_size=8):
 
 def load_trained(cfg, folder):
     """(encoder, decoder, metadata) of a trained autoencoder folder."""
+    if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
+        raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
+                       f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     size = meta["input_size"]
     gen, dae = cfg["generator"], cfg["dae"]
@@ -426,27 +434,36 @@ def load_parts(folder, encoder, decoder, space=None):
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
 
-def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
-    """PSNR (dB, from the mean squared error over all 8-bit RGB pixels) of clean reconstructions
-    of the images of ``data_dir`` (``split`` val / train: train-dae's held-out / training part)."""
+def short_side(crop):
+    """The standard evaluation resize: short side to crop * 256 / 224 (at least the crop)."""
+    return max(crop, int(round(crop * 256 / 224)))
+
+
+def center_crops(data, data_dir, size, split="all", limit=None):
+    """(uint8 centre crops (n, size, size, 3), unreadable paths) of ``data_dir``'s images: all, or
+    train-dae's ``train`` / ``val`` split of them; the first ``limit`` only if given."""
     from dgn.data import list_images, load_images
     from dgn.data import split as split_paths
     from dgn.images import center_crop
 
-    data = cfg.data
-    folder = folder or data["dae"]["out"] or os.path.join("runs", cfg.name)
-    if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
-        raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights DIR")
-    encoder, decoder, meta = load_trained(data, folder)
-    size, space = meta["input_size"], meta["preprocessing"]
     paths = list_images(data_dir, data["dae"]["wnids"])
     if split != "all":
         train, val = split_paths(paths, data_dir, data["dae"]["validation"])
         paths = val if split == "val" else train
     if limit:
         paths = paths[:limit]
-    images, _, skipped = load_images(paths, max(size, int(round(size * 256 / 224))))
-    crops = np.stack([center_crop(img, size) for img in images])
+    images, _, skipped = load_images(paths, short_side(size))
+    return np.stack([center_crop(img, size) for img in images]), skipped
+
+
+def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
+    """PSNR (dB, from the mean squared error over all 8-bit RGB pixels) of clean reconstructions
+    of the images of ``data_dir`` (``split`` val / train: train-dae's held-out / training part)."""
+    data = cfg.data
+    folder = folder or data["dae"]["out"] or os.path.join("runs", cfg.name)
+    encoder, decoder, meta = load_trained(data, folder)
+    size, space = meta["input_size"], meta["preprocessing"]
+    crops, skipped = center_crops(data, data_dir, size, split, limit)
     recon = reconstruct(encoder, decoder, crops, space)
     value, mse = psnr(crops, recon)
     summary = {"images": len(crops), "skipped": len(skipped), "psnr": round(value, 4), "mse": round(mse, 4),
@@ -461,29 +478,19 @@ def code_statistics(cfg, folder, data_dir=None, limit=None, batch_size=16):
     ``generator.code_stats``: the distribution a decoder-prior generator keeps its code in."""
     import io
 
-    from dgn.data import list_images, load_images
-    from dgn.data import split as split_paths
-    from dgn.images import center_crop
-
     data = cfg.data
     data_dir = data_dir or data["dae"]["data"]
     if not data_dir:
         raise DgnError("no image folder: give --data DIR or set dae.data")
-    if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
-        raise DgnError(f"no trained autoencoder in {folder}; give --weights a folder written by `dgn train-dae` "
-                       f"or `dgn export-dae`")
     encoder, _, meta = load_trained(data, folder)
     size, space = meta["input_size"], meta["preprocessing"]
-    train, _ = split_paths(list_images(data_dir, data["dae"]["wnids"]), data_dir, data["dae"]["validation"])
-    if limit:
-        train = train[:limit]
-    images, _, skipped = load_images(train, max(size, int(round(size * 256 / 224))))
+    crops, skipped = center_crops(data, data_dir, size, "train", limit)
     total = np.zeros(encoder.output_shape[-1], "float64")
     squares = np.zeros_like(total)
     count = 0
-    for i in range(0, len(images), batch_size):
-        crops = np.stack([center_crop(img, size) for img in images[i:i + batch_size]]).astype("float32")
-        for batch in (crops, crops[:, :, ::-1]):
+    for i in range(0, len(crops), batch_size):
+        chunk = crops[i:i + batch_size].astype("float32")
+        for batch in (chunk, chunk[:, :, ::-1]):
             codes = np.asarray(encoder(preprocessing.from_rgb(batch, space), training=False), "float64")
             total += codes.sum(axis=0)
             squares += np.square(codes).sum(axis=0)
@@ -494,6 +501,6 @@ def code_statistics(cfg, folder, data_dir=None, limit=None, batch_size=16):
     buffer = io.BytesIO()
     np.savez(buffer, mean=mean.astype("float32"), std=std.astype("float32"), images=count)
     write_atomic(os.path.join(folder, CODE_STATS), buffer.getvalue())
-    return {"codes": count, "photos": len(images), "skipped": len(skipped), "units": int(mean.size),
+    return {"codes": count, "photos": len(crops), "skipped": len(skipped), "units": int(mean.size),
             "mean_abs": round(float(np.abs(mean).mean()), 4), "std_mean": round(float(std.mean()), 4),
             "file": os.path.join(folder, CODE_STATS)}
