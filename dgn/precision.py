@@ -2,6 +2,8 @@
 
 Keras fixes a layer's compute dtype when the layer is created, from the global dtype policy;
 :func:`dtype_policy` sets that policy for the models built inside it and restores the previous one.
+Keras keeps the policy per thread (``keras.src.backend.common.global_state`` is a
+``threading.local``), so a build in one thread does not change the dtypes of another's.
 Generation in mixed_bfloat16 (``precision:`` in a config) builds G and an optimizing copy of D in
 bfloat16, while the image G hands to D and D's outputs stay float32 and the sidecar's probabilities
 come from the float32 D.

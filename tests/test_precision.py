@@ -100,3 +100,63 @@ def test_mixed_bfloat16_on_jax(tiny_config, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     side = json.load(open(tmp_path / "jax" / "0003.json"))
     assert side["backend"] == "jax" and np.isfinite(side["activation"])
+
+
+def test_saved_keras_classifier_gets_a_bfloat16_twin(tmp_path):
+    """A .keras file keeps the dtypes it was saved with; under mixed_bfloat16 it is cloned layer by layer."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax", name="predictions")(x))
+    path = str(tmp_path / "clf.keras")
+    model.save(path)
+    cfg = {"model": path, "weights": None, "preprocessing": "unit", "class_index": "none"}
+    classifier = load_classifier(cfg, "mixed_bfloat16")
+    assert compute_dtypes(classifier.model) == {"float32"}
+    assert compute_dtypes(classifier.optimizing.model) == {"bfloat16"}
+    for a, b in zip(classifier.model.weights, classifier.optimizing.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    out = classifier.optimizing.features(["conv"])(x)
+    assert all(keras.backend.standardize_dtype(v.dtype) == "float32" for v in out.values())
+    np.testing.assert_allclose(np.asarray(out["logits"]), classifier.predict_logits(x), rtol=0.05, atol=0.05)
+    assert not np.array_equal(np.asarray(out["logits"]), classifier.predict_logits(x))
+
+
+def test_subclassed_classifier_cannot_be_made_bfloat16():
+    from dgn.classifiers import _clone_in_precision
+    from dgn.errors import DgnError
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3, activation="softmax")
+
+        def call(self, x):
+            return self.dense(x)
+
+    with pytest.raises(DgnError, match="Functional or Sequential.*precision: float32"):
+        _clone_in_precision(Subclassed(), "mixed_bfloat16", "sub.keras")
+
+
+def test_dtype_policy_is_per_thread():
+    """A bfloat16 build in one thread leaves another thread's models float32."""
+    import threading
+
+    from dgn.precision import dtype_policy
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    def build_in_bfloat16():
+        with dtype_policy("mixed_bfloat16"):
+            seen["thread"] = keras.layers.Dense(2).compute_dtype
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=build_in_bfloat16)
+    thread.start()
+    assert inside.wait(10)
+    seen["main"] = keras.layers.Dense(2).compute_dtype
+    release.set()
+    thread.join()
+    assert seen == {"thread": "bfloat16", "main": "float32"}

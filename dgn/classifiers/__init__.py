@@ -121,11 +121,32 @@ def load_classifier(cfg, precision="float32"):
     weights, float32 outputs); the classifier itself, which evaluates the images, stays float32."""
     classifier = _load_classifier(cfg)
     if precision != "float32":
-        with dtype_policy(precision):
-            twin = _load_classifier(cfg)
+        if cfg["model"].endswith(".keras"):
+            # a saved model keeps the dtype policy it was saved with: clone it layer by layer in `precision`
+            twin = Classifier(model=_clone_in_precision(classifier.model, precision, cfg["model"]),
+                              name=classifier.name, preprocessing=classifier.preprocessing)
+        else:
+            with dtype_policy(precision):
+                twin = _load_classifier(cfg)
         twin.class_names = classifier.class_names
         classifier.optimizing = twin
     return classifier
+
+
+def _clone_in_precision(model, precision, path):
+    """The same network and weights with every layer computing in ``precision``."""
+    def layer_in_precision(layer):
+        config = layer.get_config()
+        config["dtype"] = precision
+        return layer.__class__.from_config(config)
+
+    try:
+        twin = keras.models.clone_model(model, clone_function=layer_in_precision)
+    except ValueError:
+        raise DgnError(f"classifier {path}: precision {precision} needs a Functional or Sequential model (this "
+                       f"one is a subclassed {type(model).__name__}); set precision: float32") from None
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def _load_classifier(cfg):
