@@ -316,7 +316,8 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
     dae = cfg["dae"]
     paths = list_images(data_dir, dae["wnids"])
     train, val = split(paths, data_dir, dae["validation"])
-    short = short_side(crop)
+    from dgn.images import eval_short_side
+    short = eval_short_side(crop)
     train_images, _, skipped_t = load_images(train, short, warn)
     val_images, _, skipped_v = load_images(val, short, warn)
     return train_images, val_images, len(skipped_t) + len(skipped_v), len(paths)
@@ -434,17 +435,12 @@ def load_parts(folder, encoder, decoder, space=None):
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
 
-def short_side(crop):
-    """The standard evaluation resize: short side to crop * 256 / 224 (at least the crop)."""
-    return max(crop, int(round(crop * 256 / 224)))
-
-
 def center_crops(data, data_dir, size, split="all", limit=None):
     """(uint8 centre crops (n, size, size, 3), unreadable paths) of ``data_dir``'s images: all, or
     train-dae's ``train`` / ``val`` split of them; the first ``limit`` only if given."""
     from dgn.data import list_images, load_images
     from dgn.data import split as split_paths
-    from dgn.images import center_crop
+    from dgn.images import center_crop, eval_short_side
 
     paths = list_images(data_dir, data["dae"]["wnids"])
     if split != "all":
@@ -452,7 +448,7 @@ def center_crops(data, data_dir, size, split="all", limit=None):
         paths = val if split == "val" else train
     if limit:
         paths = paths[:limit]
-    images, _, skipped = load_images(paths, short_side(size))
+    images, _, skipped = load_images(paths, eval_short_side(size))
     return np.stack([center_crop(img, size) for img in images]), skipped
 
 

@@ -122,10 +122,7 @@ def classify_paths(model, preprocess, paths, top=5, class_names=None,
     for i, path in enumerate(paths):
         try:
             img = load_image(path)
-            if h == w:
-                img = eval_crop(img, crop=h)
-            else:
-                img = _eval_crop_rect(img, h, w)
+            img = eval_crop(img, crop=(h, w))
         except ImageLoadError as exc:
             results[i] = {"image": path, "error": _one_line(exc)}
             continue
@@ -138,13 +135,6 @@ def classify_paths(model, preprocess, paths, top=5, class_names=None,
             flush()
     flush()
     return results
-
-
-def _eval_crop_rect(img, h, w):
-    from dgn.images import center_crop, resize_short_side
-
-    short = int(round(max(h, w) * 256 / 224))
-    return center_crop(resize_short_side(img, short), (h, w))
 
 
 def _one_line(exc):

@@ -216,9 +216,7 @@ def _evaluate(classifier, objective, image_d):
     shape = classifier.input_shape
     rgb = preprocessing.to_uint8(image_d, classifier.preprocessing)
     if shape[0] is not None and shape[1] is not None:
-        crop = eval_crop(rgb, shape[0]) if shape[0] == shape[1] else np.asarray(
-            Image.fromarray(rgb).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
-        rgb = crop
+        rgb = eval_crop(rgb, (shape[0], shape[1]))
     return evaluate(classifier, objective, preprocessing.from_rgb(rgb.astype("float32"),
                                                                    classifier.preprocessing)[None])[0]
 

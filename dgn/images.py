@@ -39,6 +39,7 @@ __all__ = [
     "resize_short_side",
     "center_crop",
     "eval_crop",
+    "eval_short_side",
     "save_png_atomic",
 ]
 
@@ -152,17 +153,22 @@ def center_crop(img, size):
     return np.ascontiguousarray(img[top:top + ch, left:left + cw])
 
 
-def eval_crop(img, crop=224, resize=None):
-    """Standard ImageNet evaluation crop: short side to ``resize`` (bicubic),
-    then the central ``crop`` x ``crop`` square.
+def eval_short_side(crop):
+    """The standard evaluation resize for a ``crop`` (an int, or (height, width)): the short side to
+    ``round(side * 256 / 224)`` of the crop's longer side (256 for 224, 297 for 260), the usual
+    0.875 crop fraction."""
+    side = int(crop) if np.isscalar(crop) else max(int(crop[0]), int(crop[1]))
+    return max(side, int(round(side * 256 / 224)))
 
-    ``resize`` defaults to ``round(crop * 256 / 224)`` (256 for 224, 297 for
-    260), the usual 0.875 crop fraction."""
-    crop = int(crop)
+
+def eval_crop(img, crop=224, resize=None):
+    """Standard ImageNet evaluation crop: short side to ``resize`` (bicubic; default
+    :func:`eval_short_side`), then the central ``crop`` (an int for a square, or (height, width))."""
     if resize is None:
-        resize = int(round(crop * 256 / 224))
-    if resize < crop:
-        raise ValueError(f"resize ({resize}) must be >= crop ({crop})")
+        resize = eval_short_side(crop)
+    side = int(crop) if np.isscalar(crop) else max(int(crop[0]), int(crop[1]))
+    if resize < side:
+        raise ValueError(f"resize ({resize}) must be >= crop ({side})")
     return center_crop(resize_short_side(img, resize), crop)
 
 

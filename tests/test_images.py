@@ -8,6 +8,7 @@ from dgn.images import (
     ImageLoadError,
     center_crop,
     eval_crop,
+    eval_short_side,
     load_image,
     resize_short_side,
     save_png_atomic,
@@ -176,6 +177,11 @@ def test_resize_short_side_and_crops():
     assert eval_crop(small, crop=224).shape == (224, 224, 3)  # upsampled
     with pytest.raises(ValueError):
         eval_crop(img, crop=224, resize=200)
+    # a (height, width) crop: the short side to 256/224 of the longer side, then the central window
+    assert eval_short_side(224) == 256 and eval_short_side(260) == 297 and eval_short_side((112, 224)) == 256
+    rect = eval_crop(img, crop=(112, 224))
+    np.testing.assert_array_equal(rect, center_crop(resize_short_side(img, 256), (112, 224)))
+    assert rect.shape == (112, 224, 3)
 
 
 def test_save_png_atomic(tmp_path):
