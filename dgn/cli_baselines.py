@@ -38,7 +38,8 @@ def cmd_compare(args):
     configs = [load_config(path, overrides) for path in args.configs]
     out = args.out or os.path.join("runs", "compare")
     summary = compare(configs, targets=args.target, out_dir=out, judge=args.judge, progress=not args.quiet)
-    print(f"{os.path.join(out, 'compare.png')}: {len(summary['methods'])} methods x {len(summary['targets'])} targets")
+    print(f"{os.path.join(out, 'compare.png')}: {len(summary['methods'])} methods x {len(summary['targets'])} targets"
+          + (f" ({summary['reused']} finished images reused)" if summary["reused"] else ""))
     for line in describe(summary):
         print(line)
     return 0
@@ -67,7 +68,8 @@ def add_commands(sub):
     p.add_argument("--judge", metavar="MODEL", help="an independent classifier that also scores every image, "
                                                     "e.g. efficientnet_lite2, a .keras file or a YAML config (never used "
                                                     "in an objective)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare/)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare/); images already made there "
+                   "by the same config are reused, so an interrupted or extended compare resumes")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value in every config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)

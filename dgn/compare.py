@@ -53,6 +53,56 @@ def judge_image(judge, rgb, classes):
     return out
 
 
+def finished_image(method_dir, cfg, classifier, spec):
+    """(PNG path, sidecar) of a target this method already made with this very config (an earlier,
+    interrupted or extended compare into the same folder), else None: compare resumes."""
+    from dgn.generate import target_stem
+    from dgn.objectives import parse_target
+    objective = parse_target(spec, classifier, cfg["objective"]["activation"], cfg["objective"]["others"])
+    stem = target_stem(objective, spec)
+    png = os.path.join(method_dir, stem + ".png")
+    try:
+        with open(os.path.join(method_dir, stem + ".json"), encoding="utf-8") as fh:
+            sidecar = json.load(fh)
+        with Image.open(png) as img:
+            img.load()   # decodes every byte: a truncated file fails here
+    except (OSError, ValueError):
+        return None
+    same = (isinstance(sidecar, dict) and sidecar.get("image") == stem + ".png"
+            and sidecar.get("target") == _json(objective.describe())
+            and _identity(sidecar.get("config")) == _identity(_json(cfg.data)))
+    return (png, sidecar) if same else None
+
+
+def _json(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _identity(config):
+    """What decides a method's image: its config without its name, output folder and target list."""
+    if not isinstance(config, dict):
+        return None
+    config = {k: v for k, v in config.items() if k != "name"}
+    config["output"] = {k: v for k, v in config.get("output", {}).items() if k != "dir"}
+    config["objective"] = {k: v for k, v in config.get("objective", {}).items() if k != "targets"}
+    return config
+
+
+def target_label(target):
+    """A short name for a sidecar's target: the class name (or index), classes joined by '+',
+    ``layer:channel`` or ``layer:channel@y,x``."""
+    kind = target.get("kind")
+    if kind == "class":
+        return target.get("name") or str(target["index"])
+    if kind == "classes":
+        return "+".join(c.get("name") or str(c["index"]) for c in target["classes"])
+    if kind == "channel":
+        return f"{target['layer']}:{target['channel']}"
+    if kind == "neuron":
+        return f"{target['layer']}:{target['channel']}@{target['y']},{target['x']}"
+    return str(target.get("spec", kind))
+
+
 def _classes(sidecar):
     target = sidecar["target"]
     if target.get("kind") == "class":
@@ -90,24 +140,33 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     judge_model = load_judge(judge) if judge else None
     summary = {"targets": targets, "methods": [], "judge": judge}
     tiles, labels = [], []
+    reused = 0
     for cfg in configs:
         classifier = classifier_for(cfg)
         row = {"method": cfg.name, "config_file": cfg.path, "classifier": classifier.name,
                "parameterization": cfg.data.get("parameterization", {}).get("kind", "generator"), "results": []}
-        for spec in targets:
-            path, sidecar = run_target(cfg, classifier, spec, os.path.join(out_dir, cfg.name), progress=progress)
+        for column, spec in enumerate(targets):
+            method_dir = os.path.join(out_dir, cfg.name)
+            found = finished_image(method_dir, cfg, classifier, spec)
+            if found:
+                path, sidecar = found
+                reused += 1
+            else:
+                path, sidecar = run_target(cfg, classifier, spec, method_dir, progress=progress)
             rgb = np.asarray(Image.open(path).convert("RGB"))
             entry = {"target": spec, "image": os.path.relpath(path, out_dir), "prob": sidecar["prob"],
                      "rank": sidecar["rank"], "activation": sidecar["activation"],
                      "top1": sidecar["top5"][0], "seconds": sidecar["wall_seconds"]}
-            label = ""  # scores first: grid() cuts long labels
+            label = ""  # scores, then the target: grid() cuts long labels
             if sidecar["prob"] is not None:
                 label += f"D {sidecar['prob']:.2f} "
             if judge_model is not None:
                 entry["judge"] = judge_image(judge_model, rgb, _classes(sidecar))
                 if "prob" in entry["judge"]:
                     label += f"J {entry['judge']['prob']:.2f} "
-            label += cfg.name
+            label += target_label(sidecar["target"])
+            if column == 0:  # the row's method, once
+                label += f" [{cfg.name}]"
             row["results"].append(entry)
             tiles.append(rgb)
             labels.append(label)
@@ -118,6 +177,7 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=12)
     write_png(os.path.join(out_dir, "compare.png"), sheet)
     summary["sheet"] = "compare.png"
+    summary["reused"] = reused
     summary["means"] = _means(summary)
     write_json(os.path.join(out_dir, "compare.json"), summary)
     return summary

@@ -60,3 +60,39 @@ def test_compare_refuses_duplicate_names_and_unknown_targets_at_once(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()   # nothing ran before the typo was found
+
+
+def test_tiles_are_labelled_with_their_target():
+    from dgn.compare import target_label
+    assert target_label({"kind": "class", "index": 207, "name": "golden_retriever"}) == "golden_retriever"
+    assert target_label({"kind": "class", "index": 3, "name": None}) == "3"
+    assert target_label({"kind": "classes", "classes": [{"index": 1, "name": "goldfish"},
+                                                        {"index": 2, "name": None}]}) == "goldfish+2"
+    assert target_label({"kind": "channel", "layer": "block5_conv3", "channel": 37}) == "block5_conv3:37"
+    assert target_label({"kind": "neuron", "layer": "conv", "channel": 2, "y": 3, "x": 4}) == "conv:2@3,4"
+
+
+def test_compare_resumes_with_the_images_of_the_same_config(tmp_path, capsys):
+    """A second compare into the same folder reuses what the same config made; a changed config or a
+    damaged file is made again."""
+    pixel, fourier, _ = _configs(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", pixel, "--target", "3", "--out", str(out), "--quiet"]) == 0
+    first = (out / "pixel" / "0003.json").read_text()
+    capsys.readouterr()
+    # extended by a target and a method: the finished image is reused byte for byte
+    assert main(["compare", pixel, fourier, "--target", "3", "--target", "5", "--out", str(out), "--quiet"]) == 0
+    assert "(1 finished images reused)" in capsys.readouterr().out
+    assert (out / "pixel" / "0003.json").read_text() == first
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["reused"] == 1 and [r["target"] for r in summary["methods"][1]["results"]] == ["3", "5"]
+    # other steps: made again
+    assert main(["compare", pixel, "--target", "3", "--steps", "4", "--out", str(out), "--quiet"]) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert json.loads((out / "pixel" / "0003.json").read_text())["steps"] == 4
+    # a truncated PNG: made again
+    png = out / "pixel" / "0003.png"
+    png.write_bytes(png.read_bytes()[:40])
+    assert main(["compare", pixel, "--target", "3", "--steps", "4", "--out", str(out), "--quiet"]) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert Image.open(png).size == (32, 32)
