@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+SET_HELP = "override a config value, e.g. steps=100 or generator.noise=none; repeatable"
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with the rest of dgn's error style: one line (naming where the usage is), exit 2."""
@@ -168,7 +170,7 @@ def build_parser():
     p.add_argument("--steps", type=int, help="optimization steps (overrides the config)")
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -177,7 +179,7 @@ def build_parser():
     p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
     p.add_argument("--out", metavar="DIR", help="training folder (overrides dae.out)")
     p.add_argument("--epochs", type=int, help="total epochs (overrides dae.epochs)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop after the first epoch that ends past this many minutes (resume later)")
@@ -197,7 +199,7 @@ def build_parser():
     p.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="val / train: only the images train-dae held out / trained on (its split of DIR)")
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_eval_dae)
 
     p = sub.add_parser("code-stats", help="mean and spread of the encoder's codes of the training photos "
@@ -206,7 +208,7 @@ def build_parser():
     p.add_argument("--weights", metavar="DIR", required=True, help="trained autoencoder folder; the file goes there")
     p.add_argument("--data", metavar="DIR", help="image folder (default dae.data; its training split is used)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N training photos")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_code_stats)
 
     p = sub.add_parser("classify", help="top-K classes of image files under a classifier")
@@ -215,14 +217,15 @@ def build_parser():
     p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
     p.add_argument("--top", type=int, default=5, metavar="K")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_classify)
 
-    from dgn.cli_batch import add_commands; add_commands(sub)
-    from dgn.cli_baselines import add_commands as add_baseline_commands; add_baseline_commands(sub)
+    from dgn import cli_baselines, cli_batch
+    cli_batch.add_commands(sub)
+    cli_baselines.add_commands(sub)
     p = sub.add_parser("info", help="list the classifier's layers and classes")
     p.add_argument("config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -2,6 +2,8 @@
 
 import os
 
+from dgn.cli import SET_HELP
+
 
 def cmd_dream(args):
     from dgn.config import load_config
@@ -56,7 +58,7 @@ def add_commands(sub):
     p.add_argument("--gif", action="store_true", help="also write the zoom frames as an animated GIF")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dream)
 

@@ -1,5 +1,7 @@
 """``dgn generate-all``, ``dgn sheet`` and ``dgn report`` (registered by dgn.cli's build_parser)."""
 
+from dgn.cli import SET_HELP
+
 
 def cmd_generate_all(args):
     from dgn.batch import generate_all, parse_shard
@@ -47,7 +49,7 @@ def add_commands(sub):
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<config name>/)")
     p.add_argument("--steps", type=int, help="optimization steps (overrides the config)")
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value; repeatable")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--force", action="store_true",
                    help="if --out holds another config's run, move its files aside and start this one")
     p.add_argument("--quiet", action="store_true", help="no progress output")
