@@ -30,7 +30,7 @@ def cmd_report(args):
     from dgn.gallery import write_gallery
     from dgn.report import write_report
 
-    report, line = write_report(args.run_dir, worst=args.worst)
+    report, line = write_report(args.run_dir, worst=args.worst, judge=args.judge, progress=not args.quiet)
     write_gallery(args.run_dir, report)
     print(line)
     return 0
@@ -64,4 +64,9 @@ def add_commands(sub):
                                       "and the gallery index.html")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--worst", type=int, default=10, metavar="N", help="how many worst classes to list (default 10)")
+    p.add_argument("--judge", metavar="MODEL",
+                   help="also count top-1/top-5 under an independent classifier that took no part in making the "
+                        "images, e.g. efficientnet_lite2 (a built-in name, .keras file or YAML config); its view "
+                        "of each image is kept in RUN_DIR/judge.json and shown in the gallery")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_report)

@@ -1,6 +1,7 @@
 """``RUN_DIR/index.html``: a static gallery of a run, opened from disk (no server).
 
-Every image with its index, name, target probability and rank under D; a filter box (name, wnid or
+Every image with its index, name, target probability and rank under D (and under the judge, when
+``dgn report --judge`` judged the run); a filter box (name, wnid or
 index; ``index.html#q=shark`` pre-fills it), sorting, the report's summary and worst classes; a click
 opens the full image and its sidecar (``#show=IMAGE.png`` links to it). The data is embedded in the
 page (browsers do not let a file:// page read other files), and the DOM is built with textContent.
@@ -34,6 +35,7 @@ details pre{max-height:300px;overflow:auto;background:#fafafa;border:1px solid #
 .tile .name{font-size:12px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .tile .stats{font-size:11px;color:#555}
 .tile.miss .stats{color:#b00}
+.tile .stats.judge{color:#147}
 .hidden{display:none}
 #overlay{position:fixed;inset:0;background:rgba(0,0,0,.75);display:flex;align-items:flex-start;
   justify-content:center;overflow:auto;z-index:5}
@@ -51,7 +53,8 @@ details pre{max-height:300px;overflow:auto;background:#fafafa;border:1px solid #
 <div id="controls">
 <input id="q" type="search" placeholder="filter: name, wnid or index" autocomplete="off">
 <label>sort <select id="sort"><option value="index">index</option><option value="prob">probability, lowest first</option>
-<option value="-prob">probability, highest first</option><option value="rank">rank, worst first</option></select></label>
+<option value="-prob">probability, highest first</option><option value="rank">rank, worst first</option>
+<option value="-judge">judge probability, highest first</option></select></label>
 <span id="count"></span>
 </div>
 <details><summary>config</summary><pre id="config"></pre></details>
@@ -83,6 +86,8 @@ const tiles = DATA.items.map((item, i) => {
   t.appendChild(el("div", "name", item.label)).title = item.label + (item.wnid ? " (" + item.wnid + ")" : "");
   t.appendChild(el("div", "stats", item.rank === null ? "activation " + fmt(item.activation)
     : "p " + fmt(item.prob) + " · rank " + item.rank));
+  if (item.judge) t.appendChild(el("div", "stats judge", "judge p " + fmt(item.judge.prob) + " · rank "
+    + item.judge.rank)).title = DATA.judge + ": top-1 " + item.judge.top1;
   t.addEventListener("click", () => { location.hash = "show=" + encodeURIComponent(item.image); });
   item.key = [item.label, item.wnid || "", item.name || "", String(item.index)].join(" ").toLowerCase()
     .replace(/_/g, " ");
@@ -94,6 +99,8 @@ function order() {
   if (s === "prob") idx.sort((a, b) => p(a) - p(b));
   if (s === "-prob") idx.sort((a, b) => p(b) - p(a));
   if (s === "rank") idx.sort((a, b) => (DATA.items[b].rank || 0) - (DATA.items[a].rank || 0));
+  const j = i => DATA.items[i].judge ? DATA.items[i].judge.prob : -1;
+  if (s === "-judge") idx.sort((a, b) => j(b) - j(a));
   grid.replaceChildren(...idx.map(i => tiles[i])); filter();
 }
 function filter() {
@@ -143,7 +150,7 @@ def _embed(obj):
 def write_gallery(run_dir, report=None):
     """Writes ``RUN_DIR/index.html``; returns its path."""
     from dgn.outputs import write_atomic
-    from dgn.report import load_entries, summarize, summary_line
+    from dgn.report import load_entries, read_judge, summarize, summary_line
 
     entries = load_entries(run_dir)
     if not entries:
@@ -153,14 +160,19 @@ def write_gallery(run_dir, report=None):
         report["line"] = summary_line(report)
     configs = [e["side"].get("config") for e in entries if isinstance(e["side"].get("config"), dict)]
     config = configs[0] if configs else None
+    judge, views = read_judge(run_dir)
     items = []
     for e in entries:
         side = {k: v for k, v in e["side"].items() if k != "config"}
         items.append({"image": e["image"], "sidecar": e["sidecar"], "index": e["index"], "wnid": e["wnid"],
                       "name": e["name"], "label": e["label"], "prob": e["prob"], "rank": e["rank"],
                       "activation": e["activation"], "side": side})
+        view = views.get(e["image"])
+        if view and "rank" in view:
+            items[-1]["judge"] = {"prob": view["prob"], "rank": view["rank"],
+                                  "top1": (view["top1"].get("name") or str(view["top1"].get("index"))).replace("_", " ")}
     name = (config or {}).get("name") or os.path.basename(os.path.abspath(run_dir))
-    data = {"title": f"dgn: {name}", "report": report, "config": config, "items": items}
+    data = {"title": f"dgn: {name}", "report": report, "config": config, "items": items, "judge": judge}
     page = PAGE.replace("__TITLE__", html.escape(data["title"])).replace("__DATA__", _embed(data))
     path = os.path.join(run_dir, "index.html")
     write_atomic(path, page.encode("utf-8"))

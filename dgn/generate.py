@@ -98,16 +98,29 @@ def _build_generator_for(cfg, classifier, rows, seed):
     return model, f0
 
 
-def evaluate(classifier, objective, images):
-    """What D says of images (in its input space): the target's activation, probability, rank, top-5."""
-    feats = classifier.features(objective.layers)
-    outputs = feats(np.asarray(images, dtype="float32"), training=False)
+def feature_outputs(classifier, layers, images, chunk=32):
+    """D's outputs (``logits`` and the named layers) for images in its input space, as numpy arrays,
+    ``chunk`` images per call."""
+    feats = classifier.features(layers)
+    images = np.asarray(images, dtype="float32")
+    count = len(images)
+    if count > chunk and count % chunk:  # every call the same shape: a new one costs a compile of each op
+        images = np.concatenate([images, np.zeros((chunk - count % chunk,) + images.shape[1:], "float32")])
+    parts = [feats(images[i:i + chunk], training=False) for i in range(0, len(images), chunk)]
+    return {name: np.concatenate([np.asarray(part[name]) for part in parts])[:count] for name in parts[0]}
+
+
+def evaluate(classifier, objective, images, outputs=None):
+    """What D says of images (in its input space): the target's activation, probability, rank, top-5.
+    ``outputs``: D's outputs for them already computed (``feature_outputs``), e.g. for a whole batch."""
+    if outputs is None:
+        outputs = feature_outputs(classifier, objective.layers, images)
     logits = np.asarray(outputs["logits"], dtype="float64")
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     values = np.asarray(objective.value(outputs), dtype="float64")
     reports = []
-    for b in range(len(images)):
+    for b in range(len(logits)):
         order = np.argsort(-logits[b], kind="stable")
         rank = np.empty_like(order)
         rank[order] = np.arange(1, len(order) + 1)
@@ -190,17 +203,25 @@ def final_snapshots(data):
     return snapshots
 
 
-def image_record(cfg, classifier, objective, result, k, spec, trainable, seconds, kind="generator"):
+def png_pixels(cfg, classifier, image):
+    """A float image in D's input space as the PNG's 8-bit RGB, and that PNG back in D's input space."""
+    rgb = preprocessing.to_uint8(np.asarray(image), classifier.preprocessing, cfg.data["output"]["display"])
+    return rgb, preprocessing.from_rgb(rgb.astype("float32"), classifier.preprocessing)
+
+
+def image_record(cfg, classifier, objective, result, k, spec, trainable, seconds, kind="generator", evaluated=None):
     """Row k of an optimization result as (PNG pixels, sidecar): the fields every run writes.
 
-    D is evaluated on the PNG as saved and on the float image before quantization."""
+    D is evaluated on the PNG as saved and on the float image before quantization; ``evaluated``:
+    that pair of reports already computed (``evaluate``), with the PNG's pixels, as (rgb, on_png, on_raw)."""
     data = cfg.data
     steps, snapshots = data["steps"], final_snapshots(data)
-    image = np.asarray(result.images[k])
-    space = classifier.preprocessing
-    rgb = preprocessing.to_uint8(image, space, data["output"]["display"])
-    saved = preprocessing.from_rgb(rgb.astype("float32"), space)
-    on_png, on_raw = evaluate(classifier, objective, np.stack([saved, image]))
+    if evaluated is None:
+        image = np.asarray(result.images[k])
+        rgb, saved = png_pixels(cfg, classifier, image)
+        on_png, on_raw = evaluate(classifier, objective, np.stack([saved, image]))
+    else:
+        rgb, on_png, on_raw = evaluated
     final_image = ((f"median of the last {snapshots} renders" if snapshots > 1 else "last render")
                    + (" (G's norm as optimized, feature noise off)" if kind == "generator" else f" ({kind} image)")
                    + "; the PNG is D's input space undone"

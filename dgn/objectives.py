@@ -5,6 +5,7 @@ D layers it reads (``layers``) so the coupled model exposes just those, and repo
 ``value`` (its activation) for progress and sidecars.
 """
 
+import keras
 from keras import ops
 
 from dgn import imagenet
@@ -15,6 +16,7 @@ class Objective:
     """Base: ``loss(outputs)`` and ``value(outputs)`` map D's outputs to shape (batch,)."""
 
     layers = ()
+    variables = ()  # Keras variables the objective reads (a compiled step passes their values in)
 
     def loss(self, outputs):
         raise NotImplementedError
@@ -242,18 +244,39 @@ class BatchClassObjective(ClassObjective):
     Only the target mask differs from ClassObjective (one row per image instead of one shared row),
     so row k's loss, value and dead flag are exactly ClassObjective([(classes[k], 1)])'s on that row
     and B classes optimized side by side get the gradients each would get alone. Shapes: (rows,).
+
+    With ``num_classes`` the mask is a Keras variable (``variables``) instead of a constant, so one
+    compiled step serves batch after batch: ``set_classes`` retargets the rows without a new trace.
     """
 
-    def __init__(self, classes, activation="relu", others=0.01, names=None):
+    def __init__(self, classes, activation="relu", others=0.01, names=None, num_classes=None):
         super().__init__([(c, 1.0) for c in classes], activation, others, names)
         self.row_classes = [int(c) for c in classes]
+        self.mask_variable = None
+        if num_classes is not None:
+            self.mask_variable = keras.Variable(self._mask_values(int(num_classes)), trainable=False,
+                                                dtype="float32", name="target_mask")
+            self.variables = (self.mask_variable,)
 
-    def _mask(self, logits):
+    def _mask_values(self, num_classes):
         import numpy as np
 
-        mask = np.zeros((len(self.row_classes), int(logits.shape[-1])), dtype="float32")
+        mask = np.zeros((len(self.row_classes), num_classes), dtype="float32")
         mask[np.arange(len(self.row_classes)), self.row_classes] = 1.0
-        return ops.convert_to_tensor(mask, dtype=logits.dtype)
+        return mask
+
+    def set_classes(self, classes):
+        """Row k now maximizes ``classes[k]``; the number of rows stays (it is the compiled shape)."""
+        if self.mask_variable is None or len(classes) != len(self.row_classes):
+            raise ValueError(f"set_classes needs the mask variable (num_classes) and {len(self.row_classes)} classes")
+        self.row_classes = [int(c) for c in classes]
+        self.classes = [(c, 1.0) for c in self.row_classes]
+        self.mask_variable.assign(self._mask_values(int(self.mask_variable.shape[-1])))
+
+    def _mask(self, logits):
+        if self.mask_variable is not None:
+            return ops.cast(self.mask_variable.value, logits.dtype)
+        return ops.convert_to_tensor(self._mask_values(int(logits.shape[-1])), dtype=logits.dtype)
 
     def row(self, k):
         """Row k's target alone: the ClassObjective ``dgn generate`` would use."""

@@ -70,6 +70,7 @@ class _TensorFlowStepper:
         variables = gen.trainable_variables
         f0 = tf.constant(problem.f0)
         optimizer.build(variables)
+        self._optimizer, self._opt_initial = optimizer, [np.array(v.numpy()) for v in optimizer.variables]
         self.variables, self._grads = variables, None
         self._need_grads = need_grads = bool(getattr(problem.after_step, "needs_grads", False))
 
@@ -102,6 +103,13 @@ class _TensorFlowStepper:
     def render(self):
         return np.asarray(self._render())
 
+    def reload(self):
+        """Starts again from G's and the objective's variables as they are now, with a fresh optimizer
+        state, reusing the traced step (the compiled step reads every variable when it runs)."""
+        for var, value in zip(self._optimizer.variables, self._opt_initial):
+            var.assign(value)
+        self._grads = None
+
     def sync(self):
         pass
 
@@ -129,22 +137,31 @@ class _JaxStepper:
         self._f0 = jax.numpy.asarray(problem.f0)
         self._feat_state = ([v.value for v in feats.trainable_variables],
                             [v.value for v in feats.non_trainable_variables])
-        self._state = ([v.value for v in gen.trainable_variables],
-                       [v.value for v in gen.non_trainable_variables],
-                       [v.value for v in optimizer.variables])
+        self._opt_initial = [np.array(v.value) for v in optimizer.variables]
+        self._obj_vars = obj_vars = list(objective.variables)
+        self.reload()
 
-        def loss_fn(trainable, non_trainable, f0, feat_state):
+        def objective_terms(outputs):
+            return objective.loss(outputs), objective.value(outputs), objective.dead(outputs)
+
+        def loss_fn(trainable, non_trainable, f0, feat_state, obj_state):
             image, non_trainable, losses = gen.stateless_call(
                 trainable, non_trainable, f0, training=True, return_losses=True)
             outputs, _ = feats.stateless_call(*feat_state, image, training=False)
-            loss = jax.numpy.sum(objective.loss(outputs)) + sum(losses)
-            return loss, (non_trainable, objective.value(outputs), objective.dead(outputs))
+            if obj_vars:  # the objective's variables (a batch's target mask) are inputs of the step
+                with keras.StatelessScope(state_mapping=list(zip(obj_vars, obj_state))):
+                    per_image, value, dead = objective_terms(outputs)
+            else:
+                per_image, value, dead = objective_terms(outputs)
+            loss = jax.numpy.sum(per_image) + sum(losses)
+            return loss, (non_trainable, value, dead)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-        def step(state, f0, feat_state):
+        def step(state, f0, feat_state, obj_state):
             trainable, non_trainable, opt_vars = state
-            (loss, (non_trainable, value, dead)), grads = grad_fn(trainable, non_trainable, f0, feat_state)
+            (loss, (non_trainable, value, dead)), grads = grad_fn(trainable, non_trainable, f0, feat_state,
+                                                                  obj_state)
             trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
             if need_grads:
                 return (trainable, non_trainable, opt_vars), (loss, value, dead, grads)
@@ -156,8 +173,20 @@ class _JaxStepper:
         self._step = jax.jit(step, donate_argnums=(0,))
         self._render = jax.jit(render)
 
+    def reload(self):
+        """Starts again from G's and the objective's variables as they are now, with a fresh optimizer
+        state, reusing the compiled step (same shapes: a new batch of classes, say)."""
+        import jax.numpy as jnp
+
+        gen = self._gen  # copies: the step donates its state, the variables keep theirs
+        self._state = ([jnp.array(v.value) for v in gen.trainable_variables],
+                       [jnp.array(v.value) for v in gen.non_trainable_variables],
+                       [jnp.array(value) for value in self._opt_initial])
+        self._obj_state = [v.value for v in self._obj_vars]
+        self._grads = None
+
     def step(self):
-        self._state, metrics = self._step(self._state, self._f0, self._feat_state)
+        self._state, metrics = self._step(self._state, self._f0, self._feat_state, self._obj_state)
         if self._need_grads:
             metrics, self._grads = metrics[:3], metrics[3]
         return tuple(np.asarray(t) for t in metrics)
@@ -197,11 +226,13 @@ def make_stepper(problem, optimizer):
     raise DgnError(f"the {backend} backend is not supported; set KERAS_BACKEND=tensorflow (default) or jax")
 
 
-def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None):
+def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, stepper=None):
     """Runs ``steps`` updates; the final images are the last render or the per-pixel median of the
     renders after each of the last ``snapshots`` steps. Renders use the same G statistics as the
-    optimization (see GeneratorNorm) with the feature noise off."""
-    stepper = make_stepper(problem, optimizer)
+    optimization (see GeneratorNorm) with the feature noise off. ``stepper``: one made by
+    ``make_stepper`` for this problem and optimizer, reloaded (``stepper.reload()``) since its last
+    run, to reuse its compiled step."""
+    stepper = stepper or make_stepper(problem, optimizer)
     bar = Progress(steps, "step", label, enabled=progress)
     result = Result(images=None)
     rows = problem.f0.shape[0]

@@ -1,7 +1,11 @@
 """``dgn report RUN_DIR``: how well D recognizes the generated images (``report.json`` + one line).
 
 Reads the sidecars of any run folder (``dgn generate`` or ``dgn generate-all``): for every class
-target, its rank and probability under D, measured on the saved PNG.
+target, its rank and probability under D, measured on the saved PNG. With a judge (``--judge
+efficientnet_lite2``: an independent classifier that took no part in making the images) the same
+counts under the judge, on the exact PNG resized to its input: whether another network, not only
+D, calls each image its class. The judge's view of each image is kept in ``judge.json`` and reused
+while the PNG is unchanged, so a later report (generate-all writes one at its end) keeps it.
 """
 
 import json
@@ -10,7 +14,8 @@ import os
 from dgn.errors import DgnError
 
 REPORT = "report.json"
-NOT_SIDECARS = {"manifest.jsonl", "run.json", REPORT}
+JUDGE = "judge.json"
+NOT_SIDECARS = {"manifest.jsonl", "run.json", REPORT, JUDGE}
 
 
 def load_entries(run_dir):
@@ -85,24 +90,103 @@ def summarize(entries, worst=10):
     }
 
 
+def summarize_judge(entries, views, classifier, worst=10):
+    """The judge's counts over the class-target images it has a view of (``views``: image -> view)."""
+    judged = [(e, views[e["image"]]) for e in entries
+              if e["index"] is not None and e["image"] in views and "rank" in views[e["image"]]]
+    n = len(judged)
+    top1 = sum(1 for _, v in judged if v["rank"] == 1)
+    both = sum(1 for e, v in judged if v["rank"] == 1 and e["rank"] == 1)
+    best = sorted(judged, key=lambda ev: (ev[1]["rank"], -ev[1]["prob"]))[:worst]
+    return {
+        "classifier": classifier,
+        "classes": n,
+        "not_judged": sum(1 for e in entries if e["index"] is not None) - n,
+        "top1": top1, "top5": sum(1 for _, v in judged if v["rank"] <= 5),
+        "top1_rate": top1 / n if n else None,
+        "top5_rate": sum(1 for _, v in judged if v["rank"] <= 5) / n if n else None,
+        "mean_prob": sum(v["prob"] for _, v in judged) / n if n else None,
+        "top1_under_both": both,
+        "best": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": v["top1"]["name"]}
+                 for e, v in best],
+        "measured_on": "the saved PNGs resized (bicubic) to the judge's input; the judge took no part in making them",
+    }
+
+
 def summary_line(report):
     n = report["classes"]
     if not n:
         return f"{report['images']} images, none with a class target: nothing to rank"
     worst = "; ".join(f"{w['label']} p={w['prob']:.3g} rank {w['rank']}" for w in report["worst"][:3])
+    judge = report.get("judge")
+    judged = ""
+    if judge and judge["classes"]:
+        judged = (f"; judge {judge['classifier']}: {judge['top1']} top-1 ({100 * judge['top1_rate']:.1f} %), "
+                  f"{judge['top5']} top-5 ({100 * judge['top5_rate']:.1f} %), mean probability {judge['mean_prob']:.3f}"
+                  + (f" ({judge['not_judged']} not judged)" if judge["not_judged"] else ""))
     return (f"{n} {'class' if n == 1 else 'classes'}: {report['top1']} top-1 ({100 * report['top1_rate']:.1f} %), {report['top5']} top-5 "
             f"({100 * report['top5_rate']:.1f} %), mean target probability {report['mean_prob']:.3f}"
-            + (f"; worst: {worst}" if worst else ""))
+            + judged + (f"; worst: {worst}" if worst else ""))
 
 
-def write_report(run_dir, worst=10):
-    """Writes ``RUN_DIR/report.json``; returns (report, summary line)."""
+def _signature(path):
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def read_judge(run_dir):
+    """``judge.json`` as (classifier name, {image: view}) for the PNGs still as judged; (None, {}) if absent."""
+    try:
+        with open(os.path.join(run_dir, JUDGE), encoding="utf-8") as fh:
+            data = json.load(fh)
+        views = {}
+        for image, view in data["images"].items():
+            path = os.path.join(run_dir, image)
+            if os.path.isfile(path) and view.get("png") == _signature(path):
+                views[image] = view
+        return data["classifier"], views
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, {}
+
+
+def judge_run(run_dir, judge, entries=None, progress=True):
+    """Judges every class-target image of the folder not yet judged by this judge; writes ``judge.json``.
+    ``judge``: a classifier name, .keras file or YAML config (see dgn.compare.load_judge)."""
+    from PIL import Image
+
+    from dgn.compare import judge_image, load_judge
+    from dgn.outputs import write_json
+    from dgn.progress import Progress
+
+    entries = load_entries(run_dir) if entries is None else entries
+    model = load_judge(judge)
+    name, views = read_judge(run_dir)
+    if name != model.name:
+        views = {}
+    todo = [e for e in entries if e["index"] is not None and e["image"] not in views]
+    bar = Progress(len(todo), unit="image", label=f"judging with {model.name}", enabled=progress and bool(todo))
+    for i, e in enumerate(todo, start=1):
+        path = os.path.join(run_dir, e["image"])
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        views[e["image"]] = {**judge_image(model, rgb, [e["index"]]), "png": _signature(path)}
+        bar.update(i)
+    write_json(os.path.join(run_dir, JUDGE), {"classifier": model.name, "images": views})
+    return model.name, views
+
+
+def write_report(run_dir, worst=10, judge=None, progress=True):
+    """Writes ``RUN_DIR/report.json``; returns (report, summary line). ``judge``: judge the images
+    first (see ``judge_run``); without it, an earlier ``judge.json`` still counts for unchanged PNGs."""
     from dgn.outputs import write_json
 
     entries = load_entries(run_dir)
     if not entries:
         raise DgnError(f"no images with sidecars in {run_dir}; run dgn generate or dgn generate-all into it first")
     report = summarize(entries, worst)
+    name, views = judge_run(run_dir, judge, entries, progress) if judge else read_judge(run_dir)
+    if name is not None and views:
+        report["judge"] = summarize_judge(entries, views, name, worst)
     report["line"] = summary_line(report)
     write_json(os.path.join(run_dir, REPORT), report)
     return report, report["line"]

@@ -51,20 +51,49 @@ def _check_complete(run_dir, classes):
 def test_batched_matches_alone(tiny_config, tmp_path, mode):
     sets = ["steps=12"] + (PRETRAINED if mode == "pretrained" else [])
     cfg = load_config(tiny_config(), sets)
-    generate_all(cfg, classes="0:4", batch=3, out_dir=str(tmp_path / "b3"), progress=False, finish=False)
-    generate_all(cfg, classes="0:4", batch=1, out_dir=str(tmp_path / "b1"), progress=False, finish=False)
-    for c in range(4):  # classes 0-2 share a batch of 3, class 3 runs in a batch of 1
-        a, b = _png(tmp_path / "b3" / f"{c:04d}.png"), _png(tmp_path / "b1" / f"{c:04d}.png")
-        assert np.abs(a - b).max() <= 2, c
-        sa = json.loads((tmp_path / "b3" / f"{c:04d}.json").read_text())
+    # batches [0 1 2] [3 4 5] [6]: the second reuses the first's compiled step (reset, retargeted);
+    # padded, the last runs as [6 6 6] in that step too
+    generate_all(cfg, classes="0:7", batch=3, out_dir=str(tmp_path / "b3"), progress=False, finish=False, pad=False)
+    generate_all(cfg, classes="0:7", batch=3, out_dir=str(tmp_path / "pad"), progress=False, finish=False, pad=True)
+    generate_all(cfg, classes="0:7", batch=1, out_dir=str(tmp_path / "b1"), progress=False, finish=False)
+    for c in range(7):
+        b = _png(tmp_path / "b1" / f"{c:04d}.png")
         sb = json.loads((tmp_path / "b1" / f"{c:04d}.json").read_text())
-        assert sa["prob"] == pytest.approx(sb["prob"], rel=1e-3, abs=1e-5)
-        assert sa["activation_during"]["last"] == pytest.approx(sb["activation_during"]["last"], abs=1e-3)
-        assert sa["batch"]["size"] == (3 if c < 3 else 1) and sb["batch"]["size"] == 1
+        assert sb["batch"]["size"] == 1
+        for run in ("b3", "pad"):
+            a = _png(tmp_path / run / f"{c:04d}.png")
+            assert np.abs(a - b).max() <= 2, (run, c)
+            sa = json.loads((tmp_path / run / f"{c:04d}.json").read_text())
+            assert sa["prob"] == pytest.approx(sb["prob"], rel=1e-3, abs=1e-5)
+            assert sa["rank"] == sb["rank"] and sa["target"]["index"] == c
+            assert sa["activation_during"]["last"] == pytest.approx(sb["activation_during"]["last"], abs=1e-3)
+            assert sa["batch"]["size"] == (3 if c < 6 else 1)
+            assert sa["batch"].get("padded_to") == (3 if run == "pad" and c == 6 else None)
     # ... and the same as `dgn generate` of that class with the same seed
-    (path, _), = generate(load_config(tiny_config(), sets + ["objective.targets=['1']"]),
+    (path, _), = generate(load_config(tiny_config(), sets + ["objective.targets=['4']"]),
                           out_dir=str(tmp_path / "gen"), progress=False)
-    assert np.abs(_png(path) - _png(tmp_path / "b3" / "0001.png")).max() <= 2
+    assert np.abs(_png(path) - _png(tmp_path / "b3" / "0004.png")).max() <= 2
+
+
+def test_batch_evaluation_matches_one_image_at_a_time(tiny_config, tmp_path):
+    """The sidecars' numbers come from one D call per batch; they equal D's on each PNG alone."""
+    from dgn.classifiers import load_classifier
+    from dgn.generate import evaluate, preprocessing
+    from dgn.objectives import ClassObjective
+
+    cfg = load_config(tiny_config(), ["steps=3"])
+    out = tmp_path / "run"
+    generate_all(cfg, classes="2:5", batch=3, out_dir=str(out), progress=False, finish=False)
+    classifier = load_classifier(cfg["classifier"])
+    activation, others = cfg["objective"]["activation"], cfg["objective"]["others"]
+    for c in range(2, 5):
+        side = json.loads((out / f"{c:04d}.json").read_text())
+        pixels = preprocessing.from_rgb(_png(out / f"{c:04d}.png").astype("float32"), classifier.preprocessing)
+        (alone,) = evaluate(classifier, ClassObjective([(c, 1.0)], activation, others), pixels[None])
+        assert side["prob"] == pytest.approx(alone["prob"], rel=1e-4, abs=1e-7)
+        assert side["rank"] == alone["rank"]
+        assert [t["index"] for t in side["top5"]] == [t["index"] for t in alone["top5"]]
+        assert side["activation"] == pytest.approx(alone["activation"], rel=1e-4, abs=1e-6)
 
 
 def test_classes_spec_and_shards(class_index):
@@ -210,10 +239,12 @@ from dgn.batch import generate_all
 from dgn.config import load_config
 cfg = load_config(sys.argv[1], ["steps=4"])
 out = sys.argv[2]
-a = generate_all(cfg, classes="0:2", batch=2, out_dir=out + "/b2", progress=True, finish=False)
-b = generate_all(cfg, classes="1", batch=1, out_dir=out + "/b1", progress=False, finish=False)
-diff = int(np.abs(np.asarray(Image.open(f"{out}/b2/0001.png")).astype(int)
-                  - np.asarray(Image.open(f"{out}/b1/0001.png")).astype(int)).max())
+# batches [0 1] [2 3] [4 4]: the step compiled once, reused, the last batch padded
+a = generate_all(cfg, classes="0:5", batch=2, out_dir=out + "/b2", progress=True, finish=False, pad=True)
+b = generate_all(cfg, classes="1,4", batch=1, out_dir=out + "/b1", progress=False, finish=False)
+diff = max(int(np.abs(np.asarray(Image.open(f"{out}/b2/{c:04d}.png")).astype(int)
+                      - np.asarray(Image.open(f"{out}/b1/{c:04d}.png")).astype(int)).max()) for c in (1, 4))
+assert json.load(open(f"{out}/b2/0004.json"))["batch"]["padded_to"] == 2
 print("MAXDIFF", diff)
 """
 
@@ -231,3 +262,20 @@ def test_jax_two_devices_data_parallel_matches_alone(tiny_config, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 per step over 2 devices" in out.stdout
     assert int(out.stdout.split("MAXDIFF")[1].split()[0]) <= 2
+
+
+def test_feature_outputs_in_chunks_of_one_shape(tiny_config):
+    """D runs on the batch in equal chunks (the last padded, the padding dropped): same outputs."""
+    from dgn.classifiers import load_classifier
+    from dgn.generate import feature_outputs
+
+    classifier = load_classifier(load_config(tiny_config())["classifier"])
+    images = np.random.default_rng(0).uniform(-1, 1, (11, 32, 32, 3)).astype("float32")
+    shapes = []
+    feats = classifier.features(())
+    real_call = feats.__call__
+    classifier.features = lambda layers: (lambda x, training: shapes.append(len(x)) or real_call(x, training=training))
+    chunked = feature_outputs(classifier, (), images, chunk=4)
+    assert shapes == [4, 4, 4] and chunked["logits"].shape[0] == 11
+    whole = np.asarray(real_call(images, training=False)["logits"])
+    np.testing.assert_allclose(chunked["logits"], whole, rtol=1e-5, atol=1e-5)

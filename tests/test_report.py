@@ -86,3 +86,44 @@ def test_sheets_on_dgn_generate_run_and_grid_still_works(tiny_config, tmp_path):
     assert main(["report", run]) == 0
     tiles = [np.zeros((8, 8, 3), "uint8")] * 3
     assert grid(tiles, columns=3).shape == (12, 32, 3)
+
+
+def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views(tiny_config, tmp_path, capsys,
+                                                                                  monkeypatch):
+    import dgn.compare as compare
+
+    run = str(tmp_path / "run")
+    make_run(run, CLASSES, extra=[("channel_conv2_5", {"kind": "channel", "layer": "conv2", "channel": 5})])
+    judge_cfg = tiny_config()
+    assert main(["report", run, "--judge", judge_cfg, "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    # by hand: the judge on each PNG
+    judge = compare.load_judge(judge_cfg)
+    views = {f"{i:04d}.png": compare.judge_image(judge, np.asarray(Image.open(os.path.join(run, f"{i:04d}.png"))), [i])
+             for i, _, _ in CLASSES}
+    saved = json.loads(open(os.path.join(run, "judge.json")).read())
+    assert saved["classifier"] == judge.name and sorted(saved["images"]) == sorted(views)
+    for image, view in views.items():
+        assert saved["images"][image]["rank"] == view["rank"]
+        assert saved["images"][image]["prob"] == pytest.approx(view["prob"], rel=1e-5)
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    top1 = sum(v["rank"] == 1 for v in views.values())
+    top5 = sum(v["rank"] <= 5 for v in views.values())
+    assert (report["judge"]["classes"], report["judge"]["top1"], report["judge"]["top5"]) == (6, top1, top5)
+    assert report["judge"]["mean_prob"] == pytest.approx(np.mean([v["prob"] for v in views.values()]), rel=1e-5)
+    assert f"judge {judge.name}: {top1} top-1" in line
+    assert report["top1"] == 3  # D's counts unchanged
+    page = open(os.path.join(run, "index.html"), encoding="utf-8").read()
+    assert '"judge": {"prob"' in page  # the gallery shows each image's judge view
+
+    # a later report (generate-all writes one at its end) keeps the judge's views of unchanged PNGs,
+    # and --judge again judges only what changed
+    calls = []
+    real = compare.judge_image
+    monkeypatch.setattr(compare, "judge_image", lambda *a: calls.append(a) or real(*a))
+    assert main(["report", run]) == 0 and f"judge {judge.name}" in capsys.readouterr().out
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(os.path.join(run, "0002.png"))
+    os.utime(os.path.join(run, "0002.png"), ns=(1, 1))
+    assert main(["report", run]) == 0 and "(1 not judged)" in capsys.readouterr().out
+    assert main(["report", run, "--judge", judge_cfg, "--quiet"]) == 0
+    assert len(calls) == 1 and "(1 not judged)" not in capsys.readouterr().out
