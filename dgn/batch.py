@@ -370,8 +370,9 @@ def default_batch(trainable="alpha"):
     """Classes per step when --batch is not given. On CPU 1 (a batch makes each image-step no faster
     there: see scripts/benchmark_batch.py), so the classes still finish one by one. With a GPU/TPU,
     64 for the pretrained configuration (one decoder, B alpha rows: 1,709 image-steps/s at 64 vs
-    1,260 at 16 on an H100) and 8 when every class trains its own generator (B generator copies in
-    one compiled step, whose compile time grows with B: 353 image-steps/s at 8 vs 166 at 1)."""
+    1,260 at 16 on an H100 in float32, 3,318 at 64 on an H200 in bfloat16) and 8 when every class
+    trains its own generator (B generator copies in one compiled step, whose compile time grows with
+    B: 353 image-steps/s at 8 vs 166 at 1 on the H100; 375 at 16 in bfloat16 on the H200)."""
     if not accelerated():
         return 1
     return 64 if trainable == "alpha" else 8
