@@ -25,7 +25,7 @@ import numpy as np
 
 from dgn import imagenet
 from dgn.errors import ConfigError, DgnError
-from dgn.generate import default_out_dir, final_snapshots, image_record, target_stem
+from dgn.generate import default_out_dir, final_snapshots, image_record, input_files, target_stem
 from dgn.objectives import BatchClassObjective, ClassObjective
 from dgn import outputs
 from dgn.outputs import json_bytes, jsonable, png_bytes
@@ -290,8 +290,9 @@ def class_stem(index, names):
     return target_stem(ClassObjective([(index, 1.0)], names=names), str(index))
 
 
-def finished_sidecar(run_dir, index, stem, identity, size):
-    """The sidecar of a finished class (PNG and JSON present, valid, of this config), else None."""
+def finished_sidecar(run_dir, index, stem, identity, size, files=None):
+    """The sidecar of a finished class (PNG and JSON present, valid, of this config and, with ``files``
+    (``input_files`` of the config), of the same weight files), else None."""
     side = _read_json(os.path.join(run_dir, stem + ".json"))
     if not isinstance(side, dict) or side.get("image") != stem + ".png":
         return None
@@ -299,6 +300,8 @@ def finished_sidecar(run_dir, index, stem, identity, size):
     if target.get("kind") != "class" or target.get("index") != index:
         return None
     if not isinstance(side.get("config"), dict) or run_identity(side["config"]) != identity:
+        return None
+    if files is not None and side.get("input_files") != files:
         return None
     try:
         from PIL import Image
@@ -486,11 +489,11 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     except OSError as exc:
         raise _disk_error(exc, run_dir, 0, len(selected)) from None
     clean_stale_tmp(run_dir)
-    identity, size = run_identity(data), classifier.input_shape[0]
+    identity, size, files = run_identity(data), classifier.input_shape[0], input_files(data)
     stems = {c: class_stem(c, names) for c in selected}
     done = {}
     for c in selected:
-        side = finished_sidecar(run_dir, c, stems[c], identity, size)
+        side = finished_sidecar(run_dir, c, stems[c], identity, size, files)
         if side is not None:
             done[c] = side
     _reconcile_manifest(run_dir, done, stems)

@@ -56,7 +56,7 @@ def judge_image(judge, rgb, classes):
 def finished_image(method_dir, cfg, classifier, spec):
     """(PNG path, sidecar) of a target this method already made with this very config (an earlier,
     interrupted or extended compare into the same folder), else None: compare resumes."""
-    from dgn.generate import target_stem
+    from dgn.generate import input_files, target_stem
     from dgn.objectives import parse_target
     objective = parse_target(spec, classifier, cfg["objective"]["activation"], cfg["objective"]["others"])
     stem = target_stem(objective, spec)
@@ -70,7 +70,8 @@ def finished_image(method_dir, cfg, classifier, spec):
         return None
     same = (isinstance(sidecar, dict) and sidecar.get("image") == stem + ".png"
             and sidecar.get("target") == _json(objective.describe())
-            and _identity(sidecar.get("config")) == _identity(_json(cfg.data)))
+            and _identity(sidecar.get("config")) == _identity(_json(cfg.data))
+            and sidecar.get("input_files") == input_files(cfg.data))  # retrained weights: made again
     return (png, sidecar) if same else None
 
 

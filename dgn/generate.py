@@ -1,5 +1,6 @@
 """``dgn generate``: one image per target, each with a JSON sidecar."""
 
+import hashlib
 import os
 import platform
 import time
@@ -35,6 +36,33 @@ def versions():
 
 
 IMAGE_FLOAT32 = "image_float32"
+_DIGESTS = {}
+
+
+def file_digest(path):
+    """The first 16 hex digits of a file's sha256 (kept per path, size and modification time)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        sha = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+        _DIGESTS[key] = sha.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def input_files(data, prefix=""):
+    """``{config key: file_digest}`` of every file a config names (decoder weights, classifier weights,
+    code statistics, class index): a run reuses a finished image only if these are unchanged too, since
+    retrained weights under the same path change every image."""
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            found.update(input_files(value, f"{prefix}{key}."))
+        elif isinstance(value, str) and os.path.isabs(value) and os.path.isfile(value):
+            found[prefix + key] = file_digest(value)
+    return found
 
 
 def load_code_stats(path, units):
@@ -264,6 +292,7 @@ def sidecar_fields(cfg, objective, spec, on_png, on_raw, *, steps, trainable, lo
         "versions": versions(),
         "config": cfg.data if config is None else config,
         "config_file": cfg.path,
+        "input_files": input_files(cfg.data if config is None else config),
     }
 
 

@@ -279,3 +279,21 @@ def test_feature_outputs_in_chunks_of_one_shape(tiny_config):
     assert shapes == [4, 4, 4] and chunked["logits"].shape[0] == 11
     whole = np.asarray(real_call(images, training=False)["logits"])
     np.testing.assert_allclose(chunked["logits"], whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_changed_weights_file_makes_finished_classes_again(tiny_config, class_index, tmp_path):
+    """Finished classes are kept only while the files the config names (weights, class index) are
+    unchanged: retrained weights under the same path would otherwise leave stale images."""
+    cfg = load_config(tiny_config(), ["steps=3", f"classifier.class_index={class_index}"])
+    out = str(tmp_path / "run")
+    first = generate_all(cfg, classes="0:2", batch=2, out_dir=out, progress=False, finish=False)
+    side = json.loads(open(os.path.join(out, "0000_tench.json")).read())
+    assert first["generated"] == 2 and list(side["input_files"]) == ["classifier.class_index"]
+    again = generate_all(cfg, classes="0:2", batch=2, out_dir=out, progress=False, finish=False)
+    assert (again["skipped"], again["generated"]) == (2, 0)
+    with open(class_index, "a") as fh:  # same path, new content
+        fh.write("\n")
+    changed = generate_all(cfg, classes="0:2", batch=2, out_dir=out, progress=False, finish=False)
+    assert (changed["skipped"], changed["generated"]) == (0, 2)
+    assert json.loads(open(os.path.join(out, "0000_tench.json")).read())["input_files"] != side["input_files"]
+    assert _outputs(out) == ["0000_tench.png", "0001_goldfish.png"]

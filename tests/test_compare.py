@@ -90,6 +90,16 @@ def test_compare_resumes_with_the_images_of_the_same_config(tmp_path, capsys):
     assert main(["compare", pixel, "--target", "3", "--steps", "4", "--out", str(out), "--quiet"]) == 0
     assert "reused" not in capsys.readouterr().out
     assert json.loads((out / "pixel" / "0003.json").read_text())["steps"] == 4
+    # a file the config names changed (retrained weights under the same path): made again
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(10)}))
+    sets = ["--set", f"classifier.class_index={index}", "--steps", "4"]
+    assert main(["compare", pixel, "--target", "3", *sets, "--out", str(out / "named"), "--quiet"]) == 0
+    assert main(["compare", pixel, "--target", "3", *sets, "--out", str(out / "named"), "--quiet"]) == 0
+    assert "(1 finished images reused)" in capsys.readouterr().out
+    index.write_text(index.read_text() + "\n")
+    assert main(["compare", pixel, "--target", "3", *sets, "--out", str(out / "named"), "--quiet"]) == 0
+    assert "reused" not in capsys.readouterr().out
     # a truncated PNG: made again
     png = out / "pixel" / "0003.png"
     png.write_bytes(png.read_bytes()[:40])
