@@ -459,12 +459,14 @@ def _batches(items, size):
 
 
 def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force=False, progress=True,
-                 finish=True, pad=None):
+                 finish=True, pad=None, judge=None):
     """Runs every selected class not yet finished in ``out_dir``; returns a summary dict.
 
     ``pad``: a last batch smaller than ``batch`` is padded with repeats of its last class to the size
     already compiled, rather than compiling a second step (rows are independent, so the extra rows
-    change no image). Default: on a GPU/TPU, where compiling costs more than the extra rows."""
+    change no image). Default: on a GPU/TPU, where compiling costs more than the extra rows.
+    ``judge``: an independent classifier (name, .keras file or YAML config) that also scores every
+    image in the final report (loaded first, so a bad name fails before any work)."""
     from dgn.classifiers import load_classifier
 
     data = cfg.data
@@ -480,6 +482,9 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     devices = setup_distribution()
     classifier = load_classifier(data["classifier"], data["precision"])
+    if judge is not None and finish:
+        from dgn.compare import load_judge
+        judge = load_judge(judge)
     names, num = classifier.class_names, classifier.num_classes
     selected = shard_of(parse_classes(classes, names, num), shard)
     run_dir = out_dir or default_out_dir(data)
@@ -538,14 +543,15 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished}
     if finish:
         try:
-            summary.update(finish_run(run_dir, progress=progress))
+            summary.update(finish_run(run_dir, progress=progress, judge=judge))
         except OSError as exc:
             raise _disk_error(exc, run_dir, len(done) + finished, 0) from None
     return summary
 
 
-def finish_run(run_dir, progress=True):
-    """Contact sheets, report.json and index.html for everything in the folder."""
+def finish_run(run_dir, progress=True, judge=None):
+    """Contact sheets, report.json and index.html for everything in the folder (``judge``: see
+    dgn.report.judge_run)."""
     from dgn.gallery import write_gallery
     from dgn.report import load_entries, write_report
     from dgn.sheets import contact_sheets
@@ -553,7 +559,7 @@ def finish_run(run_dir, progress=True):
     if not load_entries(run_dir):
         return {}
     sheets = contact_sheets(run_dir)
-    report, line = write_report(run_dir)
+    report, line = write_report(run_dir, judge=judge, progress=progress)
     gallery = write_gallery(run_dir, report)
     if progress:
         print(f"{len(sheets)} contact sheet(s) in {os.path.join(run_dir, 'sheets')}; gallery {gallery}", flush=True)

@@ -151,7 +151,8 @@ def read_judge(run_dir):
 
 def judge_run(run_dir, judge, entries=None, progress=True):
     """Judges every class-target image of the folder not yet judged by this judge; writes ``judge.json``.
-    ``judge``: a classifier name, .keras file or YAML config (see dgn.compare.load_judge)."""
+    ``judge``: a classifier name, .keras file or YAML config (see dgn.compare.load_judge), or a
+    classifier already loaded."""
     from PIL import Image
 
     from dgn.compare import judge_image, load_judge
@@ -159,7 +160,7 @@ def judge_run(run_dir, judge, entries=None, progress=True):
     from dgn.progress import Progress
 
     entries = load_entries(run_dir) if entries is None else entries
-    model = load_judge(judge)
+    model = load_judge(judge) if isinstance(judge, (str, os.PathLike)) else judge
     name, views = read_judge(run_dir)
     if name != model.name:
         views = {}

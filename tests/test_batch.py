@@ -297,3 +297,16 @@ def test_a_changed_weights_file_makes_finished_classes_again(tiny_config, class_
     assert (changed["skipped"], changed["generated"]) == (0, 2)
     assert json.loads(open(os.path.join(out, "0000_tench.json")).read())["input_files"] != side["input_files"]
     assert _outputs(out) == ["0000_tench.png", "0001_goldfish.png"]
+
+
+def test_generate_all_judge_in_the_final_report_and_a_bad_judge_fails_first(tiny_config, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["generate-all", tiny_config(), "--classes", "0:2", "--steps", "2", "--out", out,
+                 "--judge", "no_such_model", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no_such_model" in err
+    assert not [n for n in os.listdir(out) if n.endswith(".png")] if os.path.isdir(out) else True
+    assert main(["generate-all", tiny_config(), "--classes", "0:2", "--steps", "2", "--out", out,
+                 "--judge", tiny_config(), "--quiet"]) == 0
+    report = json.loads(open(os.path.join(out, "report.json")).read())
+    assert report["judge"]["classes"] == 2 and "judge tiny" in capsys.readouterr().out
