@@ -328,8 +328,8 @@ class BatchRunner:
     retargets the objective's mask, then runs the step already compiled (compiling it again for
     every batch took longer than a batch's 1,200 steps on a GPU)."""
 
-    def __init__(self, cfg, classifier):
-        self.cfg, self.classifier = cfg, classifier
+    def __init__(self, cfg, classifier, stack="copies"):
+        self.cfg, self.classifier, self.stack = cfg, classifier, stack
         self._generators = {}
         self._compiled = {}
 
@@ -337,7 +337,7 @@ class BatchRunner:
         if rows not in self._generators:
             from dgn.batched_generator import build_batched_generator
             data = self.cfg.data
-            self._generators[rows] = build_batched_generator(data, self.classifier, rows, data["seed"])
+            self._generators[rows] = build_batched_generator(data, self.classifier, rows, data["seed"], self.stack)
         return self._generators[rows]
 
     def compiled(self, rows):
@@ -459,14 +459,15 @@ def _batches(items, size):
 
 
 def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force=False, progress=True,
-                 finish=True, pad=None, judge=None):
+                 finish=True, pad=None, judge=None, stack="copies"):
     """Runs every selected class not yet finished in ``out_dir``; returns a summary dict.
 
     ``pad``: a last batch smaller than ``batch`` is padded with repeats of its last class to the size
     already compiled, rather than compiling a second step (rows are independent, so the extra rows
     change no image). Default: on a GPU/TPU, where compiling costs more than the extra rows.
     ``judge``: an independent classifier (name, .keras file or YAML config) that also scores every
-    image in the final report (loaded first, so a bad name fails before any work)."""
+    image in the final report (loaded first, so a bad name fails before any work). ``stack``: how the
+    untrained configuration's B generators run (dgn.batched_generator.build_batched_generator)."""
     from dgn.classifiers import load_classifier
 
     data = cfg.data
@@ -475,6 +476,10 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     if not isinstance(batch, int) or batch < 1:
         raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
     final_snapshots(data)
+    if stack not in ("copies", "vmap"):
+        raise DgnError(f"--stack {stack!r}: give copies or vmap")
+    if stack == "vmap" and keras.backend.backend() != "jax":
+        raise DgnError("--stack vmap needs the JAX backend: run with KERAS_BACKEND=jax, or use --stack copies")
     kind = data.get("parameterization", {}).get("kind", "generator")
     if kind != "generator":
         raise ConfigError(f"generate-all optimizes the generator G (parameterization.kind: generator), not {kind!r} "
@@ -509,7 +514,7 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
               f"{min(batch, max(len(todo), 1))} per step" + (f" over {devices} devices" if devices > 1 else "")
               + f", {data['steps']} steps, into {run_dir}", flush=True)
     bar = Progress(len(todo), unit="class", enabled=progress and bool(todo))
-    runner = BatchRunner(cfg, classifier)
+    runner = BatchRunner(cfg, classifier, stack)
     finished = 0
     shard_text = f"{shard[0]}/{shard[1]}" if shard else None
     pad = accelerated() if pad is None else pad

@@ -68,6 +68,60 @@ class GeneratorStack(keras.layers.Layer):
         return (input_shape[0],) + tuple(self.generators[0].output_shape[1:])
 
 
+class VmappedGenerators(keras.layers.Layer):
+    """B generators as one layer: the single G's trainable weights stacked (B, ...) and G applied to
+    row k with weights k by ``keras.ops.vectorized_map`` (``jax.vmap`` on JAX: every layer of G runs
+    once on the batch, convolutions with per-row kernels, instead of B copies of G one after another).
+
+    G's non-trainable state (its random generators' seeds; moving statistics, unused by the ``image``
+    and ``moving`` norms that batching allows) is one copy shared by the rows: the seeds are not
+    batched, so every row draws what the single run draws, as the B copies do. G's regularization
+    losses are summed over the rows. The single G is kept outside Keras's tracking (only its
+    structure is used); this layer owns the stacked weights and the state.
+    """
+
+    def __init__(self, single, rows, **kwargs):
+        super().__init__(**kwargs)
+        object.__setattr__(self, "_single", single)  # not a sublayer: its own weights are only a template
+        self.rows = int(rows)
+
+    def build(self, input_shape):
+        single, rows = self._single, self.rows
+        self.stacked = []
+        for v in single.trainable_variables:
+            value = np.repeat(np.asarray(v.numpy())[None], rows, axis=0)
+            self.stacked.append(self.add_weight(name=v.name, shape=value.shape, dtype=v.dtype,
+                                                initializer=keras.initializers.Constant(0.0), trainable=True))
+            self.stacked[-1].assign(value)
+        self.state = []
+        for v in single.non_trainable_variables:
+            value = np.asarray(v.numpy())
+            self.state.append(self.add_weight(name=v.name, shape=value.shape, dtype=v.dtype,
+                                              initializer="zeros", trainable=False))
+            self.state[-1].assign(value)
+
+    def call(self, inputs, training=False):
+        single = self._single
+        state = [v.value for v in self.state]
+
+        def one(args):
+            weights, f = args
+            image, new_state, losses = single.stateless_call(list(weights), state, f[None], training=training,
+                                                             return_losses=True)
+            loss = sum(losses) if losses else ops.zeros((), "float32")
+            return image[0], new_state, loss
+
+        images, new_state, losses = ops.vectorized_map(one, ([w.value for w in self.stacked], inputs))
+        for var, value in zip(self.state, new_state):
+            var.assign(value[0])  # unbatched state comes back broadcast over the rows
+        if training:
+            self.add_loss(ops.sum(losses))
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(self._single.output_shape[1:])
+
+
 class BatchedGenerator:
     """G for ``rows`` classes at once: ``model`` (f0 (rows, m) -> images), ``f0``, ``reset()``.
 
@@ -118,13 +172,22 @@ def _count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
-def build_batched_generator(cfg, classifier, rows, seed):
-    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring)."""
+STACKS = ("copies", "vmap")
+
+
+def build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
+    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring).
+    ``stack``: how the untrained configuration's B generators run, ``copies`` (B copies of G in one
+    step) or ``vmap`` (:class:`VmappedGenerators`, JAX only)."""
+    if stack not in STACKS:
+        raise ConfigError(f"--stack {stack!r}: give copies or vmap")
+    if stack == "vmap" and keras.backend.backend() != "jax":
+        raise ConfigError("--stack vmap needs the JAX backend (KERAS_BACKEND=jax); use --stack copies")
     with dtype_policy(cfg.get("precision", "float32")):
-        return _build_batched_generator(cfg, classifier, rows, seed)
+        return _build_batched_generator(cfg, classifier, rows, seed, stack)
 
 
-def _build_batched_generator(cfg, classifier, rows, seed):
+def _build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
     gen = cfg["generator"]
     single, f0 = build_generator_for(cfg, classifier, rows=1, seed=seed)
     per_class = _count(single.trainable_weights)
@@ -154,6 +217,10 @@ def _build_batched_generator(cfg, classifier, rows, seed):
         if t is not None:
             x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, name="transform", dtype="float32")(x)
         model = keras.Model(inputs, x, name="generator_batch")
+    elif stack == "vmap":
+        inputs = keras.Input((f0.shape[1],), name="f0")
+        model = keras.Model(inputs, VmappedGenerators(single, rows, name="generators")(inputs),
+                            name="generator_vmap")
     else:
         generators = [single] + [build_generator_for(cfg, classifier, rows=1, seed=seed)[0]
                                  for _ in range(rows - 1)]

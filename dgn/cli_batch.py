@@ -12,7 +12,7 @@ def cmd_generate_all(args):
 
     cfg = load_config(args.config, config_overrides(args))
     summary = generate_all(cfg, classes=args.classes, batch=args.batch, shard=shard, out_dir=args.out,
-                           force=args.force, progress=not args.quiet, judge=args.judge)
+                           force=args.force, progress=not args.quiet, judge=args.judge, stack=args.stack)
     print(f"{summary['run_dir']}: {summary['generated']} classes generated, {summary['skipped']} already there"
           + (f"; {summary['line']}" if args.quiet and summary.get("line") else ""))
     return 0
@@ -52,6 +52,9 @@ def add_commands(sub):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--force", action="store_true",
                    help="if --out holds another config's run, move its files aside and start this one")
+    p.add_argument("--stack", choices=("copies", "vmap"), default="copies",
+                   help="untrained configuration: run the B generators as B copies in one step (default) or "
+                        "as one G vectorized over stacked weights (vmap; JAX only, same images)")
     p.add_argument("--judge", metavar="MODEL",
                    help="the final report also counts top-1/top-5 under this independent classifier, e.g. "
                         "efficientnet_lite2 (as dgn report --judge)")

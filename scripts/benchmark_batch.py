@@ -2,7 +2,7 @@
 
     python scripts/benchmark_batch.py [--preset medium|paper224] [--batches 1,4,16,64] [--steps 3]
                                       [--classes 8] [--precision float32,mixed_bfloat16] [--grouped]
-                                      [--json out.json]
+                                      [--stack copies,vmap] [--json out.json]
 
 Two measurements, TF backend on CPU:
 - steady state: one compiled step of the batched generator (B classes), timed over ``--steps``
@@ -96,8 +96,8 @@ def backend_description():
     return f"backend {backend}"
 
 
-def steady(cfg, classifier, rows, steps):
-    batched = build_batched_generator(cfg.data, classifier, rows, cfg["seed"])
+def steady(cfg, classifier, rows, steps, stack="copies"):
+    batched = build_batched_generator(cfg.data, classifier, rows, cfg["seed"], stack)
     objective = BatchClassObjective(list(range(rows)), "relu", 0.01)
     stepper = make_stepper(Problem(batched.model, classifier.optimizing.features(()), objective, batched.f0),
                            make_optimizer(cfg["optimizer"]))
@@ -167,6 +167,8 @@ def main():
     parser.add_argument("--precision", default="float32",
                         help="comma list of float32, mixed_bfloat16: each is measured (default float32)")
     parser.add_argument("--grouped", action="store_true", help="also time grouped vs separate convolutions")
+    parser.add_argument("--stack", default="copies",
+                        help="untrained configuration: comma list of copies, vmap (JAX only): each is measured")
     parser.add_argument("--json")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -183,20 +185,22 @@ def main():
     results = {"preset": args.preset, "configuration": args.configuration, "backend": backend_description(),
                "steady": [], "end_to_end": []}
     steps = STEPS[args.configuration]
-    print(f"\n| precision | batch B | image-steps/s | s per step | speed-up vs {precisions[0]} B=1 "
+    stacks = args.stack.split(",") if args.configuration == "untrained" else ["copies"]
+    print(f"\n| precision | stack | batch B | image-steps/s | s per step | speed-up vs first row "
           f"| 1,000 classes x {steps} steps |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     base = None
     for precision in precisions:
         cfg.data["precision"] = precision
         classifier = load_classifier(cfg["classifier"], precision)
-        for b in batches:
-            rate, per_step = steady(cfg, classifier, b, args.steps)
-            base = base or rate
-            results["steady"].append({"precision": precision, "batch": b, "image_steps_per_s": rate,
-                                      "s_per_step": per_step})
-            print(f"| {precision} | {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x "
-                  f"| {1000 * steps / rate / 60:.1f} min |", flush=True)
+        for stack in stacks:
+            for b in batches:
+                rate, per_step = steady(cfg, classifier, b, args.steps, stack)
+                base = base or rate
+                results["steady"].append({"precision": precision, "stack": stack, "batch": b,
+                                          "image_steps_per_s": rate, "s_per_step": per_step})
+                print(f"| {precision} | {stack} | {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x "
+                      f"| {1000 * steps / rate / 60:.1f} min |", flush=True)
     if args.classes:
         print(f"\nend to end, generate-all of {args.classes} classes x {args.steps} steps "
               f"(build, trace, steps, evaluation, files):\n")

@@ -310,3 +310,51 @@ def test_generate_all_judge_in_the_final_report_and_a_bad_judge_fails_first(tiny
                  "--judge", tiny_config(), "--quiet"]) == 0
     report = json.loads(open(os.path.join(out, "report.json")).read())
     assert report["judge"]["classes"] == 2 and "judge tiny" in capsys.readouterr().out
+
+
+VMAP_SCRIPT = """
+import json, sys
+import numpy as np
+from PIL import Image
+from dgn.batch import generate_all
+from dgn.config import load_config
+cfg = load_config(sys.argv[1], ["steps=6", "regularizers.image_gamma_l1=0.01"])
+out = sys.argv[2]
+# untrained configuration, batches [0 1 2] [3 3 3]: one G vectorized over stacked weights, reused, padded
+generate_all(cfg, classes="0:4", batch=3, out_dir=out + "/vmap", progress=False, finish=False, pad=True,
+             stack="vmap")
+generate_all(cfg, classes="0:4", batch=3, out_dir=out + "/copies", progress=False, finish=False, pad=True)
+generate_all(cfg, classes="0:4", batch=1, out_dir=out + "/alone", progress=False, finish=False)
+png = lambda run, c: np.asarray(Image.open(f"{out}/{run}/{c:04d}.png")).astype(int)
+side = lambda run, c: json.load(open(f"{out}/{run}/{c:04d}.json"))
+print("MAXDIFF", max(int(np.abs(png("vmap", c) - png("alone", c)).max()) for c in range(4)))
+print("PROBS", json.dumps([[side(r, c)["prob"] for r in ("vmap", "alone")] for c in range(4)]))
+print("LOSSES", json.dumps([[side(r, c)["loss"]["last"] for r in ("vmap", "copies")] for c in (0, 3)]))
+print("TRAINABLE", side("vmap", 0)["trainable_weights"], side("alone", 0)["trainable_weights"])
+"""
+
+
+def test_jax_vmap_stack_matches_alone(tiny_config, tmp_path):
+    """--stack vmap (JAX): the untrained configuration's B generators as one G over stacked weights
+    give each class the image it gets alone, the same batch loss (regularizers included) as B copies."""
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", VMAP_SCRIPT, tiny_config(), str(tmp_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line[:1].isupper() and " " in line)
+    assert int(lines["MAXDIFF"]) <= 2
+    for vmap, alone in json.loads(lines["PROBS"]):
+        assert vmap == pytest.approx(alone, rel=1e-3, abs=1e-5)
+    for vmap, copies in json.loads(lines["LOSSES"]):
+        assert vmap == pytest.approx(copies, rel=1e-4, abs=1e-4)
+    trainable = lines["TRAINABLE"].split()
+    assert trainable[0] == trainable[1]
+
+
+def test_vmap_stack_needs_jax(tiny_config, tmp_path, capsys):
+    assert main(["generate-all", tiny_config(), "--classes", "0:2", "--steps", "2", "--out", str(tmp_path / "r"),
+                 "--stack", "vmap", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "KERAS_BACKEND=jax" in err
