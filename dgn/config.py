@@ -295,7 +295,7 @@ def _check_whole(cfg, where):
         value = cfg[section][key]
         spec = SCHEMA[section][key]
         if isinstance(value, str) and value not in spec.keywords and not os.path.isfile(value):
-            hint = {"model": "a built-in name (efficientnet_lite0, vgg16, tiny) or an existing .keras file",
+            hint = {"model": f"a built-in name ({', '.join(spec.keywords)}) or an existing .keras file",
                     "weights": "'imagenet', 'none' or an existing weights file",
                     "class_index": "'auto', 'none' or an existing imagenet_class_index.json",
                     "decoder_weights": "a decoder weights file written by `dgn train-dae`",

@@ -87,3 +87,13 @@ def test_gallery_in_headless_chromium_filters_and_opens_sidecar(tmp_path):
     assert 'id="full" alt="" src="0004_hammerhead.png"' in dom
     assert "&quot;name&quot;: &quot;hammerhead&quot;" in dom or '"name": "hammerhead"' in dom
     assert 'href="0004_hammerhead.json"' in dom
+    # with a judge's views (dgn report --judge): a second line per tile, and sorting by them
+    from dgn.report import JUDGE, _signature
+    views = {f"{i:04d}_{n}.png": {"classifier": "lite2", "prob": 0.05 * (i + 1), "rank": 6 - i,
+                                  "top1": {"index": 3, "name": "tiger_shark", "prob": 0.3},
+                                  "png": _signature(str(run / f"{i:04d}_{n}.png"))} for i, n in enumerate(NAMES)}
+    (run / JUDGE).write_text(json.dumps({"classifier": "lite2", "images": views}))
+    url = "file://" + write_gallery(str(run))
+    dom = _dom(browser, url, tmp_path)
+    assert "judge p 0.300 · rank 1" in dom and "judge p 0.050 · rank 6" in dom
+    assert 'title="lite2: top-1 tiger shark"' in dom
