@@ -15,6 +15,7 @@ from dgn.errors import DgnError
 
 REPORT = "report.json"
 JUDGE = "judge.json"
+SAVE_EVERY = 50  # judged images between saves of judge.json
 NOT_SIDECARS = {"manifest.jsonl", "run.json", REPORT, JUDGE}
 
 
@@ -172,6 +173,8 @@ def judge_run(run_dir, judge, entries=None, progress=True):
             rgb = img.convert("RGB")
         views[e["image"]] = {**judge_image(model, rgb, [e["index"]]), "png": _signature(path)}
         bar.update(i)
+        if i % SAVE_EVERY == 0:  # an interrupted judging resumes from here
+            write_json(os.path.join(run_dir, JUDGE), {"classifier": model.name, "images": views})
     write_json(os.path.join(run_dir, JUDGE), {"classifier": model.name, "images": views})
     return model.name, views
 

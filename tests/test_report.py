@@ -127,3 +127,27 @@ def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views
     assert main(["report", run]) == 0 and "(1 not judged)" in capsys.readouterr().out
     assert main(["report", run, "--judge", judge_cfg, "--quiet"]) == 0
     assert len(calls) == 1 and "(1 not judged)" not in capsys.readouterr().out
+
+
+def test_an_interrupted_judging_resumes(tiny_config, tmp_path, monkeypatch, capsys):
+    import dgn.compare as compare
+    import dgn.report as report
+
+    run = str(tmp_path / "run")
+    make_run(run, [(i, 0.5, 1) for i in range(5)])
+    monkeypatch.setattr(report, "SAVE_EVERY", 2)
+    real, calls = compare.judge_image, []
+
+    def dies_at_the_fourth(*args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(compare, "judge_image", dies_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_report(run, judge=tiny_config(), progress=False)
+    assert len(report.read_judge(run)[1]) == 2  # saved after the second image
+    monkeypatch.setattr(compare, "judge_image", lambda *a: calls.append(a) or real(*a))
+    rep, line = report.write_report(run, judge=tiny_config(), progress=False)
+    assert len(calls) == 3 + 3 and rep["judge"]["classes"] == 5  # only the 3 unsaved ones judged again
