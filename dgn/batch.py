@@ -290,9 +290,9 @@ def class_stem(index, names):
     return target_stem(ClassObjective([(index, 1.0)], names=names), str(index))
 
 
-def finished_sidecar(run_dir, index, stem, identity, size, files=None):
-    """The sidecar of a finished class (PNG and JSON present, valid, of this config and, with ``files``
-    (``input_files`` of the config), of the same weight files), else None."""
+def finished_sidecar(run_dir, index, stem, identity, size, files):
+    """The sidecar of a finished class (PNG and JSON present, valid, of this config and of the same
+    weight files: ``files``, ``input_files`` of the config), else None."""
     side = _read_json(os.path.join(run_dir, stem + ".json"))
     if not isinstance(side, dict) or side.get("image") != stem + ".png":
         return None
@@ -301,7 +301,7 @@ def finished_sidecar(run_dir, index, stem, identity, size, files=None):
         return None
     if not isinstance(side.get("config"), dict) or run_identity(side["config"]) != identity:
         return None
-    if files is not None and side.get("input_files") != files:
+    if side.get("input_files") != files:
         return None
     try:
         from PIL import Image
@@ -330,43 +330,40 @@ class BatchRunner:
 
     def __init__(self, cfg, classifier, stack="copies"):
         self.cfg, self.classifier, self.stack = cfg, classifier, stack
-        self._generators = {}
-        self._compiled = {}
-
-    def generator(self, rows):
-        if rows not in self._generators:
-            from dgn.batched_generator import build_batched_generator
-            data = self.cfg.data
-            self._generators[rows] = build_batched_generator(data, self.classifier, rows, data["seed"], self.stack)
-        return self._generators[rows]
+        self._compiled = {}  # rows -> (batched generator, objective, problem, optimizer, stepper)
 
     def compiled(self, rows):
         """Whether a step for batches of ``rows`` classes is already compiled."""
         return rows in self._compiled
 
     def run(self, classes, progress=False, label=None):
-        from dgn.optimize import Problem, make_optimizer, make_stepper, optimize
+        from dgn.optimize import optimize
 
         data = self.cfg.data
         rows = len(classes)
-        batched = self.generator(rows)
-        batched.reset()
         if rows in self._compiled:
-            objective, problem, optimizer, stepper = self._compiled[rows]
+            batched, objective, problem, optimizer, stepper = self._compiled[rows]
+            batched.reset()
             objective.set_classes(classes)
             stepper.reload()
         else:
-            obj = data["objective"]
-            objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names,
-                                            num_classes=self.classifier.num_classes)
-            problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective,
-                              distribute_rows(batched.f0))
-            optimizer = make_optimizer(data["optimizer"])
-            stepper = make_stepper(problem, optimizer)
-            self._compiled[rows] = objective, problem, optimizer, stepper
+            batched, objective, problem, optimizer, stepper = self._compiled[rows] = self._compile(classes)
         result = optimize(problem, optimizer, data["steps"], snapshots=final_snapshots(data), progress=progress,
                           label=label, stepper=stepper)
         return objective, result, batched.trainable_per_class
+
+    def _compile(self, classes):
+        from dgn.batched_generator import build_batched_generator
+        from dgn.optimize import Problem, make_optimizer, make_stepper
+
+        data, obj = self.cfg.data, self.cfg.data["objective"]
+        batched = build_batched_generator(data, self.classifier, len(classes), data["seed"], self.stack)
+        objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names,
+                                        num_classes=self.classifier.num_classes)
+        problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective,
+                          distribute_rows(batched.f0))
+        optimizer = make_optimizer(data["optimizer"])
+        return batched, objective, problem, optimizer, make_stepper(problem, optimizer)
 
 
 def default_batch(trainable="alpha"):
@@ -437,7 +434,7 @@ def evaluate_batch(cfg, classifier, objective, result, count):
     return evaluated
 
 
-def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds, evaluated=None):
+def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds, evaluated):
     """What ``dgn generate`` writes for one image (dgn.generate.image_record), for row k of a batch;
     ``evaluated``: row k of ``evaluate_batch``."""
     rows, classes = len(objective.row_classes), batch_info.get("size", len(objective.row_classes))
@@ -476,10 +473,8 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     if not isinstance(batch, int) or batch < 1:
         raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
     final_snapshots(data)
-    if stack not in ("copies", "vmap"):
-        raise DgnError(f"--stack {stack!r}: give copies or vmap")
-    if stack == "vmap" and keras.backend.backend() != "jax":
-        raise DgnError("--stack vmap needs the JAX backend: run with KERAS_BACKEND=jax, or use --stack copies")
+    from dgn.batched_generator import check_stack
+    check_stack(stack)  # before the classifier loads
     kind = data.get("parameterization", {}).get("kind", "generator")
     if kind != "generator":
         raise ConfigError(f"generate-all optimizes the generator G (parameterization.kind: generator), not {kind!r} "

@@ -175,14 +175,19 @@ def _count(variables):
 STACKS = ("copies", "vmap")
 
 
-def build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
-    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring).
-    ``stack``: how the untrained configuration's B generators run, ``copies`` (B copies of G in one
-    step) or ``vmap`` (:class:`VmappedGenerators`, JAX only)."""
+def check_stack(stack):
+    """How the untrained configuration's B generators run: ``copies`` (B copies of G in one step) or
+    ``vmap`` (:class:`VmappedGenerators`, JAX only); anything else is one clear error."""
     if stack not in STACKS:
-        raise ConfigError(f"--stack {stack!r}: give copies or vmap")
+        raise ConfigError(f"--stack {stack!r}: give one of {', '.join(STACKS)}")
     if stack == "vmap" and keras.backend.backend() != "jax":
-        raise ConfigError("--stack vmap needs the JAX backend (KERAS_BACKEND=jax); use --stack copies")
+        raise ConfigError("--stack vmap needs the JAX backend: run with KERAS_BACKEND=jax, or use --stack copies")
+
+
+def build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
+    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring);
+    ``stack``: see :func:`check_stack`."""
+    check_stack(stack)
     with dtype_policy(cfg.get("precision", "float32")):
         return _build_batched_generator(cfg, classifier, rows, seed, stack)
 

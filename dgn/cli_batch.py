@@ -52,7 +52,7 @@ def add_commands(sub):
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--force", action="store_true",
                    help="if --out holds another config's run, move its files aside and start this one")
-    p.add_argument("--stack", choices=("copies", "vmap"), default="copies",
+    p.add_argument("--stack", default="copies", metavar="copies|vmap",  # checked by batched_generator.check_stack
                    help="untrained configuration: run the B generators as B copies in one step (default) or "
                         "as one G vectorized over stacked weights (vmap; JAX only, same images)")
     p.add_argument("--judge", metavar="MODEL",

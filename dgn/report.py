@@ -97,15 +97,16 @@ def summarize_judge(entries, views, classifier, worst=10):
               if e["index"] is not None and e["image"] in views and "rank" in views[e["image"]]]
     n = len(judged)
     top1 = sum(1 for _, v in judged if v["rank"] == 1)
+    top5 = sum(1 for _, v in judged if v["rank"] <= 5)
     both = sum(1 for e, v in judged if v["rank"] == 1 and e["rank"] == 1)
     best = sorted(judged, key=lambda ev: (ev[1]["rank"], -ev[1]["prob"]))[:worst]
     return {
         "classifier": classifier,
         "classes": n,
         "not_judged": sum(1 for e in entries if e["index"] is not None) - n,
-        "top1": top1, "top5": sum(1 for _, v in judged if v["rank"] <= 5),
+        "top1": top1, "top5": top5,
         "top1_rate": top1 / n if n else None,
-        "top5_rate": sum(1 for _, v in judged if v["rank"] <= 5) / n if n else None,
+        "top5_rate": top5 / n if n else None,
         "mean_prob": sum(v["prob"] for _, v in judged) / n if n else None,
         "top1_under_both": both,
         "best": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": v["top1"]["name"]}

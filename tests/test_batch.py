@@ -358,3 +358,7 @@ def test_vmap_stack_needs_jax(tiny_config, tmp_path, capsys):
                  "--stack", "vmap", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "KERAS_BACKEND=jax" in err
+    assert main(["generate-all", tiny_config(), "--classes", "0:2", "--steps", "2", "--out", str(tmp_path / "r"),
+                 "--stack", "grouped", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--stack 'grouped': give one of copies, vmap" in err
