@@ -22,10 +22,13 @@ from dgn.outputs import write_json, write_png
 def load_judge(name):
     """An independent classifier: a built-in name or .keras file (default settings), or a YAML config
     whose ``classifier:`` section is used."""
-    from dgn.classifiers import load_classifier
+    from dgn.classifiers import BUILTIN, load_classifier
     from dgn.config import load_config
     if str(name).endswith((".yaml", ".yml")):
         cfg = load_config(name)
+    elif str(name) not in BUILTIN and not os.path.isfile(str(name)):
+        raise DgnError(f"--judge {name}: not found; give a built-in classifier ({', '.join(BUILTIN)}), "
+                       f"a .keras file or a YAML config, e.g. --judge efficientnet_lite2")
     else:
         cfg = load_config(text="", overrides=[f"classifier.model={name}"])
     return load_classifier(cfg["classifier"])
