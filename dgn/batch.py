@@ -11,7 +11,6 @@ most the batch in flight; the rerun skips finished classes, removes temporary fi
 processes and completes the manifest.
 """
 
-import copy
 import errno
 import hashlib
 import json
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 
 from dgn import imagenet
+from dgn.config import config_identity
 from dgn.errors import ConfigError, DgnError
 from dgn.generate import default_out_dir, final_snapshots, image_record, input_files, target_stem
 from dgn.objectives import BatchClassObjective, ClassObjective
@@ -95,13 +95,7 @@ IGNORED_KEYS = (("name",), ("output", "dir"), ("objective", "targets"), ("dae",)
 
 def run_identity(data):
     """The part of a config that decides the images (not its name, output folder or target list)."""
-    ident = copy.deepcopy(data)
-    for path in IGNORED_KEYS:
-        node = ident
-        for key in path[:-1]:
-            node = node.get(key, {})
-        node.pop(path[-1], None)
-    return ident
+    return config_identity(data, IGNORED_KEYS)
 
 
 def fingerprint(data):

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from dgn import imagenet, preprocessing
+from dgn.config import config_identity
 from dgn.errors import DgnError
 from dgn.outputs import write_json, write_png
 
@@ -82,14 +83,13 @@ def _json(value):
     return json.loads(json.dumps(value, default=str))
 
 
+# What does not decide a method's image: its name, output folder and target list.
+IGNORED_KEYS = (("name",), ("output", "dir"), ("objective", "targets"))
+
+
 def _identity(config):
-    """What decides a method's image: its config without its name, output folder and target list."""
-    if not isinstance(config, dict):
-        return None
-    config = {k: v for k, v in config.items() if k != "name"}
-    config["output"] = {k: v for k, v in config.get("output", {}).items() if k != "dir"}
-    config["objective"] = {k: v for k, v in config.get("objective", {}).items() if k != "targets"}
-    return config
+    """What decides a method's image (None for a sidecar without a config)."""
+    return config_identity(config, IGNORED_KEYS) if isinstance(config, dict) else None
 
 
 def target_label(target):

@@ -309,6 +309,19 @@ def _check_whole(cfg, where):
                                   f"by `dgn train-dae` or `dgn export-dae`")
 
 
+def config_identity(data, ignored):
+    """A copy of config dict ``data`` without the keys in ``ignored`` (paths such as ``("output", "dir")``):
+    what decides an image, for telling whether a finished one can be reused."""
+    ident = copy.deepcopy(data)
+    for path in ignored:
+        node = ident
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return ident
+
+
 def parse_set(assignment):
     """``'optimizer.learning_rate=0.01'`` -> (['optimizer', 'learning_rate'], 0.01)."""
     if "=" not in assignment:
