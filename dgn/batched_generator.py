@@ -47,10 +47,18 @@ class SharedFeatureNoise(FeatureNoise):
 
 @keras.saving.register_keras_serializable(package="dgn")
 class SharedAffine(RandomAffine):
-    """RandomAffine with one (1, 4) draw per call applied to every row (what a batch of 1 draws)."""
+    """RandomAffine with one (samples, 4) draw per call, copy s of every row getting draw s (what a
+    batch of 1 draws)."""
 
     def draw(self, batch):
-        return ops.tile(keras.random.uniform((1, 4), seed=self.seed_generator), (batch, 1))
+        draws = keras.random.uniform((self.samples, 4), seed=self.seed_generator)
+        return ops.repeat(draws, batch // self.samples, axis=0)
+
+
+def copy_major(images):
+    """(rows, copies, H, W, C) -> (copies * rows, H, W, C), copy s of row k at ``s * rows + k``: the
+    order of the transform's copies (dgn.transforms) when each row's G made its own."""
+    return ops.reshape(ops.transpose(images, (1, 0, 2, 3, 4)), (-1,) + tuple(images.shape[2:]))
 
 
 class GeneratorStack(keras.layers.Layer):
@@ -62,7 +70,7 @@ class GeneratorStack(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         outs = [g(inputs[k:k + 1], training=training) for k, g in enumerate(self.generators)]
-        return ops.concatenate(outs, axis=0)
+        return copy_major(ops.stack(outs, axis=0))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self.generators[0].output_shape[1:])
@@ -109,14 +117,14 @@ class VmappedGenerators(keras.layers.Layer):
             image, new_state, losses = single.stateless_call(list(weights), state, f[None], training=training,
                                                              return_losses=True)
             loss = sum(losses) if losses else ops.zeros((), "float32")
-            return image[0], new_state, loss
+            return image, new_state, loss
 
         images, new_state, losses = ops.vectorized_map(one, ([w.value for w in self.stacked], inputs))
         for var, value in zip(self.state, new_state):
             var.assign(value[0])  # unbatched state comes back broadcast over the rows
         if training:
             self.add_loss(ops.sum(losses))
-        return images
+        return copy_major(images)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._single.output_shape[1:])
@@ -220,7 +228,8 @@ def _build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
                 x = parts[shared](x)
         t = parts["transform"]
         if t is not None:
-            x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, name="transform", dtype="float32")(x)
+            x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, samples=t.samples, name="transform",
+                             dtype="float32")(x)
         model = keras.Model(inputs, x, name="generator_batch")
     elif stack == "vmap":
         inputs = keras.Input((f0.shape[1],), name="f0")

@@ -85,6 +85,8 @@ SCHEMA = {
         "scale": Field((list,), [1.0, 1.0], item=lambda v: isinstance(v, (int, float)) and v > 0,
                        help="[low, high] random scale factors"),
         "rotate": Field((int, float), 0.0, minimum=0, maximum=180, help="random rotation, degrees"),
+        "samples": Field((int,), 1, minimum=1, help="differently transformed copies of the image D sees per step; "
+                         "the objective is their mean (D costs little beside G at 224)"),
     },
     "objective": {
         "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),
@@ -287,6 +289,10 @@ def _check_whole(cfg, where):
     if cfg["precision"] != "float32" and kind != "generator":
         raise ConfigError(f"{where}: 'precision: {cfg['precision']}' applies to the generator; "
                           f"'parameterization.kind: {kind}' runs in float32 (remove precision)")
+    t = cfg["transform"]
+    if t["samples"] > 1 and not (t["jitter"] or list(t["scale"]) != [1.0, 1.0] or t["rotate"]):
+        raise ConfigError(f"{where}: 'transform.samples: {t['samples']}' makes differently transformed copies, "
+                          f"but jitter, scale and rotate are off: set one of them, or samples: 1")
     if gen["code_stats"] and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.code_stats' describes a trained decoder's codes; set "
                           f"'generator.decoder_weights' to that decoder too")

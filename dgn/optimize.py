@@ -2,8 +2,9 @@
 
 The step is compiled once per run for the active backend (``tf.function`` on TensorFlow,
 ``jax.jit`` with donated state on JAX) and computes exactly: image = G(f0) (noise and G's norm in
-training mode), outputs = D(image) (inference mode), loss = sum of the objective over the batch +
-G's regularization losses, one optimizer update.
+training mode), outputs = D(image) (inference mode), loss = sum of the objective over the batch
+(for each image the mean over the transformed copies D saw of it, see ``transform.samples``) + G's
+regularization losses, one optimizer update.
 
 Non-gradient per-step operations (periodic blur, clipping of small pixel values or contributions)
 plug in through an optional hook, ``Problem.after_step(step, stepper)``, called after each update.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+from keras import ops
 
 from dgn.errors import DgnError
 from dgn.progress import Progress
@@ -49,6 +51,25 @@ class Result:
     seconds: float = 0.0
 
 
+def objective_terms(objective, outputs, rows):
+    """(loss, value, dead), each of shape (rows,), of D's ``outputs`` for ``rows`` images. When the
+    transform showed D several copies of each image (``transform.samples``; copy s of image k at row
+    ``s * rows + k``), loss and value are the means over an image's copies and dead means dead in all."""
+    copies = next(iter(outputs.values())).shape[0] // rows
+    if copies == 1:
+        return objective.loss(outputs), objective.value(outputs), objective.dead(outputs)
+    losses, values, deads = [], [], []
+    for s in range(copies):
+        part = {name: out[s * rows:(s + 1) * rows] for name, out in outputs.items()}
+        losses.append(objective.loss(part))
+        values.append(objective.value(part))
+        deads.append(objective.dead(part))
+    dead = deads[0]
+    for d in deads[1:]:
+        dead = ops.logical_and(dead, d)
+    return sum(losses) / copies, sum(values) / copies, dead
+
+
 def make_optimizer(cfg):
     """A Keras optimizer from a config's ``optimizer:`` section."""
     name, lr = cfg["name"], float(cfg["learning_rate"])  # YAML may give an int; Keras wants a float
@@ -69,6 +90,7 @@ class _TensorFlowStepper:
         gen, feats, objective = problem.generator, problem.features, problem.objective
         variables = gen.trainable_variables
         f0 = tf.constant(problem.f0)
+        rows = problem.f0.shape[0]
         optimizer.build(variables)
         self._optimizer, self._opt_initial = optimizer, [np.array(v.numpy()) for v in optimizer.variables]
         self.variables, self._grads = variables, None
@@ -79,14 +101,15 @@ class _TensorFlowStepper:
             with tf.GradientTape() as tape:
                 image = gen(f0, training=True)
                 outputs = feats(image, training=False)
-                loss = tf.reduce_sum(objective.loss(outputs))
+                per_image, value, dead = objective_terms(objective, outputs, rows)
+                loss = tf.reduce_sum(per_image)
                 if gen.losses:
                     loss = loss + tf.add_n(gen.losses)
             grads = tape.gradient(loss, variables)
             optimizer.apply(grads, variables)
             if need_grads:
-                return loss, objective.value(outputs), objective.dead(outputs), grads
-            return loss, objective.value(outputs), objective.dead(outputs)
+                return loss, value, dead, grads
+            return loss, value, dead
 
         @tf.function(jit_compile=False)
         def render():
@@ -141,8 +164,7 @@ class _JaxStepper:
         self._obj_vars = obj_vars = list(objective.variables)
         self.reload()
 
-        def objective_terms(outputs):
-            return objective.loss(outputs), objective.value(outputs), objective.dead(outputs)
+        rows = problem.f0.shape[0]
 
         def loss_fn(trainable, non_trainable, f0, feat_state, obj_state):
             image, non_trainable, losses = gen.stateless_call(
@@ -150,9 +172,9 @@ class _JaxStepper:
             outputs, _ = feats.stateless_call(*feat_state, image, training=False)
             if obj_vars:  # the objective's variables (a batch's target mask) are inputs of the step
                 with keras.StatelessScope(state_mapping=list(zip(obj_vars, obj_state))):
-                    per_image, value, dead = objective_terms(outputs)
+                    per_image, value, dead = objective_terms(objective, outputs, rows)
             else:
-                per_image, value, dead = objective_terms(outputs)
+                per_image, value, dead = objective_terms(objective, outputs, rows)
             loss = jax.numpy.sum(per_image) + sum(losses)
             return loss, (non_trainable, value, dead)
 

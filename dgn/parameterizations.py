@@ -195,10 +195,10 @@ class PadTransform(keras.layers.Layer):
     to a size-agnostic network; D has a fixed input size, so the padded image is shrunk back: D sees
     the whole image, slightly smaller, at a random place on a grey background."""
 
-    def __init__(self, pad, fill, jitter=0, scale=(1.0, 1.0), rotate=0.0, seed=None, **kwargs):
+    def __init__(self, pad, fill, jitter=0, scale=(1.0, 1.0), rotate=0.0, seed=None, samples=1, **kwargs):
         super().__init__(**kwargs)
         self.pad, self.fill = int(pad), [float(v) for v in fill]
-        self.affine = RandomAffine(jitter, scale, rotate, seed=seed, name="affine")
+        self.affine = RandomAffine(jitter, scale, rotate, seed=seed, samples=samples, name="affine")
 
     def build(self, input_shape):
         self.built = True
@@ -214,12 +214,12 @@ class PadTransform(keras.layers.Layer):
         return ops.image.resize(x, (height, width), interpolation="bilinear")
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return self.affine.compute_output_shape(input_shape)
 
     def get_config(self):
         a = self.affine
         return {**super().get_config(), "pad": self.pad, "fill": self.fill, "jitter": a.jitter,
-                "scale": list(a.scale), "rotate": a.rotate, "seed": a.seed}
+                "scale": list(a.scale), "rotate": a.rotate, "seed": a.seed, "samples": a.samples}
 
 
 def add_transform(model, cfg, space, seed):
@@ -230,10 +230,10 @@ def add_transform(model, cfg, space, seed):
     pad = cfg.get("parameterization", {}).get("pad", 0)
     if pad:
         layer = PadTransform(pad, grey(space), tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1,
-                             name="transform", dtype="float32")
+                             samples=tcfg["samples"], name="transform", dtype="float32")
     else:  # float32 under a mixed precision too (and TensorFlow has no bfloat16 gradient for the warp)
-        layer = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1, name="transform",
-                             dtype="float32")
+        layer = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1,
+                             samples=tcfg["samples"], name="transform", dtype="float32")
         if not layer.active:
             return model
     wrapped = keras.Model(model.input, layer(model.output), name=model.name)

@@ -47,9 +47,12 @@ def _check_complete(run_dir, classes):
     assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("mode", ["untrained", "pretrained"])
-def test_batched_matches_alone(tiny_config, tmp_path, mode):
-    sets = ["steps=12"] + (PRETRAINED if mode == "pretrained" else [])
+SAMPLES = ["transform.jitter=2", "transform.rotate=5", "transform.samples=3"]
+
+
+@pytest.mark.parametrize("mode,samples", [("untrained", 1), ("pretrained", 1), ("untrained", 3), ("pretrained", 3)])
+def test_batched_matches_alone(tiny_config, tmp_path, mode, samples):
+    sets = ["steps=12"] + (PRETRAINED if mode == "pretrained" else []) + (SAMPLES if samples > 1 else [])
     cfg = load_config(tiny_config(), sets)
     # batches [0 1 2] [3 4 5] [6]: the second reuses the first's compiled step (reset, retargeted);
     # padded, the last runs as [6 6 6] in that step too
@@ -318,7 +321,8 @@ import numpy as np
 from PIL import Image
 from dgn.batch import generate_all
 from dgn.config import load_config
-cfg = load_config(sys.argv[1], ["steps=6", "regularizers.image_gamma_l1=0.01"])
+cfg = load_config(sys.argv[1], ["steps=6", "regularizers.image_gamma_l1=0.01", "transform.jitter=2",
+                               "transform.rotate=5", "transform.samples=2"])
 out = sys.argv[2]
 # untrained configuration, batches [0 1 2] [3 3 3]: one G vectorized over stacked weights, reused, padded
 generate_all(cfg, classes="0:4", batch=3, out_dir=out + "/vmap", progress=False, finish=False, pad=True,
@@ -336,7 +340,8 @@ print("TRAINABLE", side("vmap", 0)["trainable_weights"], side("alone", 0)["train
 
 def test_jax_vmap_stack_matches_alone(tiny_config, tmp_path):
     """--stack vmap (JAX): the untrained configuration's B generators as one G over stacked weights
-    give each class the image it gets alone, the same batch loss (regularizers included) as B copies."""
+    give each class the image it gets alone, the same batch loss (regularizers included) as B copies,
+    with the transform's copies (transform.samples) in the order the objective expects."""
     env = {**os.environ, "KERAS_BACKEND": "jax",
            "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
            "TF_CPP_MIN_LOG_LEVEL": "3"}

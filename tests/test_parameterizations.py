@@ -159,6 +159,45 @@ def test_transforms_wrap_every_parameterization_including_g():
     assert model.dgn_after_step is not None      # the pixel hook survives the wrapping
 
 
+def test_transform_samples_shows_d_copies_and_the_objective_is_their_mean(capsys, tmp_path):
+    from dgn.batched_generator import SharedAffine
+    from dgn.objectives import ClassObjective
+    from dgn.optimize import objective_terms
+    from dgn.transforms import RandomAffine
+
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    layer = RandomAffine(jitter=2, rotate=10, seed=5, samples=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    y = np.asarray(layer(x, training=True))
+    assert y.shape == (6, 16, 16, 3)
+    assert not np.allclose(y[0], y[2]) and not np.allclose(y[1], y[3])  # copies differ ...
+    # ... and copy s of image k is row s * 2 + k: the copies of one image are one image moved about
+    shared = SharedAffine(jitter=2, rotate=10, seed=5, samples=3)
+    z = np.asarray(shared(np.stack([x[0], x[0]]), training=True))
+    single = np.asarray(RandomAffine(jitter=2, rotate=10, seed=5, samples=3)(x[:1], training=True))
+    for s in range(3):  # every row gets draw s for its copy s, what a batch of one gets
+        np.testing.assert_allclose(z[2 * s], single[s], atol=1e-5)
+        np.testing.assert_allclose(z[2 * s + 1], single[s], atol=1e-5)
+
+    logits = np.arange(24, dtype="float32").reshape(6, 4) % 5 - 2.0   # 3 copies of 2 images, 4 classes
+    objective = ClassObjective([(1, 1.0)], "relu", 0.0)
+    loss, value, dead = (np.asarray(t) for t in objective_terms(objective, {"logits": logits}, rows=2))
+    per_copy = np.maximum(logits[:, 1], 0.0).reshape(3, 2)
+    np.testing.assert_allclose(value, per_copy.mean(axis=0))
+    np.testing.assert_allclose(loss, -per_copy.mean(axis=0))
+    np.testing.assert_array_equal(dead, (per_copy <= 0).all(axis=0))
+
+    # a whole run: D sees 3 copies a step, the sidecar's numbers are the untransformed image's
+    cfg = load_config(text=BASE, overrides=["transform.jitter=2", "transform.samples=3", "steps=3"])
+    (png, side), = generate(cfg, out_dir=str(tmp_path / "run"), progress=False)
+    assert side["config"]["transform"]["samples"] == 3 and os.path.isfile(png)
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE)
+    assert main(["generate", str(path), "--set", "transform.samples=2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "transform.samples" in err and "jitter" in err
+
+
 def test_after_step_hook_reads_gradients_and_writes_values():
     cfg, classifier, objective = _setup(text=BASE + "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n",
                                         )
