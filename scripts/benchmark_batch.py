@@ -2,7 +2,7 @@
 
     python scripts/benchmark_batch.py [--preset medium|paper224] [--batches 1,4,16,64] [--steps 3]
                                       [--classes 8] [--precision float32,mixed_bfloat16] [--grouped]
-                                      [--stack copies,vmap] [--json out.json]
+                                      [--stack copies,vmap] [--samples 1,4] [--json out.json]
 
 Two measurements, TF backend on CPU:
 - steady state: one compiled step of the batched generator (B classes), timed over ``--steps``
@@ -17,6 +17,8 @@ SGD, multiplicative noise):
 - ``medium``: G ``seed_shape [5, 5, 32]``, blocks ``[[128, 2], [64, 3], [64, 3]]``, decoder head
   -> 58x58, the tiny built-in classifier at 58x58 (finishes in a few minutes on 2 cores);
 - ``paper224``: the paper's decoder G at 224 and EfficientNet-Lite0 (slow on CPU: use few steps).
+``--samples 1,4`` measures each listed ``transform.samples`` (copies of each image D sees per step)
+with the quickstart's transform (jitter 8, scale 0.9-1.1, rotate 5) on every row.
 ``--grouped`` adds a micro-benchmark behind the untrained-configuration choice: one conv of B
 independent generators as B separate Conv2D calls (what dgn does) vs one ``Conv2D(groups=B)`` on the
 channel-stacked images, forward + backward.
@@ -169,11 +171,15 @@ def main():
     parser.add_argument("--grouped", action="store_true", help="also time grouped vs separate convolutions")
     parser.add_argument("--stack", default="copies",
                         help="untrained configuration: comma list of copies, vmap (JAX only): each is measured")
+    parser.add_argument("--samples", default=None,
+                        help="comma list of transform.samples, each measured with the quickstart's transform")
     parser.add_argument("--json")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     text = merge_yaml(PRESETS[args.preset], CONFIGURATIONS[args.configuration])
-    cfg = load_config(text=text, overrides=[f"steps={args.steps}", "final.mode=last"])
+    transform = ["transform.jitter=8", "transform.scale=[0.9,1.1]", "transform.rotate=5"] if args.samples else []
+    cfg = load_config(text=text, overrides=[f"steps={args.steps}", "final.mode=last"] + transform)
+    samples = [int(n) for n in args.samples.split(",")] if args.samples else [1]
     if args.configuration == "pretrained":
         cfg.data["generator"]["trainable"] = "alpha"  # random frozen decoder: speed only (no trained decoder)
     precisions = args.precision.split(",")
@@ -186,21 +192,24 @@ def main():
                "steady": [], "end_to_end": []}
     steps = STEPS[args.configuration]
     stacks = args.stack.split(",") if args.configuration == "untrained" else ["copies"]
-    print(f"\n| precision | stack | batch B | image-steps/s | s per step | speed-up vs first row "
+    print(f"\n| precision | stack | transform.samples | batch B | image-steps/s | s per step | speed-up vs first row "
           f"| 1,000 classes x {steps} steps |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     base = None
     for precision in precisions:
         cfg.data["precision"] = precision
         classifier = load_classifier(cfg["classifier"], precision)
         for stack in stacks:
-            for b in batches:
-                rate, per_step = steady(cfg, classifier, b, args.steps, stack)
-                base = base or rate
-                results["steady"].append({"precision": precision, "stack": stack, "batch": b,
-                                          "image_steps_per_s": rate, "s_per_step": per_step})
-                print(f"| {precision} | {stack} | {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x "
-                      f"| {1000 * steps / rate / 60:.1f} min |", flush=True)
+            for n in samples:
+                cfg.data["transform"]["samples"] = n
+                for b in batches:
+                    rate, per_step = steady(cfg, classifier, b, args.steps, stack)
+                    base = base or rate
+                    results["steady"].append({"precision": precision, "stack": stack, "samples": n, "batch": b,
+                                              "image_steps_per_s": rate, "s_per_step": per_step})
+                    print(f"| {precision} | {stack} | {n} | {b} | {rate:.2f} | {per_step:.3f} | {rate / base:.2f}x "
+                          f"| {1000 * steps / rate / 60:.1f} min |", flush=True)
+        cfg.data["transform"]["samples"] = samples[0]
     if args.classes:
         print(f"\nend to end, generate-all of {args.classes} classes x {args.steps} steps "
               f"(build, trace, steps, evaluation, files):\n")
