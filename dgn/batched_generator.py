@@ -58,7 +58,9 @@ class SharedAffine(RandomAffine):
 def copy_major(images):
     """(rows, copies, H, W, C) -> (copies * rows, H, W, C), copy s of row k at ``s * rows + k``: the
     order of the transform's copies (dgn.transforms) when each row's G made its own."""
-    return ops.reshape(ops.transpose(images, (1, 0, 2, 3, 4)), (-1,) + tuple(images.shape[2:]))
+    if images.shape[1] != 1:  # one copy (no transform, or rendering): the reshape alone, no transpose
+        images = ops.transpose(images, (1, 0, 2, 3, 4))
+    return ops.reshape(images, (-1,) + tuple(images.shape[2:]))
 
 
 class GeneratorStack(keras.layers.Layer):
