@@ -131,6 +131,9 @@ SCHEMA = {
         "learning_rate": Field((int, float), 0.001, minimum=0),
         "warmup_steps": Field((int,), 0, minimum=0,
                               help="learning rate rises linearly over this many updates (for dae.init runs)"),
+        "decay_steps": Field((int,), 0, minimum=0,
+                             help="after the warm-up, the learning rate falls to 0 along a cosine over this "
+                                  "many updates (0: constant)"),
         "noise_stddev": Field((int, float), 0.1, minimum=0, help="Gaussian noise on the input, in D's input space"),
         "validation": Field((int, float), 0.1, minimum=0, maximum=0.9),
         "augment": Field((bool,), True),

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 
 import numpy as np
@@ -421,9 +422,9 @@ def test_shipped_code_stats_fit_the_decoder_prior_configuration():
 
 
 def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, image_folder):
-    from dgn.autoencoder import LinearWarmup, make_dae_optimizer
+    from dgn.autoencoder import WarmupCosineDecay, make_dae_optimizer
 
-    schedule = LinearWarmup(0.01, 4)
+    schedule = WarmupCosineDecay(0.01, 4)
     assert [round(float(schedule(s)), 6) for s in range(6)] == [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
     optimizer = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 4})
     assert float(optimizer.learning_rate) == pytest.approx(0.0025)  # at its first update
@@ -434,3 +435,25 @@ def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, 
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert len(rows) == 2
     assert json.load(open(os.path.join(out, "decoder.json")))["history"][-1]["warmup_steps"] == 7
+
+
+def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_path, image_folder):
+    from dgn.autoencoder import WarmupCosineDecay, make_dae_optimizer
+
+    # 2 warm-up updates, then half a cosine over 4: 0.01 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, then 0
+    schedule = WarmupCosineDecay(0.01, 2, 4)
+    expected = [0.005, 0.01] + [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)] + [0.0]
+    assert [float(schedule(s)) for s in range(8)] == pytest.approx(expected, abs=1e-7)
+    no_warmup = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 0,
+                                    "decay_steps": 10})
+    assert float(no_warmup.learning_rate) == pytest.approx(0.01)  # the first update at the full rate
+    cfg = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=3"])
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    assert json.load(open(os.path.join(out, "decoder.json")))["history"][-1]["decay_steps"] == 3
+    # resuming with another schedule would change the run: refused
+    other = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=30"])
+    with pytest.raises(DgnError, match="another configuration"):
+        train_dae(other, out_dir=out, epochs=2, verbose=0)
+    # a run without decay keeps the identity it had before dae.decay_steps existed
+    from dgn.autoencoder import _training_identity
+    assert "decay_steps" not in _training_identity(load_config(write_config(tmp_path, image_folder)).data)["dae"]
