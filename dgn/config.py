@@ -293,7 +293,7 @@ def _check_whole(cfg, where):
         raise ConfigError(f"{where}: 'precision: {cfg['precision']}' applies to the generator; "
                           f"'parameterization.kind: {kind}' runs in float32 (remove precision)")
     t = cfg["transform"]
-    if t["samples"] > 1 and not (t["jitter"] or list(t["scale"]) != [1.0, 1.0] or t["rotate"]):
+    if t["samples"] > 1 and not transforms_active(t["jitter"], t["scale"], t["rotate"]):
         raise ConfigError(f"{where}: 'transform.samples: {t['samples']}' makes differently transformed copies, "
                           f"but jitter, scale and rotate are off: set one of them, or samples: 1")
     if gen["code_stats"] and not gen["decoder_weights"]:
@@ -316,6 +316,11 @@ def _check_whole(cfg, where):
             if not os.path.isfile(os.path.join(init, f"{part}.weights.h5")):
                 raise ConfigError(f"{where}: 'dae.init' {init} has no {part}.weights.h5; give a folder written "
                                   f"by `dgn train-dae` or `dgn export-dae`")
+
+
+def transforms_active(jitter, scale, rotate):
+    """Whether a transform with these settings changes the image (:class:`dgn.transforms.RandomAffine`)."""
+    return jitter > 0 or tuple(scale) != (1.0, 1.0) or rotate > 0
 
 
 def config_identity(data, ignored):

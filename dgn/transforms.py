@@ -13,6 +13,8 @@ import math
 import keras
 from keras import ops
 
+from dgn.config import transforms_active
+
 
 @keras.saving.register_keras_serializable(package="dgn")
 class RandomAffine(keras.layers.Layer):
@@ -28,7 +30,7 @@ class RandomAffine(keras.layers.Layer):
 
     @property
     def active(self):
-        return self.jitter > 0 or self.scale != (1.0, 1.0) or self.rotate > 0
+        return transforms_active(self.jitter, self.scale, self.rotate)
 
     def call(self, images, training=False):
         if not training or not self.active:
