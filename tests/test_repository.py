@@ -1,23 +1,26 @@
 """The repository itself: photos (ImageNet's above all, in ../shared/data) never enter it."""
 
+import fnmatch
 import os
 import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTO_EXTENSIONS = (".jpg", ".jpeg")
-SKIPPED_FOLDERS = {".git", ".venv", "runs", ".whl", "__pycache__", ".pytest_cache"}
 
 
 def project_files():
     """The tracked files of a git checkout; elsewhere (an unpacked archive) every file under the
-    project but the ignored folders."""
+    project outside the folders .gitignore names."""
     if shutil.which("git") and os.path.isdir(os.path.join(ROOT, ".git")):
         out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
         return out.stdout.splitlines()
+    with open(os.path.join(ROOT, ".gitignore")) as f:  # its folder patterns: .venv/, runs/, *.egg-info/ ...
+        ignored = [line.strip().rstrip("/") for line in f if line.strip().endswith("/")]
     files = []
     for folder, subfolders, names in os.walk(ROOT):
-        subfolders[:] = [d for d in subfolders if d not in SKIPPED_FOLDERS and not d.endswith(".egg-info")]
+        subfolders[:] = [d for d in subfolders
+                         if d != ".git" and not any(fnmatch.fnmatch(d, p) for p in ignored)]
         files += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names]
     return files
 
