@@ -5,13 +5,15 @@ reshape(seed_shape), then per block ``UpSampling2D(2), Conv valid, BN, Conv same
 ``UpSampling2D(2)`` and a head: ``"image"`` (paper step 8a: Conv 3 k3 valid ReLU, BN ``image``) or
 ``"decoder"`` (8b: the autoencoder's decoder head). The paper's G at 224x224 is
 ``seed_shape=[5, 5, 128]``, blocks ``[[512, 2], [256, 3], [256, 3], [128, 3], [128, 4]]``.
+Each ``UpSampling2D(2)`` and the valid convolution after it are one layer
+(:class:`dgn.layers.Conv2D` with ``upsample=2``: the same function with fewer multiply-adds).
 """
 
 import math
 
 import keras
 
-from dgn.layers import Alpha, CodeShift, FeatureNoise, GeneratorNorm
+from dgn.layers import Alpha, CodeShift, Conv2D, FeatureNoise, GeneratorNorm
 
 IMAGE_LAYER = "image"
 
@@ -24,8 +26,8 @@ def output_size(seed_shape, blocks, head="image"):
     return 2 * size - 2
 
 
-def _conv(filters, kernel, padding, name, activation="relu"):
-    return keras.layers.Conv2D(filters, kernel, padding=padding, activation=activation, name=name)
+def _conv(filters, kernel, padding, name, activation="relu", upsample=1):
+    return Conv2D(filters, kernel, padding=padding, activation=activation, upsample=upsample, name=name)
 
 
 def build_decoder(seed_shape, blocks, head="image", norm="image", output_activation="linear",
@@ -36,16 +38,14 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
     features = keras.Input((math.prod(seed_shape),), name="features")
     x = keras.layers.Reshape(tuple(seed_shape), name="reshape")(features)
     for i, (filters, kernel) in enumerate(blocks, start=1):
-        x = keras.layers.UpSampling2D(2, name=f"block{i}_up")(x)
-        x = _conv(filters, kernel, "valid", f"block{i}_conv1")(x)
+        x = _conv(filters, kernel, "valid", f"block{i}_conv1", upsample=2)(x)
         x = GeneratorNorm(norm, name=f"block{i}_bn1")(x)
         x = _conv(filters, kernel, "same", f"block{i}_conv2")(x)
         x = GeneratorNorm(norm, name=f"block{i}_bn2")(x)
-    x = keras.layers.UpSampling2D(2, name="top_up")(x)
     if head == "image":
-        x = _conv(3, 3, "valid", "image_conv")(x)
+        x = _conv(3, 3, "valid", "image_conv", upsample=2)(x)
     elif head == "decoder":
-        x = _conv(64, 3, "valid", "head_conv1")(x)
+        x = _conv(64, 3, "valid", "head_conv1", upsample=2)(x)
         x = GeneratorNorm(norm, name="head_bn1")(x)
         x = _conv(64, 3, "same", "head_conv2")(x)
         x = GeneratorNorm(norm, name="head_bn2")(x)

@@ -17,7 +17,6 @@ from dgn.batch import generate_all, parse_classes, parse_shard, shard_of
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.errors import DgnError
-from dgn.generate import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAINED = ["generator.trainable=alpha", "generator.noise=multiplicative", "generator.noise_stddev=0.3",
@@ -50,22 +49,44 @@ def _check_complete(run_dir, classes):
 SAMPLES = ["transform.jitter=2", "transform.rotate=5", "transform.samples=3"]
 
 
+# The runs of the comparison below, in a process with one intra-op thread: TensorFlow splits a
+# kernel's sums over its threads by the tensor's shape, so D on a batch of B rows rounds a row's
+# numbers differently in the last bit than D on that row alone (0.21033936 against 0.21033957 after
+# one step), and AdaMax's sign-like first steps and the ReLUs can grow that into a few 8-bit levels
+# within 12 steps. With one thread every kernel sums in one order: in the untrained configuration
+# (each row its own G) the images must be equal exactly; in the pretrained one the one decoder runs
+# on B rows, and a convolution over 3 rows may still round differently from one over 1 row.
+ONE_THREAD_RUNS = r"""
+import sys
+from dgn.batch import generate_all
+from dgn.config import load_config
+from dgn.generate import generate
+config, out, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
+cfg = load_config(config, sets)
+# batches [0 1 2] [3 4 5] [6]: the second reuses the first's compiled step (reset, retargeted);
+# padded, the last runs as [6 6 6] in that step too
+generate_all(cfg, classes="0:7", batch=3, out_dir=out + "/b3", progress=False, finish=False, pad=False)
+generate_all(cfg, classes="0:7", batch=3, out_dir=out + "/pad", progress=False, finish=False, pad=True)
+generate_all(cfg, classes="0:7", batch=1, out_dir=out + "/b1", progress=False, finish=False)
+generate(load_config(config, sets + ["objective.targets=['4']"]), out_dir=out + "/gen", progress=False)
+"""
+
+
 @pytest.mark.parametrize("mode,samples", [("untrained", 1), ("pretrained", 1), ("untrained", 3), ("pretrained", 3)])
 def test_batched_matches_alone(tiny_config, tmp_path, mode, samples):
     sets = ["steps=12"] + (PRETRAINED if mode == "pretrained" else []) + (SAMPLES if samples > 1 else [])
-    cfg = load_config(tiny_config(), sets)
-    # batches [0 1 2] [3 4 5] [6]: the second reuses the first's compiled step (reset, retargeted);
-    # padded, the last runs as [6 6 6] in that step too
-    generate_all(cfg, classes="0:7", batch=3, out_dir=str(tmp_path / "b3"), progress=False, finish=False, pad=False)
-    generate_all(cfg, classes="0:7", batch=3, out_dir=str(tmp_path / "pad"), progress=False, finish=False, pad=True)
-    generate_all(cfg, classes="0:7", batch=1, out_dir=str(tmp_path / "b1"), progress=False, finish=False)
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", ONE_THREAD_RUNS, tiny_config(), str(tmp_path), *sets],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    levels = 0 if mode == "untrained" else 2
     for c in range(7):
         b = _png(tmp_path / "b1" / f"{c:04d}.png")
         sb = json.loads((tmp_path / "b1" / f"{c:04d}.json").read_text())
         assert sb["batch"]["size"] == 1
         for run in ("b3", "pad"):
             a = _png(tmp_path / run / f"{c:04d}.png")
-            assert np.abs(a - b).max() <= 2, (run, c)
+            assert np.abs(a - b).max() <= levels, (run, c, int(np.abs(a - b).max()))
             sa = json.loads((tmp_path / run / f"{c:04d}.json").read_text())
             assert sa["prob"] == pytest.approx(sb["prob"], rel=1e-3, abs=1e-5)
             assert sa["rank"] == sb["rank"] and sa["target"]["index"] == c
@@ -73,9 +94,8 @@ def test_batched_matches_alone(tiny_config, tmp_path, mode, samples):
             assert sa["batch"]["size"] == (3 if c < 6 else 1)
             assert sa["batch"].get("padded_to") == (3 if run == "pad" and c == 6 else None)
     # ... and the same as `dgn generate` of that class with the same seed
-    (path, _), = generate(load_config(tiny_config(), sets + ["objective.targets=['4']"]),
-                          out_dir=str(tmp_path / "gen"), progress=False)
-    assert np.abs(_png(path) - _png(tmp_path / "b3" / "0004.png")).max() <= 2
+    (path,) = [p for p in (tmp_path / "gen").iterdir() if p.suffix == ".png"]
+    assert np.abs(_png(path) - _png(tmp_path / "b3" / "0004.png")).max() <= levels
 
 
 def test_batch_evaluation_matches_one_image_at_a_time(tiny_config, tmp_path):

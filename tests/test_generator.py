@@ -1,8 +1,10 @@
+import keras
 import numpy as np
+import pytest
 
 from dgn.config import PAPER_BLOCKS
 from dgn.generator import build_decoder, build_generator, count_trainable, output_size
-from dgn.layers import Alpha, FeatureNoise, GeneratorNorm
+from dgn.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
 
 
 def test_paper_generator_without_pretraining_has_table1_parameter_count():
@@ -57,3 +59,57 @@ def test_image_norm_keeps_batch_elements_independent():
     batch = GeneratorNorm("batch", momentum=0.5)
     batch(x, training=True)
     assert np.all(np.asarray(batch.moving_mean) != 0)  # moving statistics updated
+
+
+def _loss_and_grads(fn, x, kernel, weights):
+    """sum(fn(x, kernel) * weights) and its gradients with respect to x and kernel, on this backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+        loss = lambda x, k: (fn(x, k) * weights).sum()
+        return loss(x, kernel), *jax.grad(loss, argnums=(0, 1))(x, kernel)
+    import tensorflow as tf
+    x, kernel = tf.Variable(x), tf.Variable(kernel)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fn(x, kernel) * weights)
+    return (loss, *tape.gradient(loss, [x, kernel]))
+
+
+@pytest.mark.parametrize("kernel,size", [(2, 5), (3, 6), (3, 7), (4, 6), (4, 9)])
+def test_upsampling_conv_is_upsampling_then_valid_conv(kernel, size):
+    """Conv2D(upsample=2), G's one-layer UpSampling2D(2) + valid convolution, against the two Keras
+    layers with the same weights: outputs and gradients (input and kernel) agree to float rounding."""
+    rng = np.random.default_rng(kernel * 10 + size)
+    x = rng.normal(size=(2, size, size, 5)).astype("float32")
+    fused = Conv2D(7, kernel, padding="valid", activation="relu", upsample=2)
+    plain = keras.layers.Conv2D(7, kernel, padding="valid", activation="relu")
+    up = keras.layers.UpSampling2D(2)
+    expected = plain(up(x))
+    fused.build(x.shape)
+    fused.set_weights(plain.get_weights())
+    got = fused(x)
+    assert tuple(got.shape) == tuple(expected.shape) == (2, 2 * size - kernel + 1, 2 * size - kernel + 1, 7)
+    assert tuple(fused.compute_output_shape(x.shape)) == tuple(expected.shape)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+    weights = rng.normal(size=expected.shape).astype("float32")
+    bias = plain.get_weights()[1]
+    as_plain = lambda v, k: keras.ops.relu(keras.ops.conv(up(v), k) + bias)
+    as_fused = lambda v, k: fused.stateless_call([k, bias], [], v)[0]
+    for a, b in zip(_loss_and_grads(as_plain, x, plain.get_weights()[0], weights),
+                    _loss_and_grads(as_fused, x, plain.get_weights()[0], weights)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4)
+
+
+def test_upsampling_conv_keeps_keras_weights_layout_and_config():
+    """Same variables as Keras's Conv2D (weights files key it as ``conv2d``), a config round trip,
+    bfloat16 compute, and the cases it cannot fold refused."""
+    layer = Conv2D(4, 3, padding="valid", upsample=2, name="c")
+    layer.build((1, 5, 5, 2))
+    assert [tuple(v.shape) for v in layer.weights] == [(3, 3, 2, 4), (4,)]
+    assert type(layer).__name__ == "Conv2D"  # Keras keys a layer in weights files by its class name
+    again = Conv2D.from_config(layer.get_config())
+    assert again.upsample == 2 and again.kernel_size == (3, 3)
+    half = Conv2D(4, 3, padding="valid", upsample=2, dtype="mixed_bfloat16")
+    assert keras.backend.standardize_dtype(half(np.ones((1, 5, 5, 2), "float32")).dtype) == "bfloat16"
+    for bad in ({"padding": "same"}, {"strides": 2}, {"upsample": 3}):
+        with pytest.raises(ValueError):
+            Conv2D(4, 3, **{"padding": "valid", "upsample": 2, **bad})
