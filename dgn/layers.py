@@ -207,7 +207,7 @@ def _phase_taps(kernel):
 
 def _fold_phases(kernel, axis, taps):
     """The kernel's taps along ``axis`` summed into the taps of phase 0 and of phase 1, stacked on a
-    new axis after the last-but-one (phase 0 ends with a zero tap where it is the shorter). Tap e of
+    new axis just before the last (phase 0 ends with a zero tap where it is the shorter). Tap e of
     phase r is ``kernel[2e - r] + kernel[2e + 1 - r]`` (out-of-range terms zero): one addition of
     two numbers, so the result does not depend on how a backend orders sums."""
     k = kernel.shape[axis]
@@ -254,7 +254,8 @@ class Conv2D(keras.layers.Conv2D):
         kernel = _fold_phases(kernel, 1, taps)
         kernel = ops.reshape(kernel, (taps, taps, cin, 4 * cout))
         x = inputs
-        if taps > shortest:  # phase 0's last row and column need one more input row: a zero one
+        if taps > shortest:  # the shorter phase has one output more than `taps` taps give: one zero
+            # row and column more (the outputs kept read them only through that phase's zero tap)
             pad = taps - shortest
             x = ops.pad(x, ((0, 0), (0, pad), (0, pad), (0, 0)))
         z = ops.conv(x, kernel, padding="valid")
