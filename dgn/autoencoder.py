@@ -18,7 +18,7 @@ from keras import ops
 
 from dgn import preprocessing
 from dgn.errors import DgnError
-from dgn.generator import build_decoder, output_size
+from dgn.generator import PAPER_BLOCKS, PAPER_SEED_CHANNELS, build_decoder, output_size, sized_architecture
 from dgn.layers import FeatureNoise
 from dgn.outputs import write_atomic, write_json
 from dgn.precision import dtype_policy
@@ -59,8 +59,19 @@ def build_autoencoder(cfg, input_size, precision="float32"):
         return _build_autoencoder(cfg, input_size)
 
 
+def sized_generator(gen, size):
+    """A config's ``generator:`` section with seed_shape and blocks filled in for size x size images: both
+    null, G sized to the images (:func:`dgn.generator.sized_architecture`); one null, the paper's value."""
+    if gen.get("seed_shape") is None and gen.get("blocks") is None:
+        seed_shape, blocks, _ = sized_architecture(size, size)
+    else:
+        seed_shape = gen.get("seed_shape") or [5, 5, PAPER_SEED_CHANNELS]
+        blocks = gen.get("blocks") or PAPER_BLOCKS
+    return {**gen, "seed_shape": seed_shape, "blocks": blocks}
+
+
 def _build_autoencoder(cfg, input_size):
-    gen, dae = cfg["generator"], cfg["dae"]
+    gen, dae = sized_generator(cfg["generator"], input_size), cfg["dae"]
     size = output_size(gen["seed_shape"], gen["blocks"], "decoder")
     if size != input_size:
         raise DgnError(f"the decoder makes {size}x{size} images but the autoencoder trains on {input_size}x"
@@ -121,7 +132,7 @@ def pixel_mse(y_true, y_pred):
 
 def perceptual_features(classifier, layers):
     """D from its input to the activations of ``layers`` (only the layers those need), frozen."""
-    model = keras.Model(classifier.model.input, [classifier.layer(name).output for name in layers],
+    model = keras.Model(classifier.analysis.inputs, [classifier.layer_output(name) for name in layers],
                         name="perceptual_features")
     model.trainable = False
     return model
@@ -429,7 +440,7 @@ def load_trained(cfg, folder):
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     size = meta["input_size"]
-    gen, dae = cfg["generator"], cfg["dae"]
+    gen, dae = sized_generator(cfg["generator"], size), cfg["dae"]
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=meta.get("norm", "image"),
                             output_activation="relu", output_norm=meta.get("output_norm", "image"))

@@ -36,8 +36,6 @@ def _int_pair_list(value):
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
 
 
-PAPER_BLOCKS = [[512, 2], [256, 3], [256, 3], [128, 3], [128, 4]]
-
 SCHEMA = {
     "name": Field((str,), None, nullable=True, help="run name (default: the config file's stem)"),
     "seed": Field((int,), 0, minimum=0),
@@ -50,15 +48,22 @@ SCHEMA = {
         "preprocessing": Field((str,), None, nullable=True, choices=("caffe", "tf", "unit", "raw"),
                                help="D's input space (default: the model's own)"),
         "class_index": Field((str,), "auto", nullable=True, path=True, keywords=("auto", "none"),
-                             help="auto, none, or an imagenet_class_index.json file"),
+                             help="auto, none, or a class names file: Keras's imagenet_class_index.json, a JSON "
+                                  "list, a JSON object {index: name}, or a text file with one name per line"),
         "num_classes": Field((int,), 10, minimum=2, help="classes of the tiny built-in model"),
-        "input_size": Field((int,), 32, minimum=8, help="input size of the tiny built-in model"),
+        "input_size": Field((int, list), None, nullable=True, item=None,
+                            help="[height, width] (or one number) for a model whose input size is dynamic; "
+                                 "the tiny built-in model's size (default 32)"),
+        "output": Field((str,), None, nullable=True,
+                        help="the classifier head (output name) for a model with several outputs"),
     },
     "generator": {
-        "seed_shape": Field((list,), [5, 5, 128], item=lambda v: isinstance(v, int) and v > 0,
-                            help="shape the feature vector is reshaped to, [h, w, c]"),
-        "blocks": Field((list,), PAPER_BLOCKS, item=_int_pair_list,
-                        help="list of [filters, kernel]: UpSampling2D(2), Conv valid, BN, Conv same, BN"),
+        "seed_shape": Field((list,), None, nullable=True, item=lambda v: isinstance(v, int) and v > 0,
+                            help="shape the feature vector is reshaped to, [h, w, c] (null, with blocks null: "
+                                 "G sized to D's input; [5, 5, 128] at 224)"),
+        "blocks": Field((list,), None, nullable=True, item=_int_pair_list,
+                        help="list of [filters, kernel]: UpSampling2D(2), Conv valid, BN, Conv same, BN (null: "
+                             "the paper's last blocks, as many as D's input size needs)"),
         "head": Field((str,), "image", choices=("image", "decoder"),
                       help="image: paper's 8a (no pretraining); decoder: 8b (autoencoder's decoder)"),
         "decoder_weights": Field((str,), None, nullable=True, path=True,
@@ -73,7 +78,8 @@ SCHEMA = {
                             help="code_stats.npz of the decoder (dgn code-stats): optimize z in "
                                  "f = mean + std * z, the encoder's code distribution of real photos"),
         "f0": Field((int, float), 1.0, help="constant value of the initial feature vector f0"),
-        "noise": Field((str,), "additive", choices=("additive", "multiplicative", "none")),
+        "noise": Field((str,), "none", choices=("additive", "multiplicative", "none"),
+                       help="noise on f0 each step (the paper: additive, sigma 2)"),
         "noise_stddev": Field((int, float), 2.0, minimum=0),
         "squash": Field((bool,), False,
                         help="map G's output into D's valid input range with a sigmoid (the paper: off)"),
@@ -81,19 +87,20 @@ SCHEMA = {
         "alpha_activation": Field((str,), "linear", choices=("linear", "relu")),
     },
     "transform": {
-        "jitter": Field((int,), 0, minimum=0, help="random shift in pixels, each step (0: off)"),
-        "scale": Field((list,), [1.0, 1.0], item=lambda v: isinstance(v, (int, float)) and v > 0,
+        "jitter": Field((int,), 8, minimum=0, help="random shift in pixels at 224x224 (scaled with D's input size), "
+                        "each step (0: off)"),
+        "scale": Field((list,), [0.9, 1.1], item=lambda v: isinstance(v, (int, float)) and v > 0,
                        help="[low, high] random scale factors"),
-        "rotate": Field((int, float), 0.0, minimum=0, maximum=180, help="random rotation, degrees"),
-        "samples": Field((int,), 1, minimum=1, help="differently transformed copies of the image D sees per step; "
+        "rotate": Field((int, float), 5.0, minimum=0, maximum=180, help="random rotation, degrees"),
+        "samples": Field((int,), 4, minimum=1, help="differently transformed copies of the image D sees per step; "
                          "the objective is their mean (D costs little beside G at 224)"),
     },
     "objective": {
         "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),
                          help="class index/wnid/name, 'a+b' compounds, channel:LAYER:C, neuron:LAYER:C:Y:X"),
-        "activation": Field((str,), "relu", choices=("relu", "logit", "logsoftmax"),
+        "activation": Field((str,), "logit", choices=("relu", "logit", "logsoftmax"),
                             help="target term: relu of the logit (paper), raw logit, or log-probability"),
-        "others": Field((int, float), 0.01, minimum=0,
+        "others": Field((int, float), 0.0, minimum=0,
                         help="lambda: weight of the sum of the other classes' ReLU activations"),
     },
     "regularizers": {
@@ -101,7 +108,7 @@ SCHEMA = {
         "alpha_l2": Field((int, float), 0.0, minimum=0, help="L2 on alpha"),
     },
     "optimizer": {
-        "name": Field((str,), "adamax", choices=("adamax", "adam", "sgd")),
+        "name": Field((str,), "adam", choices=("adamax", "adam", "sgd")),
         "learning_rate": Field((int, float), 0.002, minimum=0),
         "beta_1": Field((int, float), 0.9, minimum=0, maximum=1),
         "beta_2": Field((int, float), 0.999, minimum=0, maximum=1),
@@ -109,7 +116,7 @@ SCHEMA = {
         "momentum": Field((int, float), 0.0, minimum=0, maximum=1),
         "nesterov": Field((bool,), False),
     },
-    "steps": Field((int,), 500, minimum=1),
+    "steps": Field((int,), 300, minimum=1),
     "precision": Field((str,), "float32", choices=("float32", "mixed_bfloat16"),
                        help="compute dtype of G and D while generating (weights, D's outputs and the "
                             "sidecar's evaluation stay float32); mixed_bfloat16 for GPUs and bfloat16 CPUs"),
@@ -281,9 +288,14 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
 
 
 def _check_whole(cfg, where):
+    size = cfg["classifier"]["input_size"]
+    if size is not None and not (isinstance(size, int) and size >= 8 or isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in size)):
+        raise ConfigError(f"{where}: 'classifier.input_size' must be [height, width] (integers >= 8) or one "
+                          f"integer, got {size!r}")
     gen = cfg["generator"]
     shape = gen["seed_shape"]
-    if len(shape) != 3:
+    if shape is not None and len(shape) != 3:
         raise ConfigError(f"{where}: 'generator.seed_shape' must be [height, width, channels], got {shape}")
     if gen["trainable"] == "alpha" and gen["head"] == "decoder" and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.trainable: alpha' trains only alpha, so it needs a trained "

@@ -24,6 +24,7 @@ from keras import ops
 from PIL import Image
 
 from dgn import preprocessing
+from dgn.classifiers.analysis import trace_any_size
 from dgn.errors import DgnError
 from dgn.images import ImageLoadError, eval_crop, load_image
 from dgn.objectives import Objective
@@ -102,7 +103,7 @@ def parse_layers(specs):
 def dream_features(classifier, layer_names):
     """A model from an image of any size (None, None, 3) to {layer: activation} with D's weights."""
     for name in layer_names:
-        classifier.layer(name)  # a clear error for unknown layers
+        classifier.layer_output(name)  # a clear error for unknown layers
     model = None
     if classifier.name.startswith("efficientnet_lite"):
         from dgn.classifiers.efficientnet_lite import VARIANT_PARAMS, build_efficientnet_lite
@@ -117,18 +118,7 @@ def dream_features(classifier, layer_names):
             except (ValueError, KeyError):
                 model = None
     if model is None:
-        truncated = keras.Model(classifier.model.input, {n: classifier.model.get_layer(n).output for n in layer_names})
-        try:
-            model = keras.models.clone_model(truncated, input_tensors=keras.Input((None, None, 3)),
-                                             clone_function=lambda layer: layer)
-            height, width = (s or 32 for s in classifier.input_shape[:2])
-            model(np.zeros((1, height + 7, width + 5, 3), "float32"))  # a fixed-size layer fails here
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DgnError(f"classifier {classifier.name} cannot run layers {', '.join(layer_names)} on images of "
-                           f"any size ({first}); choose convolutional layers before its fixed-size top") from None
-        outputs = model.output if isinstance(model.output, dict) else dict(zip(layer_names, model.outputs))
-        feats = keras.Model(model.input, outputs, name=f"{classifier.name}_dream")
+        feats = trace_any_size(classifier.model, layer_names, classifier.channels)
     else:
         feats = keras.Model(model.input, {n: model.get_layer(n).output for n in layer_names},
                             name=f"{classifier.name}_dream")

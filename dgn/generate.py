@@ -12,7 +12,7 @@ from dgn import imagenet, preprocessing
 from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError
 from dgn.layers import SquashToRange
-from dgn.generator import build_decoder, build_generator, count_trainable, output_size
+from dgn.generator import architecture, build_decoder, build_generator, count_trainable
 from dgn.objectives import ClassObjective, parse_target
 from dgn.optimize import Problem, make_optimizer, optimize
 from dgn.outputs import slug, write_json, write_png
@@ -93,30 +93,30 @@ def build_generator_for(cfg, classifier, rows=1, seed=0):
 
 def _build_generator_for(cfg, classifier, rows, seed):
     gen = cfg["generator"]
-    size = output_size(gen["seed_shape"], gen["blocks"], gen["head"])
-    want = classifier.input_shape
-    if (size, size, 3) != tuple(want):
-        raise ConfigError(f"the generator makes {size}x{size}x3 images but classifier {classifier.name} reads "
-                          f"{'x'.join(map(str, want))}; change generator.seed_shape / generator.blocks "
-                          f"(the paper's [5, 5, 128] with 5 blocks makes 224)")
+    height, width, channels = classifier.input_shape
+    try:
+        seed_shape, blocks, crop = architecture(gen, height, width)
+    except ValueError as err:
+        raise ConfigError(f"classifier {classifier.name}: {err}") from None
     reg = cfg["regularizers"]
     keras.utils.set_random_seed(seed)
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"],
-                            image_gamma_l1=reg["image_gamma_l1"], output_norm=gen["output_norm"])
+    decoder = build_decoder(seed_shape, blocks, gen["head"], gen["norm"],
+                            image_gamma_l1=reg["image_gamma_l1"], output_norm=gen["output_norm"],
+                            channels=channels, space=classifier.preprocessing, size=crop)
     if gen["decoder_weights"]:
         from dgn.autoencoder import load_decoder_weights
         load_decoder_weights(decoder, gen["decoder_weights"], classifier.preprocessing)
     if gen["trainable"] == "alpha":
         decoder.trainable = False
-    f_dim = int(np.prod(gen["seed_shape"]))
+    f_dim = int(np.prod(seed_shape))
     code_stats = load_code_stats(gen["code_stats"], f_dim) if gen["code_stats"] else None
     model = build_generator(
-        gen["seed_shape"], gen["blocks"], gen["head"], gen["norm"], rows=rows, noise=gen["noise"],
+        seed_shape, blocks, gen["head"], gen["norm"], rows=rows, noise=gen["noise"],
         noise_stddev=gen["noise_stddev"], alpha_init=gen["alpha_init"],
         alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder,
         code_stats=code_stats)
     if gen["squash"]:
-        low, high = preprocessing.valid_range(classifier.preprocessing)
+        low, high = preprocessing.valid_range(classifier.preprocessing, channels)
         model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)
     if model.output.dtype != "float32":
         model = keras.Model(model.input, float32_output(model.output, IMAGE_FLOAT32), name=model.name)

@@ -13,28 +13,84 @@ import math
 
 import keras
 
-from dgn.layers import Alpha, CodeShift, Conv2D, FeatureNoise, GeneratorNorm
+from dgn.layers import Alpha, CenterCrop, CodeShift, Conv2D, FeatureNoise, GeneratorNorm, InputSpace
 
 IMAGE_LAYER = "image"
+PAPER_SEED_CHANNELS = 128
+PAPER_BLOCKS = [[512, 2], [256, 3], [256, 3], [128, 3], [128, 4]]
+MAX_SEED_SIDE = 8
 
 
-def output_size(seed_shape, blocks, head="image"):
-    """Spatial size of G's image for a seed shape and block list."""
-    size = seed_shape[0]
+def _side(seed, blocks):
+    size = seed
     for _, kernel in blocks:
         size = 2 * size - kernel + 1
     return 2 * size - 2
+
+
+def output_size(seed_shape, blocks, head="image"):
+    """Height of G's image (pixels) for a seed shape [h, w, c] and block list."""
+    return _side(seed_shape[0], blocks)
+
+
+def output_hw(seed_shape, blocks):
+    """(height, width) of G's image, pixels, for a seed shape [h, w, c] and block list."""
+    return _side(seed_shape[0], blocks), _side(seed_shape[1], blocks)
+
+
+def sized_architecture(height, width, seed_channels=PAPER_SEED_CHANNELS, blocks=PAPER_BLOCKS):
+    """G's seed shape and blocks for D's input size: the last n of the paper's blocks (n = 5 .. 1) and the
+    smallest seed (>= 2 per side) whose image covers height x width, choosing, among seeds of at most 8 per
+    side where there are any, the least excess (centre-cropped away) and, at equal excess, the most blocks.
+    The paper's 224 x 224 gives its own G exactly: seed [5, 5, 128] and all 5 blocks.
+
+    Returns:
+        (seed_shape [h, w, c], blocks [[filters, kernel], ...], (out_height, out_width) before the crop).
+    """
+    candidates = []
+    for n in range(len(blocks), 0, -1):
+        tail = [list(b) for b in blocks[-n:]]
+        seeds = []
+        for target in (height, width):
+            seed = 2
+            while _side(seed, tail) < target:
+                seed += 1
+            seeds.append(seed)
+        out = (_side(seeds[0], tail), _side(seeds[1], tail))
+        # small seeds first (the paper's 5 x 5: the blocks, not the code, make the image), then least excess
+        candidates.append((max(seeds) > MAX_SEED_SIDE, out[0] - height + out[1] - width, -n,
+                           [seeds[0], seeds[1], seed_channels], tail, out))
+    best = min(candidates, key=lambda c: c[:3])
+    return best[3], best[4], best[5]
 
 
 def _conv(filters, kernel, padding, name, activation="relu", upsample=1):
     return Conv2D(filters, kernel, padding=padding, activation=activation, upsample=upsample, name=name)
 
 
+def architecture(gen, height, width):
+    """G's (seed_shape, blocks, crop size or None) for a config's ``generator:`` section and D's input size:
+    both keys null (the default) sizes G to D (:func:`sized_architecture`); otherwise the given values,
+    the missing one from the paper's G. Raises ValueError when a given G does not make height x width."""
+    if gen.get("seed_shape") is None and gen.get("blocks") is None:
+        seed_shape, blocks, out = sized_architecture(height, width)
+        return seed_shape, blocks, (None if out == (height, width) else (height, width))
+    seed_shape = list(gen.get("seed_shape") or [5, 5, PAPER_SEED_CHANNELS])
+    blocks = [list(b) for b in (gen.get("blocks") or PAPER_BLOCKS)]
+    out = output_hw(seed_shape, blocks)
+    if out != (height, width):
+        raise ValueError(f"the generator makes {out[0]}x{out[1]} images but the classifier reads {height}x{width}; "
+                         f"remove generator.seed_shape and generator.blocks to size G to the classifier")
+    return seed_shape, blocks, None
+
+
 def build_decoder(seed_shape, blocks, head="image", norm="image", output_activation="linear",
-                  image_gamma_l1=0.0, output_norm=None, name="decoder"):
-    """The part of G after the feature vector: features (m,) -> image (H, W, 3) in D's input space.
+                  image_gamma_l1=0.0, output_norm=None, name="decoder", channels=3, space=None, size=None):
+    """The part of G after the feature vector: features (m,) -> image (H, W, channels) in D's input space.
     ``norm`` is the mode of every GeneratorNorm, ``output_norm`` (default ``norm``) that of the last
-    one, on the image itself."""
+    one, on the image itself. ``space``: D's preprocessing; for ``unit`` and ``raw`` the image is made in
+    the -1..1 space and mapped into D's (:func:`dgn.preprocessing.to_input_space`). ``size`` (H, W):
+    centre-crop the image to it (an auto-sized G slightly larger than D's input)."""
     features = keras.Input((math.prod(seed_shape),), name="features")
     x = keras.layers.Reshape(tuple(seed_shape), name="reshape")(features)
     for i, (filters, kernel) in enumerate(blocks, start=1):
@@ -43,17 +99,21 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
         x = _conv(filters, kernel, "same", f"block{i}_conv2")(x)
         x = GeneratorNorm(norm, name=f"block{i}_bn2")(x)
     if head == "image":
-        x = _conv(3, 3, "valid", "image_conv", upsample=2)(x)
+        x = _conv(channels, 3, "valid", "image_conv", upsample=2)(x)
     elif head == "decoder":
         x = _conv(64, 3, "valid", "head_conv1", upsample=2)(x)
         x = GeneratorNorm(norm, name="head_bn1")(x)
         x = _conv(64, 3, "same", "head_conv2")(x)
         x = GeneratorNorm(norm, name="head_bn2")(x)
-        x = _conv(3, 3, "same", "head_conv3", activation=output_activation)(x)
+        x = _conv(channels, 3, "same", "head_conv3", activation=output_activation)(x)
     else:
         raise ValueError(f"unknown generator head {head!r}")
     reg = keras.regularizers.L1(image_gamma_l1) if image_gamma_l1 else None
     image = GeneratorNorm(output_norm or norm, gamma_regularizer=reg, name=IMAGE_LAYER)(x)
+    if size is not None and tuple(size) != tuple(image.shape[1:3]):
+        image = CenterCrop(*size, name="crop")(image)
+    if space is not None and InputSpace.needed(space):
+        image = InputSpace(space, name="input_space")(image)
     return keras.Model(features, image, name=name)
 
 

@@ -5,6 +5,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from dgn import preprocessing
+
 
 @keras.saving.register_keras_serializable(package="dgn")
 class FeatureNoise(keras.layers.Layer):
@@ -174,6 +176,49 @@ class GeneratorNorm(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode, "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer)}
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class CenterCrop(keras.layers.Layer):
+    """Crops (batch, h, w, c) to the centre (height, width); h >= height, w >= width."""
+
+    def __init__(self, height, width, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width = int(height), int(width)
+
+    def call(self, images):
+        top = (images.shape[1] - self.height) // 2
+        left = (images.shape[2] - self.width) // 2
+        return images[:, top:top + self.height, left:left + self.width, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="dgn")
+class InputSpace(keras.layers.Layer):
+    """Maps an image from :func:`dgn.preprocessing.parameter_space` into D's input space ``space``
+    (a fixed affine map: -1..1 to 0..1 for ``unit``, to 0..255 for ``raw``)."""
+
+    def __init__(self, space, **kwargs):
+        super().__init__(**kwargs)
+        self.space = space
+
+    @staticmethod
+    def needed(space):
+        return preprocessing.parameter_space(space) != space
+
+    def call(self, images):
+        return preprocessing.to_input_space(images, self.space)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "space": self.space}
 
 
 @keras.saving.register_keras_serializable(package="dgn")

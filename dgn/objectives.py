@@ -209,7 +209,7 @@ def parse_target(spec, classifier, activation="relu", others=0.01):
                 form = "channel:LAYER:C" if kind == "channel" else "neuron:LAYER:C:Y:X"
                 raise DgnError(f"target {atom!r}: expected {form}")
             layer = parts[1]
-            shape = classifier.layer(layer).output.shape
+            shape = classifier.layer_output(layer).shape
             try:
                 numbers = [int(p) for p in parts[2:]]
             except ValueError:

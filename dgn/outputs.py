@@ -29,9 +29,13 @@ def write_atomic(path, data, prefix=".tmp-"):
         raise
 
 
-def png_bytes(rgb_uint8):
+def png_bytes(pixels_uint8):
+    """PNG bytes of (H, W, 3) RGB or (H, W, 1) / (H, W) grayscale uint8 pixels."""
+    pixels = np.asarray(pixels_uint8, dtype="uint8")
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(rgb_uint8, dtype="uint8"), "RGB").save(buffer, format="PNG")
+    Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -24,6 +24,7 @@ from keras import ops
 
 from dgn import preprocessing
 from dgn.errors import ConfigError
+from dgn.layers import InputSpace
 from dgn.optimize import Problem, Result, make_optimizer, optimize
 from dgn.transforms import RandomAffine
 
@@ -34,16 +35,23 @@ COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02],
 COLOR_CORRELATION = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
 
 
-def pixel_unit(space):
-    """Per channel: how much one 0..255 pixel level is in D's input space."""
-    one = preprocessing.from_rgb(np.ones(3, dtype="float32"), space)
-    zero = preprocessing.from_rgb(np.zeros(3, dtype="float32"), space)
+def pixel_unit(space, channels=3):
+    """Per channel: how much one 0..255 pixel level is in the space ``space``."""
+    one = preprocessing.from_rgb(np.ones(channels, dtype="float32"), space)
+    zero = preprocessing.from_rgb(np.zeros(channels, dtype="float32"), space)
     return np.abs(np.asarray(one) - np.asarray(zero)).astype("float32")
 
 
-def grey(space):
-    """Mid-grey (RGB 127.5) in D's input space, per channel."""
-    return np.asarray(preprocessing.from_rgb(np.full(3, 127.5, dtype="float32"), space), dtype="float32")
+def grey(space, channels=3):
+    """Mid-grey (pixel value 127.5) in the space ``space``, per channel."""
+    return np.asarray(preprocessing.from_rgb(np.full(channels, 127.5, dtype="float32"), space), dtype="float32")
+
+
+def scaled_pixels(pixels, height, width):
+    """A length in pixels given for 224 x 224 images, for D's height x width (at least 1 where it was)."""
+    if not pixels:
+        return 0
+    return max(1, int(round(pixels * min(height, width) / 224.0)))
 
 
 @keras.saving.register_keras_serializable(package="dgn")
@@ -54,14 +62,14 @@ class PixelImage(keras.layers.Layer):
     each step shrinks x by lr * l2) and ``tv * sum((dx^2 + dy^2)^(tv_beta / 2))`` (total variation).
     The input (f0) only carries the batch; the output does not depend on it."""
 
-    def __init__(self, rows, height, width, init=None, l2=0.0, tv=0.0, tv_beta=2.0, **kwargs):
+    def __init__(self, rows, height, width, init=None, l2=0.0, tv=0.0, tv_beta=2.0, channels=3, **kwargs):
         super().__init__(**kwargs)
-        self.rows, self.height, self.width = int(rows), int(height), int(width)
+        self.rows, self.height, self.width, self.channels = int(rows), int(height), int(width), int(channels)
         self.l2, self.tv, self.tv_beta = float(l2), float(tv), float(tv_beta)
         self._init = None if init is None else np.asarray(init, dtype="float32")
 
     def build(self, input_shape):
-        shape = (self.rows, self.height, self.width, 3)
+        shape = (self.rows, self.height, self.width, self.channels)
         if self._init is None:
             initializer = "zeros"
         else:
@@ -78,11 +86,11 @@ class PixelImage(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        return (self.rows, self.height, self.width, 3)
+        return (self.rows, self.height, self.width, self.channels)
 
     def get_config(self):
         return {**super().get_config(), "rows": self.rows, "height": self.height, "width": self.width,
-                "l2": self.l2, "tv": self.tv, "tv_beta": self.tv_beta}
+                "l2": self.l2, "tv": self.tv, "tv_beta": self.tv_beta, "channels": self.channels}
 
 
 def total_variation(x, beta=2.0):
@@ -131,9 +139,9 @@ class FourierImage(keras.layers.Layer):
     from RGB 0..255 into D's input space."""
 
     def __init__(self, rows, height, width, space="tf", init_stddev=0.01, decay_power=1.0, decorrelate=True,
-                 seed=0, **kwargs):
+                 seed=0, channels=3, **kwargs):
         super().__init__(**kwargs)
-        self.rows, self.height, self.width = int(rows), int(height), int(width)
+        self.rows, self.height, self.width, self.channels = int(rows), int(height), int(width), int(channels)
         self.space, self.init_stddev = space, float(init_stddev)
         self.decay_power, self.decorrelate, self.seed = float(decay_power), bool(decorrelate), int(seed)
         freqs = rfft2d_freqs(self.height, self.width)
@@ -142,7 +150,7 @@ class FourierImage(keras.layers.Layer):
         self._bases = inverse_rfft2_bases(self.height, self.width)
 
     def build(self, input_shape):
-        shape = (2, self.rows, 3, self.height, self.width // 2 + 1)
+        shape = (2, self.rows, self.channels, self.height, self.width // 2 + 1)
         value = np.random.default_rng(self.seed).normal(0.0, self.init_stddev, shape).astype("float32")
         self.spectrum = self.add_weight(
             name="spectrum", shape=shape, trainable=True,
@@ -156,17 +164,17 @@ class FourierImage(keras.layers.Layer):
         pi = ops.einsum("yk,bckx->bcyx", cy, imag) + ops.einsum("yk,bckx->bcyx", sy, real)
         image = ops.matmul(pr, cx) - ops.matmul(pi, sx)               # (rows, 3, H, W)
         image = ops.transpose(image, (0, 2, 3, 1)) / 4.0
-        if self.decorrelate:
+        if self.decorrelate and self.channels == 3:
             image = ops.matmul(image, ops.convert_to_tensor(COLOR_CORRELATION.T))
         rgb = ops.sigmoid(image) * 255.0
         return preprocessing.from_rgb(rgb, self.space)
 
     def compute_output_shape(self, input_shape):
-        return (self.rows, self.height, self.width, 3)
+        return (self.rows, self.height, self.width, self.channels)
 
     def get_config(self):
         return {**super().get_config(), "rows": self.rows, "height": self.height, "width": self.width,
-                "space": self.space, "init_stddev": self.init_stddev, "decay_power": self.decay_power,
+                "channels": self.channels, "space": self.space, "init_stddev": self.init_stddev, "decay_power": self.decay_power,
                 "decorrelate": self.decorrelate, "seed": self.seed}
 
 
@@ -225,14 +233,17 @@ class PadTransform(keras.layers.Layer):
 def add_transform(model, cfg, space, seed):
     """Wraps any parameterization (G too) with the config's transformation robustness
     (``transform:`` and ``parameterization.pad``), applied between the image and D while optimizing
-    only; renders are untransformed. Returns ``model`` itself when all are off."""
+    only; renders are untransformed. ``transform.jitter`` and ``parameterization.pad`` are pixels at
+    224 x 224, scaled with the image's size. Returns ``model`` itself when all are off."""
     tcfg = cfg["transform"]
-    pad = cfg.get("parameterization", {}).get("pad", 0)
+    height, width, channels = model.output.shape[1:]
+    jitter = scaled_pixels(tcfg["jitter"], height, width)
+    pad = scaled_pixels(cfg.get("parameterization", {}).get("pad", 0), height, width)
     if pad:
-        layer = PadTransform(pad, grey(space), tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1,
+        layer = PadTransform(pad, grey(space, channels), jitter, tcfg["scale"], tcfg["rotate"], seed=seed + 1,
                              samples=tcfg["samples"], name="transform", dtype="float32")
     else:  # float32 under a mixed precision too (and TensorFlow has no bfloat16 gradient for the warp)
-        layer = RandomAffine(tcfg["jitter"], tcfg["scale"], tcfg["rotate"], seed=seed + 1,
+        layer = RandomAffine(jitter, tcfg["scale"], tcfg["rotate"], seed=seed + 1,
                              samples=tcfg["samples"], name="transform", dtype="float32")
         if not layer.active:
             return model
@@ -340,7 +351,9 @@ def build_parameterization(cfg, classifier, rows=1, seed=0, size=None, init=None
     ``pixel.init``."""
     kind = cfg["parameterization"]["kind"]
     space = classifier.preprocessing
+    param = preprocessing.parameter_space(space)   # -1..1 for unit and raw: the same steps whatever D's range
     height, width = _input_size(classifier)
+    channels = classifier.channels
     h, w = size or (height, width)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((1,), name="f0")
@@ -349,21 +362,24 @@ def build_parameterization(cfg, classifier, rows=1, seed=0, size=None, init=None
         pcfg = cfg["pixel"]
         if init is None and pcfg["init"] == "noise" and pcfg["init_stddev"] > 0:
             rng = np.random.default_rng(seed)
-            init = rng.normal(0.0, 1.0, (rows, h, w, 3)).astype("float32") * pcfg["init_stddev"] * pixel_unit(space)
+            init = rng.normal(0.0, 1.0, (rows, h, w, channels)).astype("float32") * pcfg["init_stddev"] * \
+                pixel_unit(param, channels)
         layer = PixelImage(rows, h, w, init=init, l2=pcfg["l2"], tv=pcfg["tv"], tv_beta=pcfg["tv_beta"],
-                           name="pixels")
+                           channels=channels, name="pixels")
         image = layer(inputs)
-        low, high = preprocessing.valid_range(space)
+        low, high = preprocessing.valid_range(param, channels)
         hook = PixelHook(layer, pcfg, low, high)
         hook = hook if hook.active else None
     elif kind == "fourier":
         fcfg = cfg["fourier"]
-        image = FourierImage(rows, h, w, space, fcfg["init_stddev"], fcfg["decay_power"], fcfg["decorrelate"],
-                             seed=seed, name="fourier")(inputs)
+        image = FourierImage(rows, h, w, param, fcfg["init_stddev"], fcfg["decay_power"], fcfg["decorrelate"],
+                             seed=seed, channels=channels, name="fourier")(inputs)
     else:
         raise ConfigError(f"parameterization.kind {kind!r}: valid here: pixel, fourier")
     if (h, w) != (height, width):
         image = Resize(height, width, name="to_input_size")(image)
+    if InputSpace.needed(space):
+        image = InputSpace(space, name="input_space")(image)
     model = keras.Model(inputs, image, name=kind)
     if hook is not None:
         model.dgn_after_step = hook

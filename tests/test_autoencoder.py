@@ -386,7 +386,8 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
         "  trainable: alpha, noise: none, alpha_init: zeros, alpha_activation: linear}\n"
         "regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.01}\n"
         "optimizer: {name: adam, learning_rate: 0.1}\n"
-        "objective: {targets: ['3'], activation: logit, others: 0.0}\nsteps: 15\n")
+        "objective: {targets: ['3'], activation: logit, others: 0.0}\nsteps: 15\n"
+        "transform: {jitter: 0, scale: [1.0, 1.0], rotate: 0, samples: 1}\n")
     prior = load_config(str(gen_cfg))
     model, f0 = build_generator_for(prior.data, load_classifier(prior["classifier"]))
     start = np.asarray(model(f0, training=True))  # z = 0: the decoder's image of the mean code

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from dgn.config import PAPER_BLOCKS
+from dgn.generator import PAPER_BLOCKS
 from dgn.generator import build_decoder, build_generator, count_trainable, output_size
 from dgn.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
 

@@ -22,6 +22,7 @@ classifier: {model: tiny, weights: none, class_index: none}
 objective: {targets: ["3"], activation: logit, others: 0.0}
 parameterization: {kind: pixel}
 optimizer: {name: sgd, learning_rate: 0.5}
+transform: {jitter: 0, scale: [1.0, 1.0], rotate: 0, samples: 1}
 steps: 8
 """
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from dgn import imagenet
+from dgn.classifiers.analysis import analyse
 from dgn.errors import DgnError
 from dgn.precision import dtype_policy, float32_output
 from dgn.weights import load_weights_strict
@@ -25,59 +26,92 @@ def weights_dir():
 
 @dataclass
 class Classifier:
-    """A frozen classifier with a softmax top, its input space and class names."""
+    """A frozen classifier: the model, its input space, its logits and class names.
+
+    The model is analysed once here (:func:`dgn.classifiers.analysis.analyse`); everything else
+    reads that analysis: ``input_shape`` (H, W, C), ``num_classes``, ``layers()`` (by path,
+    ``base/conv2`` inside a nested model), ``features()`` (logits and layer activations) and
+    ``probabilities()`` (softmax, or sigmoid for a one-unit binary classifier).
+
+    Raises:
+        DgnError: a model dgn cannot read (see :func:`~dgn.classifiers.analysis.analyse`).
+    """
 
     model: keras.Model
     name: str
     preprocessing: str
     class_names: list = None
+    output: str = None         # the head, for a model with several outputs
+    input_size: tuple = None   # (H, W) for a model with a dynamic input size
 
     def __post_init__(self):
         self.model.trainable = False
-        self.logits_model = _logits_model(self.model, self.name)
+        self.analysis = analyse(self.model, self.name, self.output, self.input_size)
+        if self.channels == 1 and self.preprocessing == "caffe":
+            raise DgnError(f"classifier {self.name}: preprocessing caffe is for 3-channel BGR models; this one "
+                           f"reads 1 channel: give tf, unit or raw")
+        self.logits_model = keras.Model(self.analysis.inputs, self.analysis.logits, name=f"{self.name}_logits")
+        self.logits_model.trainable = False
         self._features = {}
         self.optimizing = self   # the copy objectives are optimized through (bfloat16 under a mixed precision)
 
     @property
     def input_shape(self):
-        return tuple(self.model.input_shape[1:])
+        """(H, W, C) of D's input."""
+        return tuple(self.analysis.input_shape)
+
+    @property
+    def channels(self):
+        """1 (grayscale) or 3 (RGB)."""
+        return self.analysis.channels
 
     @property
     def num_classes(self):
-        return int(self.logits_model.output_shape[-1])
+        return int(self.analysis.head.num_classes)
+
+    @property
+    def head(self):
+        return self.analysis.head
+
+    def probabilities(self, logits):
+        """Class probabilities (numpy float64, (..., classes)) of logits: the one place they are computed."""
+        return self.analysis.probabilities(logits)
+
+    def layer_output(self, name):
+        """The output tensor of a layer by path, in the flat graph; a clear error listing valid layers otherwise."""
+        tensor = self.analysis.tensors.get(name)
+        if tensor is None:
+            names = list(self.analysis.tensors)
+            close = [n for n in names if n.split("/")[-1] == name.split("/")[-1]]
+            hint = f"did you mean {', '.join(close[:3])}?" if close else \
+                f"e.g. {', '.join(names[:3])}" if names else "this model's layers cannot be reached (subclassed)"
+            raise DgnError(f"classifier {self.name} has no layer {name!r}; run `dgn info CONFIG` to list its "
+                           f"layers ({hint})")
+        return tensor
 
     def layer(self, name):
-        """A layer by name; a clear error listing valid layers otherwise."""
-        try:
-            return self.model.get_layer(name)
-        except ValueError:
-            raise DgnError(f"classifier {self.name} has no layer {name!r}; run `dgn info CONFIG` to list "
-                           f"its layers (e.g. {', '.join(l['name'] for l in self.layers()[:3])})") from None
+        """The Keras layer at a path (``base/conv2`` inside a nested model); DgnError listing layers otherwise."""
+        self.layer_output(name)
+        node = self.model
+        for part in name.split("/"):
+            node = node.get_layer(part)
+        return node
 
     def layer_channels(self, name):
-        shape = self.layer(name).output.shape
-        return int(shape[-1])
+        return int(self.layer_output(name).shape[-1])
 
     def layers(self):
-        """Name, output shape and channels of each layer (what filter targets can name)."""
-        rows = []
-        for layer in self.model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            shape = tuple(layer.output.shape[1:])
-            rows.append({"name": layer.name, "type": type(layer).__name__,
-                         "shape": [None if s is None else int(s) for s in shape],
-                         "channels": int(shape[-1]) if shape and shape[-1] is not None else None})
-        return rows
+        """Path, type, output shape and channels of each layer (what filter targets can name)."""
+        return self.analysis.layer_rows()
 
     def features(self, layer_names=()):
         """A model mapping D's input to {"logits": z, <layer>: activation, ...}."""
         key = tuple(sorted(set(layer_names)))
         if key not in self._features:
-            outputs = {"logits": float32_output(self.logits_model.output, "logits_float32")}
+            outputs = {"logits": float32_output(self.analysis.logits, "logits_float32")}
             for name in key:
-                outputs[name] = float32_output(self.layer(name).output, f"{name}_float32")
-            model = keras.Model(self.model.input, outputs, name=f"{self.name}_features")
+                outputs[name] = float32_output(self.layer_output(name), f"{name.replace('/', '__')}_float32")
+            model = keras.Model(self.analysis.inputs, outputs, name=f"{self.name}_features")
             model.trainable = False
             self._features[key] = model
         return self._features[key]
@@ -88,26 +122,6 @@ class Classifier:
         out = [np.asarray(self.logits_model(images[i:i + batch_size], training=False))
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out, axis=0)
-
-
-def _logits_model(model, name):
-    """The same network with its final softmax removed: the logits of the last Dense layer."""
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Dense):
-        if keras.activations.serialize(last.activation) not in ("softmax", "linear", None) and \
-                getattr(last.activation, "__name__", "") not in ("softmax", "linear"):
-            raise DgnError(f"classifier {name}: the last layer {last.name!r} is a Dense with activation "
-                           f"{last.activation.__name__}; dgn needs a softmax (or linear) Dense classifier top")
-        logits_layer = keras.layers.Dense(last.units, activation=None, name="logits")
-        logits = logits_layer(last.input)
-        logits_layer.set_weights(last.get_weights())
-        logits_layer.trainable = False
-        return keras.Model(model.input, logits, name=f"{name}_logits")
-    if isinstance(last, keras.layers.Softmax) or (
-            isinstance(last, keras.layers.Activation) and getattr(last.activation, "__name__", "") == "softmax"):
-        return keras.Model(model.input, last.input, name=f"{name}_logits")
-    raise DgnError(f"classifier {name}: the last layer {last.name!r} ({type(last).__name__}) is not a softmax "
-                   f"Dense; dgn needs a classifier whose top is Dense(softmax) or Dense + Softmax")
 
 
 def _load_weights(model, weights, name):
@@ -124,7 +138,8 @@ def load_classifier(cfg, precision="float32"):
         if cfg["model"].endswith(".keras"):
             # a saved model keeps the dtype policy it was saved with: clone it layer by layer in `precision`
             twin = Classifier(model=_clone_in_precision(classifier.model, precision, cfg["model"]),
-                              name=classifier.name, preprocessing=classifier.preprocessing)
+                              name=classifier.name, preprocessing=classifier.preprocessing,
+                              output=classifier.output, input_size=classifier.input_size)
         else:
             with dtype_policy(precision):
                 twin = _load_classifier(cfg)
@@ -147,6 +162,14 @@ def _clone_in_precision(model, precision, path):
                        f"one is a subclassed {type(model).__name__}); set precision: float32") from None
     twin.set_weights(model.get_weights())
     return twin
+
+
+def _input_size(cfg):
+    """classifier.input_size as (H, W), or None."""
+    size = cfg.get("input_size")
+    if size is None:
+        return None
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def _load_classifier(cfg):
@@ -176,7 +199,10 @@ def _load_classifier(cfg):
         preprocessing = efficientnet_lite.PREPROCESSING
     elif model_name == "tiny":
         from dgn.classifiers.tiny import build_tiny_classifier
-        model = build_tiny_classifier(cfg["input_size"], cfg["num_classes"])
+        size = _input_size(cfg) or (32, 32)
+        if size[0] != size[1]:
+            raise DgnError(f"classifier tiny is square: give classifier.input_size as one number, got {list(size)}")
+        model = build_tiny_classifier(size[0], cfg["num_classes"])
         if weights == "imagenet":
             raise DgnError("classifier tiny has no ImageNet weights; set classifier.weights: none or a file")
         _load_weights(model, weights, model_name)
@@ -197,6 +223,8 @@ def _load_classifier(cfg):
         model_name = os.path.splitext(os.path.basename(model_name))[0]
     if cfg.get("preprocessing"):
         preprocessing = cfg["preprocessing"]
-    classifier = Classifier(model=model, name=model_name, preprocessing=preprocessing)
+    dynamic = model_name not in BUILTIN
+    classifier = Classifier(model=model, name=model_name, preprocessing=preprocessing, output=cfg.get("output"),
+                            input_size=_input_size(cfg) if dynamic else None)
     classifier.class_names = imagenet.load_class_index(cfg.get("class_index", "auto"), classifier.num_classes)
     return classifier
