@@ -356,7 +356,7 @@ class BatchRunner:
                                         num_classes=self.classifier.num_classes)
         problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective,
                           distribute_rows(batched.f0))
-        optimizer = make_optimizer(data["optimizer"])
+        optimizer = make_optimizer(data["optimizer"], self.classifier.input_shape[:2])
         return batched, objective, problem, optimizer, make_stepper(problem, optimizer)
 
 

@@ -18,9 +18,11 @@ import os
 
 import numpy as np
 
-from dgn.images import ImageLoadError, eval_crop, load_image
+from dgn.images import ImageLoadError, eval_crop, fit_to_input, load_image
 
 __all__ = [
+    "classify_files",
+    "fit_mode",
     "model_input_size",
     "classify_arrays",
     "top_k",
@@ -139,3 +141,55 @@ def classify_paths(model, preprocess, paths, top=5, class_names=None,
 
 def _one_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+FIT_MODES = ("auto", "center", "imagenet", "stretch")
+
+
+def fit_mode(classifier, mode="auto"):
+    """How photos are brought to D's input size: ``auto`` is the ImageNet evaluation crop for 1000-class
+    224 x 224 classifiers, else ``center`` (scale to cover, centre window)."""
+    if mode != "auto":
+        return mode
+    imagenet = classifier.num_classes == 1000 and tuple(classifier.input_shape[:2]) == (224, 224)
+    return "imagenet" if imagenet else "center"
+
+
+def classify_files(classifier, paths, top=5, mode="auto", batch_size=32):
+    """Classifies image files with a :class:`dgn.classifiers.Classifier` (any Keras classifier dgn reads).
+
+    Each image is brought to D's input size by :func:`dgn.images.fit_to_input` (an image already at that
+    size, such as one dgn generated, is used as is), converted to D's channels and input space; the
+    probabilities are D's (softmax of its logits, or sigmoid for a one-unit binary classifier).
+
+    Returns:
+        one dict per path, in order: ``{"image", "top": [{"index", "wnid", "name", "prob"}], "fit"}``, or
+        ``{"image", "error": "one line"}`` for an unreadable file.
+    """
+    mode = fit_mode(classifier, mode)
+    height, width = classifier.input_shape[:2]
+    paths = [os.fspath(p) for p in paths]
+    results, pending = [None] * len(paths), []
+
+    def flush():
+        if not pending:
+            return
+        images = classifier.from_pixels(np.stack([img for _, img in pending]))
+        probs = classifier.probabilities(classifier.predict_logits(images, batch_size))
+        for (i, _), p in zip(pending, probs):
+            results[i] = {"image": paths[i], "fit": mode, "top": top_k(p, top, classifier.class_names)}
+        pending.clear()
+
+    for i, path in enumerate(paths):
+        try:
+            pending.append((i, fit_to_input(load_image(path), (height, width), mode)))
+        except ImageLoadError as exc:
+            results[i] = {"image": path, "error": _one_line(exc)}
+            continue
+        except (ValueError, OSError, MemoryError) as exc:
+            results[i] = {"image": path, "error": _one_line(f"{path}: {exc}")}
+            continue
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return results

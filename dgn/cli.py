@@ -60,14 +60,51 @@ def cmd_info(args):
 
     cfg = load_config(args.config, args.set or [])
     classifier = load_classifier(cfg["classifier"])
-    print(f"classifier {classifier.name}: input {'x'.join(map(str, classifier.input_shape))} "
-          f"({classifier.preprocessing} preprocessing), {classifier.num_classes} classes, "
-          f"class names {'loaded' if classifier.class_names else 'unavailable (indices only)'}")
+    print(describe_classifier(classifier))
+    print(describe_parameterization(cfg, classifier))
     print(f"{'layer':<32} {'type':<22} {'output shape':<20} channels")
     for row in classifier.layers():
         shape = "x".join("?" if s is None else str(s) for s in row["shape"])
         print(f"{row['name']:<32} {row['type']:<22} {shape:<20} {row['channels']}")
+    if not classifier.layers():
+        print("(no layers reachable: a subclassed model; class targets only)")
     return 0
+
+
+def describe_classifier(classifier):
+    """Lines about D for ``dgn info``: input, preprocessing and range, head and logits, classes."""
+    from dgn import preprocessing
+
+    h, w, c = classifier.input_shape
+    low, high = preprocessing.valid_range(classifier.preprocessing, c)
+    head = classifier.head
+    kind = {"softmax": "softmax classifier", "logits": "logits", "binary": "one-unit binary classifier"}[head.kind]
+    names = classifier.class_names
+    shown = ", ".join(f"{i} {n}" for i, (_, n) in enumerate(names[:5])) + (", ..." if len(names) > 5 else "") \
+        if names else "none (targets by index)"
+    return (f"classifier {classifier.name}: input {h}x{w}x{c} ({'grayscale' if c == 1 else 'RGB'}), "
+            f"preprocessing {classifier.preprocessing} (values {min(low):g}..{max(high):g})\n"
+            f"head {head.name!r}: {kind}, {classifier.num_classes} classes; logits = {head.note}\n"
+            f"class names: {shown}")
+
+
+def describe_parameterization(cfg, classifier):
+    """The line about the image parameterization a config builds on this classifier (``dgn info``)."""
+    from dgn.generate import build_generator_for
+    from dgn.generator import count_trainable
+
+    kind = cfg["parameterization"]["kind"]
+    model, _ = build_generator_for(cfg.data, classifier, rows=1, seed=cfg["seed"])
+    shape = "x".join(str(int(s)) for s in model.output.shape[1:])
+    text = f"{kind if kind != 'generator' else 'generator G'}: makes {shape} images, " \
+           f"{count_trainable(model):,} trainable weights"
+    if kind == "generator":
+        gen = model.get_layer("decoder") if any(l.name == "decoder" for l in model.layers) else None
+        reshape = gen.get_layer("reshape").output.shape[1:] if gen is not None else None
+        if reshape is not None:
+            text += f" (seed {'x'.join(str(int(s)) for s in reshape)}"
+            text += ", sized to D)" if cfg["generator"]["seed_shape"] is None else ")"
+    return text
 
 
 def cmd_train_dae(args):
@@ -123,9 +160,8 @@ def cmd_code_stats(args):
 def cmd_classify(args):
     import json
 
-    from dgn import preprocessing
     from dgn.classifiers import load_classifier
-    from dgn.classify import classify_paths
+    from dgn.classify import classify_files
     from dgn.config import load_config
     from dgn.errors import DgnError
 
@@ -136,9 +172,7 @@ def cmd_classify(args):
         overrides.append(f"classifier.model={args.classifier}")
     cfg = load_config(args.config, overrides) if args.config else load_config(text="", overrides=overrides)
     classifier = load_classifier(cfg["classifier"])
-    space = classifier.preprocessing
-    results = classify_paths(classifier.model, lambda x: preprocessing.from_rgb(x, space), args.images,
-                             top=args.top, class_names=classifier.class_names)
+    results = classify_files(classifier, args.images, top=args.top, mode=args.fit)
     failed = 0
     for result in results:
         if "error" in result:
@@ -217,6 +251,10 @@ def build_parser():
     p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
     p.add_argument("--top", type=int, default=5, metavar="K")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",
+                   help="how a photo is brought to the classifier's input size (an image already at that size "
+                        "is used as is): auto = the ImageNet 256/224 crop for 1000-class 224x224 classifiers, "
+                        "else center (scale to cover, centre window)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_classify)
 
@@ -247,6 +285,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("dgn: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line, not a traceback
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"dgn: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

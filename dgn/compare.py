@@ -21,17 +21,27 @@ from dgn.outputs import write_json, write_png
 
 
 def load_judge(name):
-    """An independent classifier: a built-in name or .keras file (default settings), or a YAML config
-    whose ``classifier:`` section is used."""
+    """An independent classifier: a built-in name, ``FILE.keras:PREPROCESSING`` (e.g. ``shapes.keras:raw``),
+    or a YAML config whose ``classifier:`` section is used (class names, input size, head)."""
     from dgn.classifiers import BUILTIN, load_classifier
     from dgn.config import load_config
-    if str(name).endswith((".yaml", ".yml")):
-        cfg = load_config(name)
-    elif str(name) not in BUILTIN and not os.path.isfile(str(name)):
-        raise DgnError(f"--judge {name}: not found; give a built-in classifier ({', '.join(BUILTIN)}), "
-                       f"a .keras file or a YAML config, e.g. --judge efficientnet_lite2")
+    name = str(name)
+    path, _, space = name.rpartition(":")
+    if space in preprocessing.SPACES and path:
+        overrides = [f"classifier.model={path}", f"classifier.preprocessing={space}"]
     else:
-        cfg = load_config(text="", overrides=[f"classifier.model={name}"])
+        path, overrides = name, [f"classifier.model={name}"]
+    if path.endswith((".yaml", ".yml")) and os.path.isfile(path):
+        cfg = load_config(path)
+    elif path not in BUILTIN and not os.path.isfile(path):
+        raise DgnError(f"--judge {name}: not found; give a built-in classifier ({', '.join(BUILTIN)}), "
+                       f"FILE.keras:PREPROCESSING (e.g. mine.keras:raw) or a YAML config, e.g. --judge "
+                       f"efficientnet_lite2")
+    elif path.endswith(".keras") and len(overrides) == 1:
+        raise DgnError(f"--judge {name}: say what input the model reads: {name}:PREPROCESSING with one of "
+                       f"{', '.join(preprocessing.SPACES)} (e.g. {name}:raw), or a YAML config")
+    else:
+        cfg = load_config(text="", overrides=overrides)
     return load_classifier(cfg["classifier"])
 
 
@@ -42,9 +52,8 @@ def judge_image(judge, rgb, classes):
     img = np.asarray(rgb, dtype="uint8")
     if img.shape[:2] != (height, width):
         img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
-    logits = judge.predict_logits(preprocessing.from_rgb(img.astype("float32"), judge.preprocessing)[None])[0]
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    logits = judge.predict_logits(judge.from_pixels(img if img.ndim == 3 else img[..., None])[None])[0]
+    probs = judge.probabilities(logits)
     order = np.argsort(-logits, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(1, len(order) + 1)

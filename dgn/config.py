@@ -81,8 +81,9 @@ SCHEMA = {
         "noise": Field((str,), "none", choices=("additive", "multiplicative", "none"),
                        help="noise on f0 each step (the paper: additive, sigma 2)"),
         "noise_stddev": Field((int, float), 2.0, minimum=0),
-        "squash": Field((bool,), False,
-                        help="map G's output into D's valid input range with a sigmoid (the paper: off)"),
+        "squash": Field((bool,), True,
+                        help="map G's output into D's valid input range with a sigmoid, so D optimizes what the "
+                             "PNG holds (the paper: off: values outside are clipped in the PNG)"),
         "alpha_init": Field((str,), "glorot_uniform", choices=("glorot_uniform", "ones", "zeros")),
         "alpha_activation": Field((str,), "linear", choices=("linear", "relu")),
     },
@@ -109,7 +110,8 @@ SCHEMA = {
     },
     "optimizer": {
         "name": Field((str,), "adam", choices=("adamax", "adam", "sgd")),
-        "learning_rate": Field((int, float), 0.002, minimum=0),
+        "learning_rate": Field((int, float), None, nullable=True, minimum=0,
+                               help="step size (null: 0.002 at 224x224, up to 0.01 for smaller images)"),
         "beta_1": Field((int, float), 0.9, minimum=0, maximum=1),
         "beta_2": Field((int, float), 0.999, minimum=0, maximum=1),
         "epsilon": Field((int, float), 1e-8, minimum=0),

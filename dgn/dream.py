@@ -25,8 +25,9 @@ from PIL import Image
 
 from dgn import preprocessing
 from dgn.classifiers.analysis import trace_any_size
+from dgn.layers import InputSpace
 from dgn.errors import DgnError
-from dgn.images import ImageLoadError, eval_crop, load_image
+from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.objectives import Objective
 from dgn.optimize import Problem, optimize
 from dgn.outputs import slug, write_atomic, write_json, write_png
@@ -137,13 +138,14 @@ def _octave_sizes(height, width, octaves, scale, smallest=8):
 
 
 def dream_array(base, cfg, objective, features, octaves, steps, progress=True, label="dream"):
-    """Dreams one image ``base`` (H, W, 3) in D's input space at its own size; returns
-    (image, values per step, losses per step, seconds)."""
+    """Dreams one image ``base`` (H, W, C) in the parameter space of D's input space (``_space``;
+    :func:`dgn.preprocessing.parameter_space`) at its own size; returns (image in that space, values per
+    step, losses per step, seconds)."""
     dcfg = cfg["dream"]
     space = cfg["_space"]
-    height, width = base.shape[:2]
+    height, width, channels = base.shape
     sizes = _octave_sizes(height, width, octaves, dcfg["octave_scale"])
-    detail = np.zeros((1,) + sizes[0] + (3,), dtype="float32")
+    detail = np.zeros((1,) + sizes[0] + (channels,), dtype="float32")
     values, losses, seconds, src = [], [], 0.0, None
     for k, size in enumerate(sizes):
         octave_base = resize_images(base[None], size)
@@ -151,8 +153,10 @@ def dream_array(base, cfg, objective, features, octaves, steps, progress=True, l
         src = octave_base + detail
         keras.utils.set_random_seed(cfg["seed"])
         inputs = keras.Input((1,), name="f0")
-        model = keras.Model(inputs, PixelImage(1, size[0], size[1], init=src, name="pixels")(inputs), name="dream")
-        model = add_transform(model, cfg, space, cfg["seed"])
+        image = PixelImage(1, size[0], size[1], init=src, channels=channels, name="pixels")(inputs)
+        if InputSpace.needed(space):
+            image = InputSpace(space, name="input_space")(image)
+        model = add_transform(keras.Model(inputs, image, name="dream"), cfg, space, cfg["seed"])
         text = f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}"
         result = optimize(Problem(model, features, objective, np.ones((1, 1), "float32")),
                           NormalizedGradient(dcfg["learning_rate"]), steps, progress=progress, label=text)
@@ -178,7 +182,9 @@ def dream_photo(photo_d, cfg, objective, features, octaves, steps, progress=True
         out = photo_d + resize_images((dreamt - work)[None], (height, width))[0]
     else:
         out = dreamt
-    norm = lambda x: float(np.asarray(objective.value(features(x[None], training=False)))[0])  # noqa: E731
+    space = cfg["_space"]
+    norm = lambda x: float(np.asarray(objective.value(features(  # noqa: E731
+        preprocessing.to_input_space(x[None], space), training=False)))[0])
     info = {"values": values, "losses": losses, "seconds": seconds,
             "work_size": [int(work.shape[0]), int(work.shape[1])],
             "layer_norm": {"photo": norm(work), "dream": norm(dreamt)}}
@@ -200,15 +206,15 @@ def _read_photo(path):
         raise DgnError(str(exc)) from None
 
 
-def _evaluate(classifier, objective, image_d):
-    """What D says of an image of any size: the standard evaluation crop at D's input size."""
+def _evaluate(classifier, objective, image):
+    """What D says of an image of any size in its parameter space: brought to D's input size as
+    ``dgn classify`` does (:func:`dgn.classify.fit_mode`)."""
+    from dgn.classify import fit_mode
     from dgn.generate import evaluate
-    shape = classifier.input_shape
-    rgb = preprocessing.to_uint8(image_d, classifier.preprocessing)
-    if shape[0] is not None and shape[1] is not None:
-        rgb = eval_crop(rgb, (shape[0], shape[1]))
-    return evaluate(classifier, objective, preprocessing.from_rgb(rgb.astype("float32"),
-                                                                   classifier.preprocessing)[None])[0]
+    pixels = preprocessing.to_uint8(image, preprocessing.parameter_space(classifier.preprocessing))
+    rgb = pixels if pixels.shape[-1] == 3 else np.repeat(pixels, 3, axis=-1)
+    rgb = fit_to_input(rgb, classifier.input_shape[:2], fit_mode(classifier))
+    return evaluate(classifier, objective, classifier.from_pixels(rgb[None]))[0]
 
 
 def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frames=None, gif=None, out_dir=None,
@@ -241,15 +247,19 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     objective = LayerNormObjective(specs, dcfg["border"])
     features = dream_features(classifier, objective.layers)
     space = classifier.preprocessing
+    param = preprocessing.parameter_space(space)  # the dream's steps are the same whatever D's range
     run_cfg = {**data, "dream": dcfg, "_space": space}
     out_dir = out_dir or default_out_dir(cfg)
-    stem = slug(os.path.splitext(os.path.basename(image_path))[0]) + "_dream"
+    stem = slug(os.path.splitext(os.path.basename(image_path))[0], unique=True) + "_dream"
     started = time.time()
-    photo_d = preprocessing.from_rgb(photo.astype("float32"), space)
+    pixels = photo.astype("float32")
+    if classifier.channels == 1:  # a grayscale model dreams a grayscale photo
+        pixels = pixels @ np.asarray([[0.299], [0.587], [0.114]], dtype="float32")
+    photo_d = preprocessing.from_rgb(pixels, param)
     image, info = dream_photo(photo_d, run_cfg, objective, features, dcfg["octaves"], dcfg["steps"],
                               progress, label=stem)
-    rgb = preprocessing.to_uint8(image, space)
-    saved = preprocessing.from_rgb(rgb.astype("float32"), space)
+    rgb = preprocessing.to_uint8(image, param)
+    saved = preprocessing.from_rgb(rgb.astype("float32"), param)
     on_png, on_raw = _evaluate(classifier, objective, saved), _evaluate(classifier, objective, image)
     on_photo = _evaluate(classifier, objective, photo_d)
     total_steps = len(info["values"])
@@ -279,10 +289,10 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
         frames, frame = [rgb], image
         write_png(os.path.join(frames_dir, "frame_0000.png"), rgb)
         for n in range(1, dcfg["zoom_frames"] + 1):
-            zoomed = zoom_in(np.clip(frame, *_range(space)), dcfg["zoom"])
+            zoomed = zoom_in(np.clip(frame, *_range(param, classifier.channels)), dcfg["zoom"])
             frame, _ = dream_photo(zoomed, run_cfg, objective, features, dcfg["zoom_octaves"], dcfg["zoom_steps"],
                                    progress, label=f"{stem} frame {n}/{dcfg['zoom_frames']}")
-            frames.append(preprocessing.to_uint8(frame, space))
+            frames.append(preprocessing.to_uint8(frame, param))
             write_png(os.path.join(frames_dir, f"frame_{n:04d}.png"), frames[-1])
         sidecar["frames"] = {"folder": os.path.basename(frames_dir), "count": len(frames), "zoom": dcfg["zoom"]}
         if dcfg["gif"]:
@@ -294,14 +304,15 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     return png_path, sidecar
 
 
-def _range(space):
-    low, high = preprocessing.valid_range(space)
+def _range(space, channels=3):
+    low, high = preprocessing.valid_range(space, channels)
     return np.asarray(low, dtype="float32"), np.asarray(high, dtype="float32")
 
 
 def write_gif(path, frames, frame_ms=100):
     """An animated, looping GIF of uint8 RGB frames, written atomically."""
-    images = [Image.fromarray(np.asarray(f, dtype="uint8"), "RGB") for f in frames]
+    images = [Image.fromarray(np.asarray(f, dtype="uint8").squeeze(-1) if np.shape(f)[-1] == 1
+                              else np.asarray(f, dtype="uint8")) for f in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(frame_ms), loop=0)
     write_atomic(path, buffer.getvalue())

@@ -11,7 +11,6 @@ import numpy as np
 from dgn import imagenet, preprocessing
 from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError
-from dgn.layers import SquashToRange
 from dgn.generator import architecture, build_decoder, build_generator, count_trainable
 from dgn.objectives import ClassObjective, parse_target
 from dgn.optimize import Problem, make_optimizer, optimize
@@ -20,6 +19,9 @@ from dgn.precision import dtype_policy, float32_output
 
 TRAP_WARNING = ("the target's ReLU activation was <= 0 (no gradient) for {dead} of {steps} steps{start}: "
                 "the paper's loss is stuck there; use objective.activation: logit or logsoftmax")
+DEAD_UNIT_WARNING = ("the target unit was exactly 0 everywhere (a dead unit: no gradient) for {dead} of {steps} "
+                     "steps{start}{final}: its image shows nothing the unit responds to; try another seed, "
+                     "a neuron nearer the centre, or another channel")
 
 
 def versions():
@@ -102,7 +104,7 @@ def _build_generator_for(cfg, classifier, rows, seed):
     keras.utils.set_random_seed(seed)
     decoder = build_decoder(seed_shape, blocks, gen["head"], gen["norm"],
                             image_gamma_l1=reg["image_gamma_l1"], output_norm=gen["output_norm"],
-                            channels=channels, space=classifier.preprocessing, size=crop)
+                            channels=channels, space=classifier.preprocessing, size=crop, squash=gen["squash"])
     if gen["decoder_weights"]:
         from dgn.autoencoder import load_decoder_weights
         load_decoder_weights(decoder, gen["decoder_weights"], classifier.preprocessing)
@@ -115,9 +117,6 @@ def _build_generator_for(cfg, classifier, rows, seed):
         noise_stddev=gen["noise_stddev"], alpha_init=gen["alpha_init"],
         alpha_activation=gen["alpha_activation"], alpha_l2=reg["alpha_l2"], seed=seed, decoder=decoder,
         code_stats=code_stats)
-    if gen["squash"]:
-        low, high = preprocessing.valid_range(classifier.preprocessing, channels)
-        model = keras.Model(model.input, SquashToRange(low, high, name="squash")(model.output), name=model.name)
     if model.output.dtype != "float32":
         model = keras.Model(model.input, float32_output(model.output, IMAGE_FLOAT32), name=model.name)
     from dgn.parameterizations import add_transform
@@ -144,8 +143,7 @@ def evaluate(classifier, objective, images, outputs=None):
     if outputs is None:
         outputs = feature_outputs(classifier, objective.layers, images)
     logits = np.asarray(outputs["logits"], dtype="float64")
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = classifier.probabilities(logits)
     values = np.asarray(objective.value(outputs), dtype="float64")
     reports = []
     for b in range(len(logits)):
@@ -190,7 +188,7 @@ def target_stem(objective, spec):
         return slug(f"channel_{info['layer']}_{info['channel']}")
     if info["kind"] == "neuron":
         return slug(f"neuron_{info['layer']}_{info['channel']}_{info['y']}_{info['x']}")
-    return slug(str(spec).replace("*", "x").replace(" ", "_").replace(":", "-"))
+    return slug(str(spec).replace("*", "x").replace(" ", "_").replace(":", "-"), unique=True)
 
 
 def run_target(cfg, classifier, spec, out_dir, progress=True):
@@ -208,15 +206,16 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
     else:
         generator, f0 = build_generator_for(data, classifier, rows=1, seed=data["seed"])
         problem = Problem(generator, classifier.optimizing.features(objective.layers), objective, f0)
-        optimizer = make_optimizer(data["optimizer"])
+        optimizer = make_optimizer(data["optimizer"], classifier.input_shape[:2])
         label = f"{stem}: {steps} steps, {count_trainable(generator):,} trainable weights"
         result = optimize(problem, optimizer, steps, snapshots=snapshots, progress=progress, label=label)
     png_path = os.path.join(out_dir, stem + ".png")
     rgb, sidecar = image_record(cfg, classifier, objective, result, 0, spec, count_trainable(generator),
                                 time.time() - started, kind)
     sidecar["image"] = os.path.basename(png_path)
-    if sidecar["relu_trap"]:
-        print(f"warning: {stem}: {sidecar['relu_trap']['warning']}", flush=True)
+    for key in ("relu_trap", "dead_unit"):
+        if sidecar.get(key):
+            print(f"warning: {stem}: {sidecar[key]['warning']}", flush=True)
     write_png(png_path, rgb)
     write_json(os.path.join(out_dir, stem + ".json"), sidecar)
     return png_path, sidecar
@@ -261,8 +260,15 @@ def image_record(cfg, classifier, objective, result, k, spec, trainable, seconds
     dead = int(result.dead_steps[k])
     if dead:
         start = ", from the first step" if result.dead_at_start[k] else ""
-        sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
-                                "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
+        if objective.describe()["kind"] in ("channel", "neuron"):
+            final = ", and is 0 on the saved image" if on_png["activation"] == 0 else ""
+            sidecar["dead_unit"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
+                                    "final_activation": on_png["activation"],
+                                    "warning": DEAD_UNIT_WARNING.format(dead=dead, steps=steps, start=start,
+                                                                         final=final)}
+        else:
+            sidecar["relu_trap"] = {"dead_steps": dead, "dead_at_start": bool(result.dead_at_start[k]),
+                                    "warning": TRAP_WARNING.format(dead=dead, steps=steps, start=start)}
     return rgb, sidecar
 
 
@@ -284,6 +290,7 @@ def sidecar_fields(cfg, objective, spec, on_png, on_raw, *, steps, trainable, lo
         "loss": {"first": losses[0], "last": losses[-1]},
         "activation_during": {"first": activations[0], "last": activations[-1]},
         "relu_trap": None,
+        "dead_unit": None,
         "parameterization": kind,
         "final_image": final_image,
         "wall_seconds": None if seconds is None else round(seconds, 3),
@@ -297,7 +304,8 @@ def sidecar_fields(cfg, objective, spec, on_png, on_raw, *, steps, trainable, lo
 
 
 def default_out_dir(cfg):
-    return cfg["output"]["dir"] or os.path.join("runs", cfg.name)
+    """``output.dir``, else ``runs/<name>``, for a Config or its resolved dict."""
+    return cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
 
 
 def generate(cfg, targets=None, out_dir=None, progress=True):

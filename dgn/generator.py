@@ -13,7 +13,8 @@ import math
 
 import keras
 
-from dgn.layers import Alpha, CenterCrop, CodeShift, Conv2D, FeatureNoise, GeneratorNorm, InputSpace
+from dgn import preprocessing
+from dgn.layers import Alpha, CenterCrop, CodeShift, Conv2D, FeatureNoise, GeneratorNorm, InputSpace, SquashToRange
 
 IMAGE_LAYER = "image"
 PAPER_SEED_CHANNELS = 128
@@ -85,12 +86,14 @@ def architecture(gen, height, width):
 
 
 def build_decoder(seed_shape, blocks, head="image", norm="image", output_activation="linear",
-                  image_gamma_l1=0.0, output_norm=None, name="decoder", channels=3, space=None, size=None):
+                  image_gamma_l1=0.0, output_norm=None, name="decoder", channels=3, space=None, size=None,
+                  squash=False):
     """The part of G after the feature vector: features (m,) -> image (H, W, channels) in D's input space.
     ``norm`` is the mode of every GeneratorNorm, ``output_norm`` (default ``norm``) that of the last
     one, on the image itself. ``space``: D's preprocessing; for ``unit`` and ``raw`` the image is made in
     the -1..1 space and mapped into D's (:func:`dgn.preprocessing.to_input_space`). ``size`` (H, W):
-    centre-crop the image to it (an auto-sized G slightly larger than D's input)."""
+    centre-crop the image to it (an auto-sized G slightly larger than D's input). ``squash``: a sigmoid maps
+    the image into the valid range (pixel values 0..255) before D's space, so D sees what a PNG holds."""
     features = keras.Input((math.prod(seed_shape),), name="features")
     x = keras.layers.Reshape(tuple(seed_shape), name="reshape")(features)
     for i, (filters, kernel) in enumerate(blocks, start=1):
@@ -112,6 +115,9 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
     image = GeneratorNorm(output_norm or norm, gamma_regularizer=reg, name=IMAGE_LAYER)(x)
     if size is not None and tuple(size) != tuple(image.shape[1:3]):
         image = CenterCrop(*size, name="crop")(image)
+    if squash:
+        low, high = preprocessing.valid_range(preprocessing.parameter_space(space or "tf"), channels)
+        image = SquashToRange(low, high, name="squash")(image)
     if space is not None and InputSpace.needed(space):
         image = InputSpace(space, name="input_space")(image)
     return keras.Model(features, image, name=name)

@@ -39,6 +39,7 @@ __all__ = [
     "resize_short_side",
     "center_crop",
     "eval_crop",
+    "fit_to_input",
     "eval_short_side",
     "save_png_atomic",
 ]
@@ -151,6 +152,27 @@ def center_crop(img, size):
         raise ValueError(f"cannot crop {ch}x{cw} from a {h}x{w} image")
     top, left = (h - ch) // 2, (w - cw) // 2
     return np.ascontiguousarray(img[top:top + ch, left:left + cw])
+
+
+def fit_to_input(img, size, mode="center"):
+    """An RGB uint8 image (H, W, 3) at a classifier's input ``size`` (height, width). An image already at
+    that size is returned as is. ``center``: scale (bicubic) until it covers the size, then the central
+    window (the whole image when the aspect ratios agree); ``imagenet``: the standard evaluation crop
+    (:func:`eval_crop`: short side to 256/224 of the crop, then the centre); ``stretch``: resize to the size."""
+    img = _check_rgb(img)
+    h, w = int(size[0]), int(size[1])
+    if img.shape[:2] == (h, w):
+        return img
+    if mode == "imagenet":
+        return eval_crop(img, crop=(h, w))
+    if mode == "stretch":
+        return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
+    if mode != "center":
+        raise ValueError(f"unknown fit mode {mode!r}; valid: center, imagenet, stretch")
+    scale = max(h / img.shape[0], w / img.shape[1])
+    new_h, new_w = max(h, int(round(img.shape[0] * scale))), max(w, int(round(img.shape[1] * scale)))
+    out = np.asarray(Image.fromarray(img).resize((new_w, new_h), Image.Resampling.BICUBIC), dtype=np.uint8)
+    return center_crop(out, (h, w))
 
 
 def eval_short_side(crop):

@@ -157,6 +157,12 @@ class ChannelObjective(Objective):
     def loss(self, outputs):
         return -self.value(outputs)
 
+    def dead(self, outputs):
+        """True per image where the channel is exactly 0 everywhere (e.g. after a ReLU): no gradient."""
+        act = ops.abs(outputs[self.layer][..., self.channel])
+        axes = list(range(1, len(act.shape)))
+        return (ops.max(act, axis=axes) if axes else act) <= 0.0
+
     def describe(self):
         return {"kind": "channel", "layer": self.layer, "channel": self.channel}
 
@@ -173,6 +179,10 @@ class NeuronObjective(Objective):
 
     def loss(self, outputs):
         return -self.value(outputs)
+
+    def dead(self, outputs):
+        """True per image where the neuron is exactly 0 (e.g. after a ReLU): no gradient."""
+        return ops.abs(self.value(outputs)) <= 0.0
 
     def describe(self):
         return {"kind": "neuron", "layer": self.layer, "channel": self.channel, "y": self.y, "x": self.x}

@@ -1,10 +1,12 @@
 """Writing results: PNGs and JSON sidecars, always through a temporary name and an atomic rename."""
 
+import hashlib
 import io
 import json
 import os
 import re
 import tempfile
+import unicodedata
 
 import numpy as np
 from PIL import Image
@@ -60,7 +62,12 @@ def jsonable(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def slug(text, limit=80):
-    """A file-name-safe stem: letters, digits, '_', '-', '+' and '.'."""
-    out = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_")
-    return out[:limit] or "target"
+def slug(text, limit=80, unique=False):
+    """A file-name-safe stem: letters (any script), digits, '_', '-', '+' and '.'. ``unique``: where that
+    changes the text (punctuation, spaces, length), a short hash of the text is appended, so that two
+    different texts never give the same stem ('a b.png' and 'a_b.png', 'x!' and 'x?')."""
+    text = unicodedata.normalize("NFC", str(text))
+    out = re.sub(r"[^\w.+-]+", "_", text).strip("_")[:limit] or "target"
+    if unique and out != text:
+        out += "-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return out

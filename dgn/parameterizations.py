@@ -431,7 +431,7 @@ def optimize_parameterization(cfg, classifier, objective, steps, snapshots=1, pr
         model, f0 = build_parameterization(cfg, classifier, rows, seed, size=size, init=init)
         last = k == octaves - 1
         text = label if octaves == 1 else f"{label or kind}, octave {k + 1}/{octaves} at {size[0]}x{size[1]}"
-        result = optimize(Problem(model, features, objective, f0), make_optimizer(cfg["optimizer"]), count,
+        result = optimize(Problem(model, features, objective, f0), make_optimizer(cfg["optimizer"], (height, width)), count,
                           snapshots=snapshots if last else 1, progress=progress, label=text)
         if k == 0:
             merged.dead_at_start = result.dead_at_start

@@ -7,9 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 TINY_CONFIG = """
 classifier: {model: tiny, weights: none, class_index: none}
-generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], noise: additive}
+generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], noise: additive,
+            squash: false}
 objective: {targets: ["3"], activation: logit, others: 0.01}
-optimizer: {name: adamax}
+optimizer: {name: adamax, learning_rate: 0.002}
 transform: {jitter: 0, scale: [1.0, 1.0], rotate: 0, samples: 1}
 steps: 40
 """

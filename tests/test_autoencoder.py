@@ -383,7 +383,7 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
         "classifier: {model: tiny, weights: none, class_index: none}\n"
         f"generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder,\n"
         f"  decoder_weights: {dest}/decoder.weights.h5, code_stats: {dest}/code_stats.npz, norm: moving,\n"
-        "  trainable: alpha, noise: none, alpha_init: zeros, alpha_activation: linear}\n"
+        "  trainable: alpha, noise: none, alpha_init: zeros, alpha_activation: linear, squash: false}\n"
         "regularizers: {image_gamma_l1: 0.0, alpha_l2: 0.01}\n"
         "optimizer: {name: adam, learning_rate: 0.1}\n"
         "objective: {targets: ['3'], activation: logit, others: 0.0}\nsteps: 15\n"

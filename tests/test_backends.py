@@ -18,7 +18,8 @@ from dgn.optimize import Problem, make_optimizer, optimize
 
 mode, folder = sys.argv[1], sys.argv[2]
 cfg = load_config(text="classifier: {model: tiny, weights: none, class_index: none}\n"
-                       "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], noise: none}\n"
+                       "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], noise: none, squash: false}\n"
+                       "optimizer: {learning_rate: 0.002}\n"
                        "transform: {jitter: 0, scale: [1.0, 1.0], rotate: 0, samples: 1}\n")
 clf = load_classifier(cfg["classifier"])
 gen, f0 = build_generator_for(cfg.data, clf, seed=0)

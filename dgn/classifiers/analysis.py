@@ -187,7 +187,8 @@ class _Tracer:
 
     def record(self, path, layer, args, outputs):
         for out in keras.tree.flatten(outputs):
-            self.producers[id(out)] = (layer, args)
+            if not (_is_graph_model(layer) and id(out) in self.producers):  # a nested model: its last layer made it
+                self.producers[id(out)] = (layer, args)
         single = keras.tree.flatten(outputs)
         if len(single) == 1:
             self.tensors[path] = single[0]
