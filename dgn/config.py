@@ -99,7 +99,7 @@ SCHEMA = {
     "objective": {
         "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),
                          help="class index/wnid/name, 'a+b' compounds, channel:LAYER:C, neuron:LAYER:C:Y:X"),
-        "activation": Field((str,), "logit", choices=("relu", "logit", "logsoftmax"),
+        "activation": Field((str,), "logsoftmax", choices=("relu", "logit", "logsoftmax"),
                             help="target term: relu of the logit (paper), raw logit, or log-probability"),
         "others": Field((int, float), 0.0, minimum=0,
                         help="lambda: weight of the sum of the other classes' ReLU activations"),

@@ -2,8 +2,9 @@
 
 A run's contact sheets are like the authors' published ones: 100 classes per sheet, 10x10, each
 tile labelled with the class index and name. Class ``i`` sits on sheet ``i // 100`` at its place in
-that block (a class not generated yet is a grey tile); images of other targets (channels, neurons,
-compounds from ``dgn generate``) fill further sheets in file-name order.
+that block (a class not generated yet is a grey tile; the sheet ends at the run's last class, so a
+6-class classifier's sheet has 6 tiles); images of other targets (channels, neurons, compounds from
+``dgn generate``) fill further sheets in file-name order.
 """
 
 import os
@@ -116,17 +117,16 @@ def contact_sheets(run_dir, out_dir=None, per_sheet=100, columns=10):
     for block in sorted({i // per_sheet for i in classes}):
         first = block * per_sheet
         last = max(i for i in classes if i // per_sheet == block)
-        count = min(per_sheet, -(-(last - first + 1) // columns) * columns)  # whole rows up to the last class
+        count = last - first + 1   # up to the last class of the run: no tiles for classes that do not exist
         cells = [classes.get(first + k) for k in range(count)]
         labels = [e["label"] if e else str(first + k) for k, e in enumerate(cells)]
-        sheet = labelled_sheet(run_dir, cells, size, columns, count, labels)
+        sheet = labelled_sheet(run_dir, cells, size, min(columns, count), count, labels)
         path = os.path.join(out_dir, f"sheet_{first:04d}-{first + per_sheet - 1:04d}.png")
         write_atomic(path, png_bytes(sheet))
         paths.append(path)
     for n, start in enumerate(range(0, len(others), per_sheet), start=1):
         chunk = others[start:start + per_sheet]
-        rows = -(-len(chunk) // columns)
-        sheet = labelled_sheet(run_dir, chunk, size, columns, rows * columns)
+        sheet = labelled_sheet(run_dir, chunk, size, min(columns, len(chunk)), len(chunk))
         path = os.path.join(out_dir, f"sheet_targets_{n:02d}.png")
         write_atomic(path, png_bytes(sheet))
         paths.append(path)

@@ -68,14 +68,13 @@ class FakeClassifier:
     class_names = [(f"n{i:08d}", name) for i, name in enumerate(
         ["tench", "goldfish", "shark", "crane", "hen", "ray", "cock", "crane", "jay", "owl"])]
 
-    def layer(self, name):
+    def layer_output(self, name):
         if name != "conv":
             raise DgnError(f"no layer {name}")
 
-        class L:
-            class output:
-                shape = (None, 8, 8, 16)
-        return L
+        class Tensor:
+            shape = (None, 8, 8, 16)
+        return Tensor
 
 
 @pytest.mark.parametrize("spec,kind", [

@@ -358,6 +358,13 @@ def trace_any_size(model, paths, channels):
     except Exception:  # noqa: BLE001 - the layers traced so far are what counts
         pass
     missing = [p for p in paths if p not in tracer.tensors]
+    if not missing:   # a symbolic trace may pass where a real call fails (a Dense after a Flatten of any size)
+        probe = np.zeros((1, 37, 45, channels), "float32")
+        for path in paths:
+            try:
+                keras.Model(inputs, tracer.tensors[path])(probe, training=False)
+            except Exception:  # noqa: BLE001 - this layer cannot run at another size
+                missing.append(path)
     if missing:
         raise DgnError(f"layers {', '.join(missing)} cannot run on images of any size; choose convolutional "
                        f"layers before the classifier's fixed-size top (`dgn info CONFIG` lists them)")
