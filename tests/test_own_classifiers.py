@@ -24,7 +24,7 @@ KINDS = {
     "two_heads": (zoo.two_heads, "tf", 0, "conv2", "output: classes, "),
     "subclassed": (zoo.subclassed, "tf", 0, None, ""),
 }
-FAST = "steps: 40\n"
+FAST = "steps: 20\n"
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +189,23 @@ def test_outputs_of_similar_names_do_not_collide():
     from dgn.outputs import slug
     stems = {slug(n, unique=True) for n in ["a b", "a_b", "a!b", "café", "cafe", "写真", "x.y"]}
     assert len(stems) == 7 and "café" in stems and "a_b" in stems
+
+
+@pytest.mark.parametrize("kind", ["sequential_raw", "grayscale_unit"])
+def test_pixel_and_fourier_images_in_any_range_and_channels(kind, models, tmp_path, capfd, monkeypatch):
+    """The baselines on a 0..255 model and a grayscale 0..1 model, through `dgn compare` without --out:
+    one row per method, images of the model's channels, in its valid range."""
+    build, space, target, layer, extra = KINDS[kind]
+    cfg = _config(tmp_path, models[kind], space, extra)
+    configs = []
+    for method in ("pixel", "fourier"):
+        path = tmp_path / f"{method}.yaml"
+        path.write_text(open(cfg).read() + f"parameterization: {{kind: {method}}}\n")
+        configs.append(str(path))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capfd, "compare", *configs, "--target", str(target), "--steps", "15", "--quiet")
+    assert code == 0, err
+    for method in ("pixel", "fourier"):
+        png = next((tmp_path / "runs" / "compare").rglob(f"*{method}*/*.png"))
+        pixels = np.asarray(Image.open(png), dtype="float64")
+        assert pixels.ndim == (2 if kind == "grayscale_unit" else 3) and pixels.std() > 2.0, (method, png)
