@@ -107,33 +107,36 @@ def classify_paths(model, preprocess, paths, top=5, class_names=None,
         list with one dict per path: ``{"image", "top": [...]}`` or
         ``{"image", "error"}``.
     """
-    paths = [os.fspath(p) for p in paths]
     h, w = crop if crop is not None else model_input_size(model)
-    results = [None] * len(paths)
-    pending_idx, pending_img = [], []
+    return _classify(paths, lambda img: eval_crop(img, crop=(h, w)),
+                     lambda batch: classify_arrays(model, preprocess, batch, batch_size), top, class_names,
+                     batch_size)
+
+
+def _classify(paths, fit, probabilities, top, class_names, batch_size, extra=None):
+    """The loop of both classifiers: read and ``fit`` each file, batch the readable ones through
+    ``probabilities`` (uint8 batch -> (N, classes)), one result per path in order."""
+    paths = [os.fspath(p) for p in paths]
+    results, pending = [None] * len(paths), []
 
     def flush():
-        if not pending_img:
+        if not pending:
             return
-        probs = classify_arrays(model, preprocess, np.stack(pending_img), batch_size)
-        for i, p in zip(pending_idx, probs):
-            results[i] = {"image": paths[i], "top": top_k(p, top, class_names)}
-        pending_idx.clear()
-        pending_img.clear()
+        probs = probabilities(np.stack([img for _, img in pending]))
+        for (i, _), p in zip(pending, probs):
+            results[i] = {"image": paths[i], **(extra or {}), "top": top_k(p, top, class_names)}
+        pending.clear()
 
     for i, path in enumerate(paths):
         try:
-            img = load_image(path)
-            img = eval_crop(img, crop=(h, w))
+            pending.append((i, fit(load_image(path))))
         except ImageLoadError as exc:
             results[i] = {"image": path, "error": _one_line(exc)}
             continue
         except (ValueError, OSError, MemoryError) as exc:
             results[i] = {"image": path, "error": _one_line(f"{path}: {exc}")}
             continue
-        pending_idx.append(i)
-        pending_img.append(img)
-        if len(pending_img) >= batch_size:
+        if len(pending) >= batch_size:
             flush()
     flush()
     return results
@@ -167,29 +170,10 @@ def classify_files(classifier, paths, top=5, mode="auto", batch_size=32):
         ``{"image", "error": "one line"}`` for an unreadable file.
     """
     mode = fit_mode(classifier, mode)
-    height, width = classifier.input_shape[:2]
-    paths = [os.fspath(p) for p in paths]
-    results, pending = [None] * len(paths), []
+    size = classifier.input_shape[:2]
 
-    def flush():
-        if not pending:
-            return
-        images = classifier.from_pixels(np.stack([img for _, img in pending]))
-        probs = classifier.probabilities(classifier.predict_logits(images, batch_size))
-        for (i, _), p in zip(pending, probs):
-            results[i] = {"image": paths[i], "fit": mode, "top": top_k(p, top, classifier.class_names)}
-        pending.clear()
+    def probabilities(batch):
+        return classifier.probabilities(classifier.predict_logits(classifier.from_pixels(batch), batch_size))
 
-    for i, path in enumerate(paths):
-        try:
-            pending.append((i, fit_to_input(load_image(path), (height, width), mode)))
-        except ImageLoadError as exc:
-            results[i] = {"image": path, "error": _one_line(exc)}
-            continue
-        except (ValueError, OSError, MemoryError) as exc:
-            results[i] = {"image": path, "error": _one_line(f"{path}: {exc}")}
-            continue
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    return results
+    return _classify(paths, lambda img: fit_to_input(img, size, mode), probabilities, top, classifier.class_names,
+                     batch_size, extra={"fit": mode})

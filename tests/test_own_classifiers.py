@@ -3,7 +3,6 @@ and trains each one in a second or two): it reaches rank 1 under D with an image
 refused in one line."""
 
 import json
-import os
 
 import numpy as np
 import pytest
