@@ -194,6 +194,8 @@ def build_parser():
     parser = _Parser(prog="dgn", description="Generate the images a trained classifier prefers "
                                              "(Despraz et al. 2017).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    from dgn import __version__
+    parser.add_argument("--version", action="version", version=f"dgn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from dgn.generator import PAPER_BLOCKS
-from dgn.generator import build_decoder, build_generator, count_trainable, output_size
+
+from dgn.generator import PAPER_BLOCKS, build_decoder, build_generator, count_trainable, output_size
 from dgn.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
 
 
@@ -113,3 +113,28 @@ def test_upsampling_conv_keeps_keras_weights_layout_and_config():
     for bad in ({"padding": "same"}, {"strides": 2}, {"upsample": 3}):
         with pytest.raises(ValueError):
             Conv2D(4, 3, **{"padding": "valid", "upsample": 2, **bad})
+
+
+def test_g_is_sized_to_any_input_and_the_paper_g_at_224():
+    from dgn.generator import architecture, output_hw, sized_architecture
+    assert sized_architecture(224, 224) == ([5, 5, 128], PAPER_BLOCKS, (224, 224))
+    for height, width in [(32, 32), (32, 48), (58, 58), (64, 64), (28, 28), (299, 299), (40, 48), (8, 8), (512, 384)]:
+        seed, blocks, out = sized_architecture(height, width)
+        assert output_hw(seed, blocks) == out and out[0] >= height and out[1] >= width
+        assert blocks == PAPER_BLOCKS[-len(blocks):]
+        _, _, crop = architecture({"seed_shape": None, "blocks": None}, height, width)
+        assert crop == (None if out == (height, width) else (height, width))
+    with pytest.raises(ValueError, match="remove generator.seed_shape"):
+        architecture({"seed_shape": [5, 5, 128], "blocks": None}, 64, 64)
+    g = build_decoder(*sized_architecture(40, 48)[:2], channels=1, space="raw", size=(40, 48), squash=True)
+    image = np.asarray(g(np.random.default_rng(0).normal(size=(2, g.input_shape[-1])).astype("float32")))
+    assert image.shape == (2, 40, 48, 1) and image.min() >= 0.0 and image.max() <= 255.0
+
+
+def test_defaults_scale_with_the_image_size():
+    from dgn.optimize import auto_learning_rate
+    from dgn.parameterizations import scaled_pixels
+    assert auto_learning_rate((224, 224)) == 0.002 and auto_learning_rate((32, 48)) == 0.01
+    assert auto_learning_rate((112, 300)) == pytest.approx(0.004)
+    assert scaled_pixels(8, 224, 224) == 8 and scaled_pixels(8, 32, 32) == 1 and scaled_pixels(0, 32, 32) == 0
+    assert scaled_pixels(8, 448, 512) == 16
