@@ -2,7 +2,6 @@ import keras
 import numpy as np
 import pytest
 
-
 from dgn.generator import PAPER_BLOCKS, build_decoder, build_generator, count_trainable, output_size
 from dgn.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
 
