@@ -287,6 +287,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("dgn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (dgn info CONFIG | head): not an error of dgn's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line, not a traceback
         if args.debug:
             raise
