@@ -56,6 +56,10 @@ SCHEMA = {
                                  "the tiny built-in model's size (default 32)"),
         "output": Field((str,), None, nullable=True,
                         help="the classifier head (output name) for a model with several outputs"),
+        "custom_code": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str) and v.strip(),
+                             help="Python files imported before the .keras model is loaded: those that define its "
+                                  "custom layers or model class (registered with "
+                                  "@keras.saving.register_keras_serializable)"),
     },
     "generator": {
         "seed_shape": Field((list,), None, nullable=True, item=lambda v: isinstance(v, int) and v > 0,
@@ -324,6 +328,10 @@ def _check_whole(cfg, where):
                     "decoder_weights": "a decoder weights file written by `dgn train-dae`",
                     "code_stats": "a code_stats.npz written by `dgn code-stats` for the decoder"}[key]
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
+    for code in cfg["classifier"]["custom_code"] or []:
+        if not os.path.isfile(code):
+            raise ConfigError(f"{where}: 'classifier.custom_code' file not found: {code}; give the .py files that "
+                              f"define the model's custom classes")
     init = cfg["dae"]["init"]
     if init is not None:
         for part in ("encoder", "decoder"):
@@ -381,6 +389,8 @@ def _apply_set(raw, assignment):
                                   f"{', '.join(schema)}")
             if schema.path and isinstance(value, str) and value not in schema.keywords:
                 value = os.path.abspath(os.path.expanduser(value))  # --set paths are relative to the cwd
+            if path == ["classifier", "custom_code"] and isinstance(value, list):
+                value = [os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) else v for v in value]
             node[part] = value
         else:
             if not isinstance(node.get(part), dict):
@@ -432,6 +442,10 @@ def load_config(path=None, overrides=(), text=None):
     for assignment in overrides:
         _apply_set(raw, assignment)
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    code = (raw.get("classifier") or {}).get("custom_code") if isinstance(raw.get("classifier"), dict) else None
+    if isinstance(code, list):   # paths in a list: resolved like other paths, against the config's folder
+        raw["classifier"]["custom_code"] = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(c)))
+                                            if isinstance(c, str) else c for c in code]
     data = validate(raw, where, base_dir)
     if not data["name"]:
         data["name"] = os.path.splitext(os.path.basename(path))[0] if path else "config"

@@ -211,3 +211,44 @@ def test_pixel_and_fourier_images_in_any_range_and_channels(kind, models, tmp_pa
         png = next((tmp_path / "runs" / "compare").rglob(f"*{method}*/*.png"))
         pixels = np.asarray(Image.open(png), dtype="float64")
         assert pixels.ndim == (2 if kind == "grayscale_unit" else 3) and pixels.std() > 2.0, (method, png)
+
+
+CUSTOM_CODE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="dgn_user")
+class Net(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
+        self.gap = keras.layers.GlobalAveragePooling2D()
+        self.dense = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x):
+        return self.dense(self.gap(self.conv(x)))
+'''
+
+
+def test_custom_classes_come_from_the_users_code(tmp_path, capfd):
+    import importlib.util
+
+    import keras
+    code = tmp_path / "my_net.py"
+    code.write_text(CUSTOM_CODE)
+    spec = importlib.util.spec_from_file_location("my_net_for_saving", code)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Net()
+    model(np.zeros((1, 32, 32, 3), "float32"))
+    path = zoo.save(model, tmp_path, "custom")
+    keras.saving.get_custom_objects().pop("dgn_user>Net")   # as in a fresh process: dgn does not know Net
+    cfg = _config(tmp_path, path, "tf")
+    code_, out, err = _run(capfd, "info", cfg)
+    lines = [line for line in err.splitlines() if not line[:5] in ("E0000", "W0000", "I0000")]  # TF's start-up
+    assert code_ == 2 and len(lines) == 1 and "'Net'" in lines[0] and "custom_code" in lines[0], err
+    code_, out, err = _run(capfd, "info", cfg, "--set", f"classifier.custom_code=[{code}]")
+    assert code_ == 0 and "3 classes" in out, err
+    (tmp_path / "broken.py").write_text("import nonexistent_module_xyz\n")
+    code_, out, err = _run(capfd, "info", cfg, "--set", f"classifier.custom_code=[{tmp_path / 'broken.py'}]")
+    assert code_ == 2 and "importing it failed" in err and "nonexistent_module_xyz" in err, err

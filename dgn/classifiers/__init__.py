@@ -1,6 +1,8 @@
 """The frozen classifier D: loading, its input space, its logits and the layers objectives read."""
 
 import os
+import re
+import sys
 from dataclasses import dataclass
 
 import keras
@@ -175,6 +177,22 @@ def _clone_in_precision(model, precision, path):
     return twin
 
 
+def _import_custom_code(paths):
+    """Imports the Python files that define a saved model's custom classes (their decorators register them)."""
+    import importlib.util
+    for path in paths:
+        name = "dgn_custom_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's file: one line saying what failed
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise DgnError(f"classifier.custom_code {path}: importing it failed ({type(exc).__name__}: "
+                           f"{first})") from None
+
+
 def _input_size(cfg):
     """classifier.input_size as (H, W), or None."""
     size = cfg.get("input_size")
@@ -221,10 +239,18 @@ def _load_classifier(cfg):
     else:
         if not model_name.endswith(".keras"):
             raise DgnError(f"classifier.model {model_name!r}: give one of {', '.join(BUILTIN)} or a .keras file")
+        _import_custom_code(cfg.get("custom_code") or [])
         try:
             model = keras.saving.load_model(model_name, compile=False)
         except Exception as exc:
-            raise DgnError(f"cannot load classifier {model_name}: {str(exc).splitlines()[0]}") from None
+            text = " ".join(str(exc).split())
+            missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+            if missing:
+                raise DgnError(f"cannot load classifier {model_name}: it uses the custom class or function "
+                               f"{missing.group(1)!r}, which is not defined; set classifier.custom_code: [FILE.py] "
+                               f"to the file that defines it (decorated with "
+                               f"@keras.saving.register_keras_serializable)") from None
+            raise DgnError(f"cannot load classifier {model_name}: {text[:300]}") from None
         if weights not in (None, "none", "imagenet"):
             _load_weights(model, weights, model_name)
         if not cfg.get("preprocessing"):
