@@ -52,6 +52,10 @@ def judge_image(judge, rgb, classes):
     img = np.asarray(rgb, dtype="uint8")
     if img.shape[:2] != (height, width):
         img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
+    outside = [c for c in classes or () if c is not None and c >= judge.num_classes]
+    if outside:
+        raise DgnError(f"judge {judge.name} has {judge.num_classes} classes, so it cannot score class {outside[0]}; "
+                       f"give a judge trained on the same classes as the images' classifier")
     logits = judge.predict_logits(judge.from_pixels(img if img.ndim == 3 else img[..., None])[None])[0]
     probs = judge.probabilities(logits)
     order = np.argsort(-logits, kind="stable")

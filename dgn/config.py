@@ -324,7 +324,8 @@ def _check_whole(cfg, where):
         if isinstance(value, str) and value not in spec.keywords and not os.path.isfile(value):
             hint = {"model": f"a built-in name ({', '.join(spec.keywords)}) or an existing .keras file",
                     "weights": "'imagenet', 'none' or an existing weights file",
-                    "class_index": "'auto', 'none' or an existing imagenet_class_index.json",
+                    "class_index": "'auto', 'none' or an existing class names file (one name per line, a JSON "
+                                   "list or object, or Keras's imagenet_class_index.json)",
                     "decoder_weights": "a decoder weights file written by `dgn train-dae`",
                     "code_stats": "a code_stats.npz written by `dgn code-stats` for the decoder"}[key]
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")

@@ -79,6 +79,9 @@ def architecture(gen, height, width):
     seed_shape = list(gen.get("seed_shape") or [5, 5, PAPER_SEED_CHANNELS])
     blocks = [list(b) for b in (gen.get("blocks") or PAPER_BLOCKS)]
     out = output_hw(seed_shape, blocks)
+    if min(out) < 1:
+        raise ValueError(f"generator.seed_shape {seed_shape} is too small for generator.blocks (no image comes out); "
+                         f"remove both to size G to the classifier")
     if out != (height, width):
         raise ValueError(f"the generator makes {out[0]}x{out[1]} images but the classifier reads {height}x{width}; "
                          f"remove generator.seed_shape and generator.blocks to size G to the classifier")
