@@ -167,6 +167,8 @@ def cmd_classify(args):
 
     if args.config and args.classifier:
         raise DgnError("give --config or --classifier, not both")
+    if args.top < 1:
+        raise DgnError(f"--top {args.top}: give at least 1")
     overrides = list(args.set or [])
     if args.classifier:
         overrides.append(f"classifier.model={args.classifier}")

@@ -142,7 +142,10 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     if len(set(names)) != len(names):
         raise DgnError(f"compare: two configs have the same name ({', '.join(names)}); give each a distinct "
                        f"'name:' (or --set name=...) so their outputs do not overwrite each other")
-    targets = [str(t) for t in (targets or configs[0]["objective"]["targets"])]
+    targets = [str(t) for t in (targets or configs[0]["objective"]["targets"] or [])]
+    if not targets:
+        from dgn.generate import NO_TARGETS
+        raise DgnError(NO_TARGETS)
     classifiers = {}
 
     def classifier_for(cfg):

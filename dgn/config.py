@@ -101,7 +101,7 @@ SCHEMA = {
                          "the objective is their mean (D costs little beside G at 224)"),
     },
     "objective": {
-        "targets": Field((list,), ["207"], item=lambda v: isinstance(v, (str, int)),
+        "targets": Field((list,), None, nullable=True, item=lambda v: isinstance(v, (str, int)),
                          help="class index/wnid/name, 'a+b' compounds, channel:LAYER:C, neuron:LAYER:C:Y:X"),
         "activation": Field((str,), "logsoftmax", choices=("relu", "logit", "logsoftmax"),
                             help="target term: relu of the logit (paper), raw logit, or log-probability"),
@@ -311,6 +311,8 @@ def _check_whole(cfg, where):
         raise ConfigError(f"{where}: 'precision: {cfg['precision']}' applies to the generator; "
                           f"'parameterization.kind: {kind}' runs in float32 (remove precision)")
     t = cfg["transform"]
+    if len(t["scale"]) != 2 or t["scale"][0] > t["scale"][1]:
+        raise ConfigError(f"{where}: 'transform.scale' must be [low, high] with low <= high, got {t['scale']}")
     if t["samples"] > 1 and not transforms_active(t["jitter"], t["scale"], t["rotate"]):
         raise ConfigError(f"{where}: 'transform.samples: {t['samples']}' makes differently transformed copies, "
                           f"but jitter, scale and rotate are off: set one of them, or samples: 1")

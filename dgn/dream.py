@@ -31,7 +31,7 @@ from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.objectives import Objective
 from dgn.optimize import Problem, optimize
 from dgn.outputs import slug, write_atomic, write_json, write_png
-from dgn.parameterizations import PixelImage, add_transform, resize_images
+from dgn.parameterizations import PixelImage, add_transform, pixel_values, resize_images
 
 
 class LayerNormObjective(Objective):
@@ -163,7 +163,7 @@ def dream_array(base, cfg, objective, features, octaves, steps, progress=True, l
         values += [v[0] for v in result.values]
         losses += result.losses
         seconds += result.seconds
-        src = np.asarray(result.images, dtype="float32")
+        src = pixel_values(model)   # the pixels in the parameter space (the render is in D's space)
         detail = src - octave_base
     return src[0], values, losses, seconds
 
@@ -256,8 +256,15 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     if classifier.channels == 1:  # a grayscale model dreams a grayscale photo
         pixels = pixels @ np.asarray([[0.299], [0.587], [0.114]], dtype="float32")
     photo_d = preprocessing.from_rgb(pixels, param)
-    image, info = dream_photo(photo_d, run_cfg, objective, features, dcfg["octaves"], dcfg["steps"],
-                              progress, label=stem)
+    try:
+        image, info = dream_photo(photo_d, run_cfg, objective, features, dcfg["octaves"], dcfg["steps"],
+                                  progress, label=stem)
+    except (ValueError, RuntimeError) as exc:   # D's layers cannot run at this size (e.g. pooled away)
+        if "Negative dimension" not in str(exc) and "negative" not in str(exc).lower():
+            raise
+        raise DgnError(f"{image_path} ({photo.shape[1]}x{photo.shape[0]}) is too small for layers "
+                       f"{', '.join(objective.layers)} at {dcfg['octaves']} octave(s); use a larger photo, "
+                       f"fewer --octaves or earlier layers") from None
     rgb = preprocessing.to_uint8(image, param)
     saved = preprocessing.from_rgb(rgb.astype("float32"), param)
     on_png, on_raw = _evaluate(classifier, objective, saved), _evaluate(classifier, objective, image)

@@ -38,6 +38,8 @@ def versions():
 
 
 IMAGE_FLOAT32 = "image_float32"
+NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [disc] or [channel:LAYER:C]) or pass "
+              "--target T")
 _DIGESTS = {}
 
 
@@ -311,7 +313,9 @@ def default_out_dir(cfg):
 def generate(cfg, targets=None, out_dir=None, progress=True):
     """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...]."""
     classifier = load_classifier(cfg["classifier"], cfg["precision"])
-    targets = list(targets) if targets else list(cfg["objective"]["targets"])
+    targets = list(targets) if targets else list(cfg["objective"]["targets"] or [])
+    if not targets:
+        raise ConfigError(NO_TARGETS)
     # Resolve every target before the first long optimization, so a typo fails at once.
     for spec in targets:
         parse_target(spec, classifier)

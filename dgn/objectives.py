@@ -192,9 +192,12 @@ def _split_weight(term):
     if "*" in term:
         weight, atom = term.split("*", 1)
         try:
-            return float(weight), atom.strip()
+            value = float(weight)
         except ValueError:
             raise DgnError(f"target term {term!r}: the weight before '*' must be a number") from None
+        if not value > 0 or value == float("inf"):
+            raise DgnError(f"target term {term!r}: the weight before '*' must be a positive number")
+        return value, atom.strip()
     return 1.0, term.strip()
 
 
@@ -241,7 +244,11 @@ def parse_target(spec, classifier, activation="relu", others=0.01):
             term_obj = term_obj if weight == 1.0 else weight * term_obj
             objective = term_obj if objective is None else objective + term_obj
         else:
-            classes.append((imagenet.resolve_class(atom, classifier.class_names, classifier.num_classes), weight))
+            index = imagenet.resolve_class(atom, classifier.class_names, classifier.num_classes)
+            if any(index == c for c, _ in classes):
+                raise DgnError(f"target {text!r} names class {index} twice; give each class once (with a weight, "
+                               f"e.g. 2*{index}, to favour it)")
+            classes.append((index, weight))
     if classes:
         class_obj = ClassObjective(classes, activation, others, classifier.class_names)
         objective = class_obj if objective is None else class_obj + objective

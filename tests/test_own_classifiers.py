@@ -3,6 +3,7 @@ and trains each one in a second or two): it reaches rank 1 under D with an image
 refused in one line."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -102,6 +103,7 @@ def test_every_kind_through_every_command(kind, models, tmp_path, capfd, monkeyp
         assert code == 0, err
         dreamt = Image.open(run / "photo_dream.png")
         assert dreamt.size == (52, 40) and dreamt.mode == ("L" if kind == "grayscale_unit" else "RGB")
+        assert 5.0 < np.asarray(dreamt, dtype="float64").std() and np.asarray(dreamt).mean() < 250  # not white
 
 
 def test_refused_in_one_line(models, tmp_path, capfd):
@@ -252,3 +254,42 @@ def test_custom_classes_come_from_the_users_code(tmp_path, capfd):
     (tmp_path / "broken.py").write_text("import nonexistent_module_xyz\n")
     code_, out, err = _run(capfd, "info", cfg, "--set", f"classifier.custom_code=[{tmp_path / 'broken.py'}]")
     assert code_ == 2 and "importing it failed" in err and "nonexistent_module_xyz" in err, err
+
+
+def test_new_user_findings_end_in_one_line(models, tmp_path, capfd):
+    cfg = _config(tmp_path, models["functional"], "tf")
+    cases = [
+        (["generate", cfg], "no targets"),                                   # no objective.targets
+        (["generate", cfg, "--target", "0+0"], "twice"),                     # a compound naming a class twice
+        (["generate", cfg, "--target", "0*1"], "positive number"),          # a zero weight
+        (["generate", cfg, "--target", "1", "--set", "transform.scale=[1.2,0.9]"], "low <= high"),
+        (["classify", "--config", cfg, "--top", "0", cfg], "--top 0"),
+    ]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "corrupt.keras").write_text("garbage")
+    cases.append((["info", _config(tmp_path / "bad", tmp_path / "bad" / "corrupt.keras", "tf")], "not a zip archive"))
+    for argv, words in cases:
+        code, out, err = _run(capfd, *argv)
+        lines = [line for line in err.splitlines() if line[:5] not in ("E0000", "W0000", "I0000")]
+        assert code == 2 and len(lines) == 1 and words in lines[0], (argv, err)
+
+
+def test_a_channel_of_the_softmax_layer_is_its_logit(models):
+    from dgn.classifiers import load_classifier
+    from dgn.config import load_config
+    classifier = load_classifier(load_config(_config_text(models["functional"]))["classifier"])
+    images = classifier.from_pixels(zoo.shapes(3)[0])
+    out = classifier.features(["predictions"])(images)
+    np.testing.assert_allclose(np.asarray(out["predictions"]), np.asarray(out["logits"]), rtol=1e-5, atol=1e-5)
+
+
+def _config_text(path):
+    return None if path is None else _write(f"classifier: {{model: {path}, preprocessing: tf}}\n")
+
+
+def _write(text):
+    import tempfile
+    fd, name = tempfile.mkstemp(suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return name

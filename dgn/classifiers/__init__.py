@@ -3,6 +3,7 @@
 import os
 import re
 import sys
+import zipfile
 from dataclasses import dataclass
 
 import keras
@@ -239,6 +240,9 @@ def _load_classifier(cfg):
     else:
         if not model_name.endswith(".keras"):
             raise DgnError(f"classifier.model {model_name!r}: give one of {', '.join(BUILTIN)} or a .keras file")
+        if not zipfile.is_zipfile(model_name):
+            raise DgnError(f"classifier {model_name} is not a .keras file (not a zip archive: corrupt or another "
+                           f"format); save the model with model.save('NAME.keras')")
         _import_custom_code(cfg.get("custom_code") or [])
         try:
             model = keras.saving.load_model(model_name, compile=False)

@@ -8,7 +8,8 @@ dgn reads every classifier through this analysis, whatever kind of Keras model i
 - The model is re-traced layer by layer onto a fresh ``keras.Input`` of a fixed size ("the flat
   graph"): the same layer objects and weights, every layer's output a tensor that an objective can
   read. A model with a dynamic size (``None``) is traced at ``input_size``.
-- Logits (never probabilities): the pre-activation of a softmax ``Dense``; the input of a
+- Logits (never probabilities): the pre-activation of a softmax ``Dense`` (also what a channel target on
+  that layer reads); the input of a
   ``Softmax`` / ``Activation("softmax")`` layer (both stacked: the Dense's pre-activation); one
   sigmoid or linear unit ``z`` is a binary classifier with classes 0 and 1, logits ``(-z, z)`` and
   probability ``p(1) = sigmoid(z)`` (so its softmax is taken at temperature 2, see
@@ -183,6 +184,7 @@ class _Tracer:
 
     def __init__(self, lenient=False):
         self.tensors, self.types, self.producers = {}, {}, {}
+        self.pre_activation = {}
         self.lenient = lenient
 
     def record(self, path, layer, args, outputs):
@@ -305,6 +307,7 @@ def _logits(tracer, tensor, head_name, name, depth=0):
                                f"dgn reads softmax classifiers or one sigmoid unit (binary)")
             pre = PreActivation(layer, name=f"{layer.name}_logits")(args[0]) if act not in LINEAR_NAMES \
                 else tensor
+            tracer.pre_activation[id(tensor)] = pre   # channel targets on this layer read logits too
             if units == 1:
                 return BinaryLogits(name="binary_logits")(pre), "binary", f"pre-activation of {layer.name}"
             if act in SOFTMAX_NAMES:
@@ -408,5 +411,6 @@ def analyse(model, name="classifier", output=None, input_size=None):
     logits, kind, note = _logits(tracer, tensor, head_name, name)
     classes = 2 if kind == "binary" else int(logits.shape[-1])
     head = Head(name=head_name, kind=kind, num_classes=classes, note=note)
+    tensors = {path: tracer.pre_activation.get(id(t), t) for path, t in tracer.tensors.items()}
     return Analysis(input_shape=(height, width, channels), head=head, inputs=inputs, logits=logits,
-                    tensors=dict(tracer.tensors), layer_types=dict(tracer.types), heads=names)
+                    tensors=tensors, layer_types=dict(tracer.types), heads=names)
