@@ -18,6 +18,7 @@ from dgn import imagenet, preprocessing
 from dgn.config import config_identity
 from dgn.errors import DgnError
 from dgn.outputs import write_json, write_png
+from dgn.sheets import MIN_TILE
 
 
 def load_judge(name):
@@ -192,8 +193,13 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
             labels.append(label)
         summary["methods"].append(row)
     size = tile or tiles[0].shape[:2]
+    small = max(size) < MIN_TILE   # small images (a 32x32 classifier's) are enlarged, pixel for pixel, so labels fit
+    if small and not tile:
+        factor = -(-MIN_TILE // max(size))
+        size = (size[0] * factor, size[1] * factor)
+    resample = Image.Resampling.NEAREST if small else Image.Resampling.BICUBIC
     tiles = [t if t.shape[:2] == tuple(size) else
-             np.asarray(Image.fromarray(t).resize((size[1], size[0]), Image.Resampling.BICUBIC)) for t in tiles]
+             np.asarray(Image.fromarray(t).resize((size[1], size[0]), resample)) for t in tiles]
     sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=12)
     write_png(os.path.join(out_dir, "compare.png"), sheet)
     summary["sheet"] = "compare.png"

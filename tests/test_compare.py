@@ -37,7 +37,7 @@ def test_compare_writes_one_row_per_method_and_a_judged_summary(tmp_path, capsys
                  "--out", str(out), "--quiet"]) == 0
     sheet = np.asarray(Image.open(out / "compare.png"))
     # 3 rows x 2 columns of 32x32 tiles with 12-pixel labels and 4-pixel gaps
-    assert sheet.shape == (4 + 3 * (32 + 12 + 4), 4 + 2 * (32 + 4), 3)
+    assert sheet.shape == (4 + 3 * (128 + 12 + 4), 4 + 2 * (128 + 4), 3)  # 32x32 images enlarged 4x: labels fit
     summary = json.loads((out / "compare.json").read_text())
     assert [m["method"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
     assert [m["parameterization"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
