@@ -105,6 +105,10 @@ def cmd_eval_dae(args):
     if args.sheet:
         from dgn.sheets import pairs_sheet
         pairs_sheet(args.sheet, crops[:8], recon[:8])
+    thumbs = "; ".join(f"{t['side']}x{t['side']} thumbnail ({t['numbers']} numbers) {t['psnr']:.2f} dB"
+                       for t in summary["thumbnails"].values())
+    print(f"{summary['images']} images: autoencoder (code of {summary['code_size']} numbers) "
+          f"{summary['psnr']:.2f} dB; {thumbs}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 
