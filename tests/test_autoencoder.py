@@ -491,7 +491,7 @@ def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(tmp_path
                  "--weights", out, "--limit", "5"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out.strip().splitlines()[-1])["thumbnails"] == thumbs
-    assert "8x8 thumbnail (192 numbers)" in captured.err and "16x16 thumbnail" in captured.err
+    assert "8x8 thumbnail (192 numbers, code-sized)" in captured.err and "16x16 thumbnail" in captured.err
 
 
 def test_output_norm_and_activation_are_config_fields_that_keep_old_identities(tmp_path, image_folder):
