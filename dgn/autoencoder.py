@@ -27,10 +27,11 @@ from dgn.weights import load_weights_strict
 # The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
 # statistics while training, evaluating and generating (as the authors' Keras 1 code did when it
 # generated with batch 1), "batch" uses batch statistics while training and their moving averages
-# afterwards (as the authors' code trained). Its last norm, on the 3-channel image, always uses
-# batch statistics while training (DECODER_OUTPUT_NORM): per-image statistics there would force
-# every reconstruction to one mean colour and contrast (measured: 14.8 dB validation PSNR,
-# reconstructions in one brownish tone).
+# afterwards (as the authors' code trained). Its last norm, on the 3-channel image, follows
+# ``dae.output_norm``: batch statistics while training (DECODER_OUTPUT_NORM, the default), or
+# "moving", a fixed affine map gamma * x + beta (faster to train: docs/autoencoder.md); never
+# per-image statistics, which would force every reconstruction to one mean colour and contrast
+# (measured: 14.8 dB validation PSNR, reconstructions in one brownish tone).
 DECODER_OUTPUT_NORM = "batch"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
