@@ -27,10 +27,11 @@ from dgn.weights import load_weights_strict
 # The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
 # statistics while training, evaluating and generating (as the authors' Keras 1 code did when it
 # generated with batch 1), "batch" uses batch statistics while training and their moving averages
-# afterwards (as the authors' code trained). Its last norm, on the 3-channel image, always uses
-# batch statistics while training (DECODER_OUTPUT_NORM): per-image statistics there would force
-# every reconstruction to one mean colour and contrast (measured: 14.8 dB validation PSNR,
-# reconstructions in one brownish tone).
+# afterwards (as the authors' code trained). Its last norm, on the 3-channel image, follows
+# ``dae.output_norm``: batch statistics while training (DECODER_OUTPUT_NORM, the default), or
+# "moving", a fixed affine map gamma * x + beta (faster to train: docs/autoencoder.md); never
+# per-image statistics, which would force every reconstruction to one mean colour and contrast
+# (measured: 14.8 dB validation PSNR, reconstructions in one brownish tone).
 DECODER_OUTPUT_NORM = "batch"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
@@ -80,7 +81,7 @@ def _build_autoencoder(cfg, input_size):
     m = math.prod(gen["seed_shape"])
     encoder = build_encoder((input_size, input_size, 3), dae["encoder_filters"], dae["dense"], m)
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=dae["decoder_norm"],
-                            output_activation="relu", output_norm=DECODER_OUTPUT_NORM)
+                            output_activation=dae["output_activation"], output_norm=dae["output_norm"])
     image = keras.Input((input_size, input_size, 3), name="image")
     noisy = FeatureNoise("additive", dae["noise_stddev"], seed=cfg["seed"], name="input_noise")(image)
     model = keras.Model(image, decoder(encoder(noisy)), name="autoencoder")
@@ -193,16 +194,21 @@ def _metadata(cfg, space, input_size, epoch, logs, history, data_dir, images):
     """decoder.json: what the decoder makes and how it was trained. The data folder is named by its
     last component (the absolute path is only this machine's)."""
     return {"preprocessing": space, "input_size": input_size, "norm": cfg["dae"]["decoder_norm"],
-            "output_norm": DECODER_OUTPUT_NORM,
+            "output_norm": cfg["dae"]["output_norm"], "output_activation": cfg["dae"]["output_activation"],
             "seed_shape": cfg["generator"]["seed_shape"],
             "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
             "noise_stddev": cfg["dae"]["noise_stddev"],
-            "data": folder_name(data_dir), "images": images, "history": history}
+            "data": folder_names(data_dir), "images": images, "history": history}
 
 
 def folder_name(path):
     """A folder by its last component: decoder.json names folders, not one machine's paths."""
     return os.path.basename(os.path.normpath(path))
+
+
+def folder_names(data):
+    """:func:`folder_name` of one folder, or the list of them of a list of folders."""
+    return folder_name(data) if isinstance(data, str) else [folder_name(p) for p in data]
 
 
 def run_record(cfg, epoch, wall_seconds, images):
@@ -277,7 +283,7 @@ def export_trained(folder, dest, encoder_dtype="float16"):
                  _cast_weights_file(os.path.join(folder, "encoder.weights.h5"), np.dtype(encoder_dtype)))
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     if meta.get("data"):  # older decoder.json files held a machine's paths
-        meta["data"] = folder_name(meta["data"])
+        meta["data"] = folder_names(meta["data"])
     for run in meta.get("history", []):
         run.pop("wall_hours", None)                # derivable from wall_seconds
         if run.get("init"):
@@ -320,6 +326,35 @@ def psnr(a_uint8, b_uint8):
     return (float("inf") if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)), mse
 
 
+def thumbnail(images_uint8, side):
+    """Each image shrunk to ``side`` x ``side`` with a box filter (the mean of each cell) and enlarged
+    back to its size with a bicubic filter (PIL, rounded and clipped to 8 bits): the reconstruction
+    of a code of ``3 * side**2`` numbers that needs no training, a floor an autoencoder should beat."""
+    from PIL import Image
+
+    out = []
+    for img in np.asarray(images_uint8, dtype="uint8"):
+        h, w = img.shape[:2]
+        small = Image.fromarray(img).resize((side, side), Image.Resampling.BOX)
+        out.append(np.asarray(small.resize((w, h), Image.Resampling.BICUBIC)))
+    return np.stack(out) if out else np.zeros_like(images_uint8, dtype="uint8")
+
+
+def code_thumbnail_side(code_size):
+    """The side of the RGB thumbnail with about as many numbers as a code of ``code_size``."""
+    return max(1, int(round(math.sqrt(code_size / 3.0))))
+
+
+def thumbnail_baselines(crops, code_size, sides=(16,)):
+    """PSNR (as eval-dae computes it) of thumbnails of ``crops``: one with as many numbers as the
+    code (side ``code_thumbnail_side``) and one of each of ``sides``."""
+    result = {}
+    for key, side in [("code", code_thumbnail_side(code_size))] + [(f"{s}x{s}", s) for s in sides]:
+        value, mse = psnr(crops, thumbnail(crops, side))
+        result[key] = {"side": side, "numbers": 3 * side * side, "psnr": round(value, 4), "mse": round(mse, 4)}
+    return result
+
+
 def channel_correlation(images_uint8):
     """Correlations of the R-G, R-B and G-B values over all pixels: reconstructions that have lost
     colour correlate near 1 where photos are around 0.9 (a decoder's colour fidelity in 3 numbers)."""
@@ -331,11 +366,10 @@ def channel_correlation(images_uint8):
 
 
 def _dataset_images(cfg, data_dir, crop, warn=print):
-    from dgn.data import list_images, load_images, split
+    from dgn.data import list_and_split, load_images
 
     dae = cfg["dae"]
-    paths = list_images(data_dir, dae["wnids"])
-    train, val = split(paths, data_dir, dae["validation"])
+    paths, train, val = list_and_split(data_dir, dae["wnids"], dae["validation"])
     from dgn.images import eval_short_side
     short = eval_short_side(crop)
     train_images, _, skipped_t = load_images(train, short, warn)
@@ -343,12 +377,15 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
     return train_images, val_images, len(skipped_t) + len(skipped_v), len(paths)
 
 
+# dae fields added after runs were made: at these values they leave those runs' identity unchanged
+IDENTITY_DEFAULTS = {"decay_steps": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
+
+
 def _training_identity(cfg):
-    # no decay (the default) leaves the identity of runs from before dae.decay_steps unchanged
     return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
             "dae": {k: v for k, v in cfg["dae"].items()
                     if k not in ("epochs", "out", "data", "precision", "warmup_steps")
-                    and not (k == "decay_steps" and not v)},
+                    and not (k in IDENTITY_DEFAULTS and v == IDENTITY_DEFAULTS[k])},
             "classifier": cfg["classifier"]["model"], "seed": cfg["seed"],
             "decoder_output_norm": DECODER_OUTPUT_NORM}
 
@@ -380,7 +417,8 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
                                f"or delete that folder")
     write_json(ident_path, {"identity": identity, "config": data})
     train_images, val_images, skipped, total = _dataset_images(data, data_dir, size)
-    print(f"{total} images in {data_dir}: {len(train_images)} train, {len(val_images)} validation, "
+    where = data_dir if isinstance(data_dir, str) else " + ".join(data_dir)
+    print(f"{total} images in {where}: {len(train_images)} train, {len(val_images)} validation, "
           f"{skipped} unreadable skipped", flush=True)
     train_ds = ImageDataset(train_images, size, space, dae["batch_size"], augment=dae["augment"], seed=data["seed"],
                             steps_per_epoch=dae["steps_per_epoch"])
@@ -443,7 +481,8 @@ def load_trained(cfg, folder):
     gen, dae = sized_generator(cfg["generator"], size), cfg["dae"]
     encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
     decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=meta.get("norm", "image"),
-                            output_activation="relu", output_norm=meta.get("output_norm", "image"))
+                            output_activation=meta.get("output_activation", "relu"),
+                            output_norm=meta.get("output_norm", "image"))
     load_parts(folder, encoder, decoder)
     return encoder, decoder, meta
 
@@ -460,13 +499,11 @@ def load_parts(folder, encoder, decoder, space=None):
 def center_crops(data, data_dir, size, split="all", limit=None):
     """(uint8 centre crops (n, size, size, 3), unreadable paths) of ``data_dir``'s images: all, or
     train-dae's ``train`` / ``val`` split of them; the first ``limit`` only if given."""
-    from dgn.data import list_images, load_images
-    from dgn.data import split as split_paths
+    from dgn.data import list_and_split, load_images
     from dgn.images import center_crop, eval_short_side
 
-    paths = list_images(data_dir, data["dae"]["wnids"])
+    paths, train, val = list_and_split(data_dir, data["dae"]["wnids"], data["dae"]["validation"])
     if split != "all":
-        train, val = split_paths(paths, data_dir, data["dae"]["validation"])
         paths = val if split == "val" else train
     if limit:
         paths = paths[:limit]
@@ -476,7 +513,9 @@ def center_crops(data, data_dir, size, split="all", limit=None):
 
 def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
     """PSNR (dB, from the mean squared error over all 8-bit RGB pixels) of clean reconstructions
-    of the images of ``data_dir`` (``split`` val / train: train-dae's held-out / training part)."""
+    of the images of ``data_dir`` (``split`` val / train: train-dae's held-out / training part),
+    next to the PSNR of thumbnails of the same crops (:func:`thumbnail_baselines`): a code-sized one
+    and a 16x16 one."""
     data = cfg.data
     folder = folder or data["dae"]["out"] or os.path.join("runs", cfg.name)
     encoder, decoder, meta = load_trained(data, folder)
@@ -484,7 +523,9 @@ def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
     crops, skipped = center_crops(data, data_dir, size, split, limit)
     recon = reconstruct(encoder, decoder, crops, space)
     value, mse = psnr(crops, recon)
+    code_size = int(encoder.output_shape[-1])
     summary = {"images": len(crops), "skipped": len(skipped), "psnr": round(value, 4), "mse": round(mse, 4),
+               "code_size": code_size, "thumbnails": thumbnail_baselines(crops, code_size),
                "channel_correlation": {"photos": channel_correlation(crops),
                                        "reconstructions": channel_correlation(recon)}}
     return summary, crops, recon

@@ -142,6 +142,13 @@ def cmd_eval_dae(args):
     if args.sheet:
         from dgn.sheets import pairs_sheet
         pairs_sheet(args.sheet, crops[:8], recon[:8])
+    thumbs = {}  # one entry a side: the code-sized thumbnail may be the 16x16 one
+    for key, t in summary["thumbnails"].items():
+        thumbs.setdefault(t["side"], (f"{t['side']}x{t['side']} thumbnail ({t['numbers']} numbers"
+                                      f"{', code-sized' if key == 'code' else ''}) {t['psnr']:.2f} dB"))
+    thumbs = "; ".join(thumbs.values())
+    print(f"{summary['images']} images: autoencoder (code of {summary['code_size']} numbers) "
+          f"{summary['psnr']:.2f} dB; {thumbs}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 

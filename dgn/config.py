@@ -132,7 +132,8 @@ SCHEMA = {
         "snapshots": Field((int,), 10, minimum=1),
     },
     "dae": {
-        "data": Field((str,), None, nullable=True, path=True, help="image folder (ImageNet wnid/ layout or any)"),
+        "data": Field((str, list), None, nullable=True, path=True, item=lambda v: isinstance(v, str) and bool(v),
+                      help="image folder (ImageNet wnid/ layout or any), or a list of folders"),
         "wnids": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str),
                        help="only these top-level folders"),
         "out": Field((str,), None, nullable=True, path=True, help="training folder (default runs/<name>)"),
@@ -154,6 +155,13 @@ SCHEMA = {
         "dense": Field((int,), 2048, minimum=1),
         "decoder_norm": Field((str,), "batch", choices=("image", "batch"),
                               help="decoder's hidden norms while training: per-image or batch statistics"),
+        "output_norm": Field((str,), "batch", choices=("batch", "moving"),
+                             help="the decoder's last norm (on the image) while training: batch statistics "
+                                  "(the paper), or moving: its stored statistics, never updated (0 and 1), "
+                                  "so a plain per-channel scale gamma and shift beta"),
+        "output_activation": Field((str,), "relu", choices=("relu", "linear"),
+                                   help="activation of the decoder's last conv while training (the paper: relu; "
+                                        "generation uses linear)"),
         "perceptual_weight": Field((int, float), 0.0, minimum=0,
                                    help="weight of the feature distance under D's early layers (0: MSE only)"),
         "perceptual_layers": Field((list,), ["block2b_add", "block3b_add"], item=lambda v: isinstance(v, str),
@@ -258,13 +266,15 @@ def _check_value(key, value, spec, base_dir, where):
         raise ConfigError(f"{where}: '{key}' must be >= {spec.minimum}, got {value!r}")
     if spec.maximum is not None and value > spec.maximum:
         raise ConfigError(f"{where}: '{key}' must be <= {spec.maximum}, got {value!r}")
-    if spec.item is not None:
+    if spec.item is not None and isinstance(value, list):
         bad = [v for v in value if not spec.item(v)]
         if bad or not value:
             raise ConfigError(f"{where}: '{key}' has an invalid element {bad[0] if bad else '(empty list)'!r}; "
                               f"expected {spec.help or 'valid elements'}")
     if spec.path and isinstance(value, str) and value not in spec.keywords:
         value = os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+    elif spec.path and isinstance(value, list):
+        value = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(v))) for v in value]
     return value
 
 
@@ -392,6 +402,8 @@ def _apply_set(raw, assignment):
                                   f"{', '.join(schema)}")
             if schema.path and isinstance(value, str) and value not in schema.keywords:
                 value = os.path.abspath(os.path.expanduser(value))  # --set paths are relative to the cwd
+            elif schema.path and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = [os.path.abspath(os.path.expanduser(v)) for v in value]
             if path == ["classifier", "custom_code"] and isinstance(value, list):
                 value = [os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) else v for v in value]
             node[part] = value

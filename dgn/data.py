@@ -51,6 +51,28 @@ def split(paths, root, validation=0.1):
     return train, val
 
 
+def folders(data):
+    """``dae.data`` as a list of folders: one folder (a string) or a list of them."""
+    roots = [data] if isinstance(data, str) else list(data or [])
+    if not roots:
+        raise DgnError("no image folder given; give a folder of images or a list of folders")
+    return roots
+
+
+def list_and_split(data, wnids=None, validation=0.1):
+    """(all paths, train paths, validation paths) of one folder or a list of them. Each folder is
+    split as :func:`split` splits it alone (by the path relative to that folder), so adding a folder
+    leaves the split of the others as it was; a missing or empty folder is an error."""
+    paths, train, val = [], [], []
+    for root in folders(data):
+        found = list_images(root, wnids)
+        t, v = split(found, root, validation)
+        paths += found
+        train += t
+        val += v
+    return paths, train, val
+
+
 def load_images(paths, short_side, warn=print):
     """Decodes and resizes every readable image; returns (list of uint8 arrays, kept paths, skipped)."""
     images, kept, skipped = [], [], []

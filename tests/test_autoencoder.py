@@ -458,3 +458,109 @@ def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_
     # a run without decay keeps the identity it had before dae.decay_steps existed
     from dgn.autoencoder import _training_identity
     assert "decay_steps" not in _training_identity(load_config(write_config(tmp_path, image_folder)).data)["dae"]
+
+
+def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image():
+    from dgn.autoencoder import code_thumbnail_side, thumbnail
+
+    flat = np.full((2, 12, 12, 3), (10, 200, 77), dtype="uint8")
+    assert np.array_equal(thumbnail(flat, 3), flat)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (1, 12, 12, 3), dtype="uint8")
+    assert np.array_equal(thumbnail(noise, 12), noise)
+    # the box filter keeps each cell's mean: a 1x1 thumbnail is the image's mean colour
+    assert np.abs(thumbnail(noise, 1)[0].astype(float) - noise[0].mean(axis=(0, 1))).max() <= 0.5
+    small = thumbnail(noise, 4)
+    assert small.shape == noise.shape and small.dtype == np.uint8
+    assert psnr(noise, thumbnail(noise, 6))[0] > psnr(noise, thumbnail(noise, 2))[0]
+    assert [code_thumbnail_side(n) for n in (3200, 800, 200, 1)] == [33, 16, 8, 1]
+
+
+def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(tmp_path, image_folder, capsys):
+    from dgn.autoencoder import thumbnail
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    summary, crops, _ = eval_dae(cfg, str(image_folder), folder=out, limit=5)
+    thumbs = summary["thumbnails"]
+    assert summary["code_size"] == 200 and thumbs["code"]["side"] == 8 and thumbs["code"]["numbers"] == 192
+    assert thumbs["16x16"]["side"] == 16
+    for t in thumbs.values():
+        assert t["psnr"] == pytest.approx(psnr(crops, thumbnail(crops, t["side"]))[0], abs=1e-3)
+    assert thumbs["16x16"]["psnr"] > thumbs["code"]["psnr"]
+    assert main(["eval-dae", write_config(tmp_path, image_folder), "--data", str(image_folder),
+                 "--weights", out, "--limit", "5"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["thumbnails"] == thumbs
+    assert "8x8 thumbnail (192 numbers, code-sized)" in captured.err and "16x16 thumbnail" in captured.err
+
+
+def test_output_norm_and_activation_are_config_fields_that_keep_old_identities(tmp_path, image_folder):
+    from dgn.autoencoder import _training_identity, load_trained
+    from dgn.generator import IMAGE_LAYER
+
+    path = write_config(tmp_path, image_folder)
+    default = _training_identity(load_config(path).data)["dae"]
+    assert "output_norm" not in default and "output_activation" not in default
+    sets = ["dae.output_norm=moving", "dae.output_activation=linear"]
+    cfg = load_config(path, sets)
+    assert _training_identity(cfg.data)["dae"]["output_norm"] == "moving"
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    _, decoder, meta = load_trained(cfg.data, out)
+    assert meta["output_norm"] == "moving" and meta["output_activation"] == "linear"
+    last = decoder.get_layer(IMAGE_LAYER)
+    # moving: the stored statistics are never updated, so the last norm is gamma * x + beta
+    assert last.mode == "moving" and np.allclose(np.asarray(last.moving_mean), 0.0)
+    assert decoder.get_layer("head_conv3").activation.__name__ == "linear"
+    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=4)
+    assert np.isfinite(summary["psnr"])
+    with pytest.raises(DgnError, match="another configuration"):
+        train_dae(load_config(path), out_dir=out, epochs=2, verbose=0)
+
+
+def second_folder(tmp_path, n=6):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "more" / "photos"
+    root.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(smooth_image(rng)).save(root / f"x{i}.jpg")
+    return root
+
+
+def test_data_may_be_a_list_of_folders_relative_to_the_config_and_split_each_alone(tmp_path, image_folder, capsys,
+                                                                                   monkeypatch):
+    from dgn.autoencoder import center_crops
+    from dgn.data import list_and_split, list_images, split
+
+    more = second_folder(tmp_path)
+    path = tmp_path / "dae.yaml"
+    path.write_text(DAE.format(data="[images, more/photos]"))
+    cfg = load_config(str(path))
+    assert cfg["dae"]["data"] == [str(image_folder), str(more)]
+    paths, train, val = list_and_split(cfg["dae"]["data"], None, 0.25)
+    # the first folder's split is what it is alone
+    alone = split(list_images(str(image_folder)), str(image_folder), 0.25)
+    assert [p for p in val if p.startswith(str(image_folder))] == alone[1]
+    assert len(paths) == len(train) + len(val) == len(list_images(str(image_folder))) + 6
+    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    assert f"in {image_folder} + {more}" in capsys.readouterr().out
+    meta = json.load(open(os.path.join(out, "decoder.json")))
+    assert meta["data"] == ["images", "photos"]
+    crops, _ = center_crops(cfg.data, cfg["dae"]["data"], 32, "val")
+    assert len(crops) == len([p for p in val if not p.endswith(("corrupt.jpg", "empty.png"))])
+    # --set gives a list of folders relative to the current folder
+    monkeypatch.chdir(tmp_path)
+    assert load_config(str(path), ["dae.data=[images, more/photos]"])["dae"]["data"] == cfg["dae"]["data"]
+
+
+def test_a_missing_or_empty_folder_in_the_list_is_a_one_line_error(tmp_path, image_folder, capfd):
+    (tmp_path / "empty").mkdir()
+    for other in ("empty", "missing"):
+        path = tmp_path / "dae.yaml"
+        path.write_text(DAE.format(data=f"[images, {other}]"))
+        code = main(["train-dae", str(path), "--out", str(tmp_path / "run")])
+        err = capfd.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and str(tmp_path / other) in err[0]
+    path.write_text(DAE.format(data="[]"))
+    assert main(["train-dae", str(path)]) == 2
+    assert len(capfd.readouterr().err.strip().splitlines()) == 1
