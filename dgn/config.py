@@ -56,7 +56,7 @@ SCHEMA = {
                                  "the tiny built-in model's size (default 32)"),
         "output": Field((str,), None, nullable=True,
                         help="the classifier head (output name) for a model with several outputs"),
-        "custom_code": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str) and v.strip(),
+        "custom_code": Field((list,), None, nullable=True, path=True, item=lambda v: isinstance(v, str) and v.strip(),
                              help="Python files imported before the .keras model is loaded: those that define its "
                                   "custom layers or model class (registered with "
                                   "@keras.saving.register_keras_serializable)"),
@@ -404,8 +404,6 @@ def _apply_set(raw, assignment):
                 value = os.path.abspath(os.path.expanduser(value))  # --set paths are relative to the cwd
             elif schema.path and isinstance(value, list) and all(isinstance(v, str) for v in value):
                 value = [os.path.abspath(os.path.expanduser(v)) for v in value]
-            if path == ["classifier", "custom_code"] and isinstance(value, list):
-                value = [os.path.abspath(os.path.expanduser(v)) if isinstance(v, str) else v for v in value]
             node[part] = value
         else:
             if not isinstance(node.get(part), dict):
@@ -457,10 +455,6 @@ def load_config(path=None, overrides=(), text=None):
     for assignment in overrides:
         _apply_set(raw, assignment)
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-    code = (raw.get("classifier") or {}).get("custom_code") if isinstance(raw.get("classifier"), dict) else None
-    if isinstance(code, list):   # paths in a list: resolved like other paths, against the config's folder
-        raw["classifier"]["custom_code"] = [os.path.normpath(os.path.join(base_dir, os.path.expanduser(c)))
-                                            if isinstance(c, str) else c for c in code]
     data = validate(raw, where, base_dir)
     if not data["name"]:
         data["name"] = os.path.splitext(os.path.basename(path))[0] if path else "config"
