@@ -252,9 +252,7 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     out_dir = out_dir or default_out_dir(cfg)
     stem = slug(os.path.splitext(os.path.basename(image_path))[0], unique=True) + "_dream"
     started = time.time()
-    pixels = photo.astype("float32")
-    if classifier.channels == 1:  # a grayscale model dreams a grayscale photo
-        pixels = pixels @ np.asarray([[0.299], [0.587], [0.114]], dtype="float32")
+    pixels = preprocessing.to_channels(photo, classifier.channels)  # a grayscale model dreams a grayscale photo
     photo_d = preprocessing.from_rgb(pixels, param)
     try:
         image, info = dream_photo(photo_d, run_cfg, objective, features, dcfg["octaves"], dcfg["steps"],

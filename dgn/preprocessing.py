@@ -86,6 +86,17 @@ def valid_range(space, channels=3):
     return np.minimum(low, high).tolist(), np.maximum(low, high).tolist()
 
 
+def to_channels(pixels, channels):
+    """Pixel values (..., 3 or 1), float32, with ``channels`` channels: RGB to grayscale by ITU-R 601 luma
+    (as Pillow's convert("L")), grayscale to RGB by repetition; unchanged when they already match."""
+    x = np.asarray(pixels, dtype="float32")
+    if x.shape[-1] == 3 and channels == 1:
+        return x @ np.asarray([[0.299], [0.587], [0.114]], dtype="float32")
+    if x.shape[-1] == 1 and channels == 3:
+        return np.repeat(x, 3, axis=-1)
+    return x
+
+
 def parameter_space(space):
     """The space image parameterizations (G, pixels, Fourier, DeepDream's steps) work in for D's ``space``:
     ``tf`` (-1..1) for ``unit`` and ``raw``, so their behaviour does not depend on the range D reads;

@@ -123,11 +123,7 @@ class Classifier:
         """8-bit images (N, H, W, 3 or 1; uint8 or float 0..255) -> D's input space, float32; RGB becomes
         grayscale (ITU-R 601 luma, as Pillow's convert("L")) for a 1-channel model and grayscale RGB for a
         3-channel one."""
-        x = np.asarray(pixels, dtype="float32")
-        if x.shape[-1] == 3 and self.channels == 1:
-            x = x @ np.asarray([[0.299], [0.587], [0.114]], dtype="float32")
-        elif x.shape[-1] == 1 and self.channels == 3:
-            x = np.repeat(x, 3, axis=-1)
+        x = preprocessing.to_channels(pixels, self.channels)
         return np.asarray(preprocessing.from_rgb(x, self.preprocessing), dtype="float32")
 
     def predict_logits(self, images, batch_size=16):
