@@ -23,16 +23,17 @@ import keras
 import numpy as np
 
 from dgn import imagenet
-from dgn.config import config_identity
-from dgn.errors import ConfigError, DgnError
-from dgn.generate import default_out_dir, final_snapshots, image_record, input_files, target_stem
-from dgn.objectives import BatchClassObjective, ClassObjective
+from dgn.errors import DgnError
+from dgn import build
+from dgn.generate import default_out_dir, run_info
+from dgn.objectives import BatchChannelObjective, BatchClassObjective, ChannelObjective, ClassObjective
+from dgn.records import image_record, input_files
+from dgn.runs import RUN_FILE, finished, run_identity
 from dgn import outputs
 from dgn.outputs import json_bytes, jsonable, png_bytes
 from dgn.progress import Progress
 
 MANIFEST = "manifest.jsonl"
-RUN_FILE = "run.json"
 TMP_PREFIX = ".tmp-"
 RESERVED = {MANIFEST, RUN_FILE, "report.json", "judge.json"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
@@ -63,10 +64,41 @@ def parse_classes(spec, names, num_classes):
     return sorted(out)
 
 
+SHARD_ENV = (("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),      # a SLURM job array (--array=0-N)
+             ("JOB_COMPLETION_INDEX", "DGN_SHARD_COUNT"),            # a Kubernetes Indexed Job (count passed in)
+             ("DGN_SHARD_INDEX", "DGN_SHARD_COUNT"))                 # anything else
+
+
+def auto_shard(env=None):
+    """(I, N) from a job-array scheduler's environment: SLURM's ``SLURM_ARRAY_TASK_ID`` (less
+    ``SLURM_ARRAY_TASK_MIN`` when the array does not start at 0) and ``SLURM_ARRAY_TASK_COUNT``; a
+    Kubernetes Indexed Job's ``JOB_COMPLETION_INDEX`` with its completions count passed in as
+    ``DGN_SHARD_COUNT``; or ``DGN_SHARD_INDEX`` / ``DGN_SHARD_COUNT``.
+
+    Raises:
+        DgnError: none of them set, or not numbers (one line naming them)."""
+    env = os.environ if env is None else env
+    for index_key, count_key in SHARD_ENV:
+        if env.get(index_key, "").strip() and env.get(count_key, "").strip():
+            try:
+                index, count = int(env[index_key]), int(env[count_key])
+                if index_key == "SLURM_ARRAY_TASK_ID":
+                    index -= int(env.get("SLURM_ARRAY_TASK_MIN", "0") or 0)
+            except ValueError:
+                raise DgnError(f"--shard auto: {index_key}={env[index_key]!r} and {count_key}={env[count_key]!r} "
+                               f"must be integers") from None
+            return parse_shard(f"{index}/{count}")
+    raise DgnError("--shard auto: no shard in the environment; set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
+                   "(a SLURM array), JOB_COMPLETION_INDEX and DGN_SHARD_COUNT (a Kubernetes Indexed Job), or "
+                   "DGN_SHARD_INDEX and DGN_SHARD_COUNT; or give --shard I/N")
+
+
 def parse_shard(text):
-    """``I/N`` (I counts from 0) -> (I, N)."""
+    """``I/N`` (I counts from 0) -> (I, N); ``auto``: :func:`auto_shard`."""
     if text is None:
         return None
+    if str(text).strip().lower() == "auto":
+        return auto_shard()
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not match:
         raise DgnError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
@@ -89,15 +121,6 @@ def shard_of(classes, shard):
 # --- which run a folder holds ----------------------------------------------------------------------
 
 # Sections that do not change a generate-all image (it always runs parameterization kind "generator").
-IGNORED_KEYS = (("name",), ("output", "dir"), ("objective", "targets"), ("dae",), ("dream",), ("pixel",),
-                ("fourier",))
-
-
-def run_identity(data):
-    """The part of a config that decides the images (not its name, output folder or target list)."""
-    return config_identity(data, IGNORED_KEYS)
-
-
 def fingerprint(data):
     text = json.dumps(run_identity(data), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -247,7 +270,8 @@ def _append_line(path, obj):
 
 
 def read_manifest(run_dir):
-    """(entries by class index, whether the file needs rewriting: torn or duplicate lines)."""
+    """(entries by unit key: class index or ``channel:LAYER:C``, whether the file needs rewriting: torn or
+    duplicate lines)."""
     path = os.path.join(run_dir, MANIFEST)
     entries, dirty = {}, False
     try:
@@ -260,8 +284,8 @@ def read_manifest(run_dir):
     for line in raw.splitlines():
         try:
             entry = json.loads(line)
-            index = int(entry["index"])
-        except (ValueError, KeyError, TypeError):
+            index = str(entry["unit"]) if entry.get("unit") else int(entry["index"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             dirty = True
             continue
         if index in entries:
@@ -281,82 +305,113 @@ def _disk_error(exc, path, kept, left):
 # --- finished classes -------------------------------------------------------------------------------
 
 def class_stem(index, names):
-    return target_stem(ClassObjective([(index, 1.0)], names=names), str(index))
+    return ClassObjective([(index, 1.0)], names=names).stem(str(index))
 
 
-def finished_sidecar(run_dir, index, stem, identity, size, files):
-    """The sidecar of a finished class (PNG and JSON present, valid, of this config and of the same
-    weight files: ``files``, ``input_files`` of the config), else None."""
-    side = _read_json(os.path.join(run_dir, stem + ".json"))
-    if not isinstance(side, dict) or side.get("image") != stem + ".png":
-        return None
-    target = side.get("target") or {}
-    if target.get("kind") != "class" or target.get("index") != index:
-        return None
-    if not isinstance(side.get("config"), dict) or run_identity(side["config"]) != identity:
-        return None
-    if side.get("input_files") != files:
-        return None
-    try:
-        from PIL import Image
-        with Image.open(os.path.join(run_dir, stem + ".png")) as img:
-            if img.size != (size, size):
-                return None
-            img.load()  # decodes every byte: a truncated file fails here
-    except Exception:
-        return None
-    return side
+def unit_objective(unit, names):
+    """A unit of a run (a class index, or ("channel", layer, c)) as the objective ``dgn generate`` uses
+    for it (its stem, its described target)."""
+    if isinstance(unit, tuple):
+        return ChannelObjective(unit[1], unit[2])
+    return ClassObjective([(unit, 1.0)], names=names)
 
 
-def manifest_entry(index, stem, side, extra=None):
+def unit_key(unit):
+    """The manifest's key of a unit: the class index, or ``channel:LAYER:C``."""
+    return f"channel:{unit[1]}:{unit[2]}" if isinstance(unit, tuple) else int(unit)
+
+
+def unit_spec(unit):
+    """The target string of a unit (what ``dgn generate --target`` takes)."""
+    return f"channel:{unit[1]}:{unit[2]}" if isinstance(unit, tuple) else unit
+
+
+def finished_sidecar(run_dir, unit, stem, identity, size, files, names=None):
+    """The sidecar of a finished unit (class or channel) in ``run_dir`` (see :func:`dgn.runs.finished`),
+    else None."""
+    return finished(run_dir, stem, unit_objective(unit, names).describe(), identity, files, size=size)
+
+
+def manifest_entry(unit, stem, side, extra=None):
     target = side["target"]
-    return {"index": index, "wnid": target.get("wnid"), "name": target.get("name"), "image": stem + ".png",
+    channel = {"unit": unit_key(unit)} if isinstance(unit, tuple) else {}
+    return {"index": None if channel else unit, **channel, "wnid": target.get("wnid"), "name": target.get("name"),
+            "image": stem + ".png",
             "sidecar": stem + ".json", "prob": side.get("prob"), "rank": side.get("rank"), **(extra or {})}
 
 
 # --- the batched optimization -----------------------------------------------------------------------
 
 class BatchRunner:
-    """Optimizes batches of classes. One batched generator, objective and compiled step per batch
-    size: each new batch resets G's weights and random generators, restarts the optimizer and
-    retargets the objective's mask, then runs the step already compiled (compiling it again for
-    every batch took longer than a batch's 1,200 steps on a GPU)."""
+    """Optimizes batches of classes with the config's parameterization.
+
+    The generator G: one batched generator, objective and compiled step per batch size; each new batch
+    resets G's weights and random generators, restarts the optimizer and retargets the objective's
+    mask, then runs the step already compiled (compiling it again for every batch took longer than a
+    batch's 1,200 steps on a GPU). Pixels and Fourier images: built afresh for every batch, one row per
+    class (their variables are the image itself)."""
 
     def __init__(self, cfg, classifier, stack="copies"):
-        self.cfg, self.classifier, self.stack = cfg, classifier, stack
+        data = cfg.data
+        self.classifier, self.stack = classifier, stack
+        self.parameterization, self.transforms = build.parameterization(data), build.transforms(data)
+        self.optimizer = build.optimizer(data["optimizer"], classifier.input_shape[:2])
+        self.steps, self.snapshots, self.seed = data["steps"], build.snapshots(data), data["seed"]
+        self.activation, self.others = data["objective"]["activation"], data["objective"]["others"]
         self._compiled = {}  # rows -> (batched generator, objective, problem, optimizer, stepper)
 
-    def compiled(self, rows):
-        """Whether a step for batches of ``rows`` classes is already compiled."""
-        return rows in self._compiled
+    def compiled(self, rows, unit=None):
+        """Whether a step for batches of ``rows`` units (like ``unit``) is already compiled."""
+        return ((rows, unit[1]) if isinstance(unit, tuple) else rows) in self._compiled
+
+    def _objective(self, classes):
+        return BatchClassObjective(classes, self.activation, self.others, self.classifier.class_names,
+                                   num_classes=self.classifier.num_classes)
+
+    def _objective_for(self, units):
+        if isinstance(units[0], tuple):
+            layer = units[0][1]
+            return BatchChannelObjective(layer, [u[2] for u in units], self.classifier.layer_channels(layer))
+        return self._objective(units)
 
     def run(self, classes, progress=False, label=None):
+        """(objective, Result, trainable numbers per unit) for one batch of units: class indices, or
+        ("channel", layer, c) of one layer."""
+        from dgn.generator import count_trainable
         from dgn.optimize import optimize
 
-        data = self.cfg.data
+        if self.parameterization.kind != "generator":
+            objective = self._objective_for(classes)
+            model, result = self.parameterization.optimize(
+                self.classifier, objective, self.steps, transforms=self.transforms, optimizer=self.optimizer,
+                seed=self.seed, rows=len(classes), snapshots=self.snapshots, progress=progress, label=label)
+            return objective, result, count_trainable(model) // len(classes)
         rows = len(classes)
-        if rows in self._compiled:
-            batched, objective, problem, optimizer, stepper = self._compiled[rows]
+        key = (rows, classes[0][1]) if isinstance(classes[0], tuple) else rows   # channels: one step per layer
+        if key in self._compiled:
+            batched, objective, problem, optimizer, stepper = self._compiled[key]
             batched.reset()
-            objective.set_classes(classes)
+            if isinstance(classes[0], tuple):
+                objective.set_channels([u[2] for u in classes])
+            else:
+                objective.set_classes(classes)
             stepper.reload()
         else:
-            batched, objective, problem, optimizer, stepper = self._compiled[rows] = self._compile(classes)
-        result = optimize(problem, optimizer, data["steps"], snapshots=final_snapshots(data), progress=progress,
+            batched, objective, problem, optimizer, stepper = self._compiled[key] = self._compile(classes)
+        result = optimize(problem, optimizer, self.steps, snapshots=self.snapshots, progress=progress,
                           label=label, stepper=stepper)
         return objective, result, batched.trainable_per_class
 
     def _compile(self, classes):
         from dgn.batched_generator import build_batched_generator
-        from dgn.optimize import Problem, make_optimizer, make_stepper
+        from dgn.optimize import Problem, make_stepper
 
-        data, obj = self.cfg.data, self.cfg.data["objective"]
-        batched = build_batched_generator(data, self.classifier, len(classes), data["seed"], self.stack)
-        objective = BatchClassObjective(classes, obj["activation"], obj["others"], self.classifier.class_names,
-                                        num_classes=self.classifier.num_classes)
+        batched = build_batched_generator(self.parameterization, self.transforms, self.classifier, len(classes),
+                                          self.seed, self.stack)
+        objective = self._objective_for(classes)
         problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective,
                           distribute_rows(batched.f0))
-        optimizer = make_optimizer(data["optimizer"], self.classifier.input_shape[:2])
+        optimizer = self.optimizer()
         return batched, objective, problem, optimizer, make_stepper(problem, optimizer)
 
 
@@ -366,10 +421,11 @@ def default_batch(trainable="alpha"):
     64 for the pretrained configuration (one decoder, B alpha rows: 1,709 image-steps/s at 64 vs
     1,260 at 16 on an H100 in float32, 3,318 at 64 on an H200 in bfloat16) and 8 when every class
     trains its own generator (B generator copies in one compiled step, whose compile time grows with
-    B: 353 image-steps/s at 8 vs 166 at 1 on the H100; 375 at 16 in bfloat16 on the H200)."""
+    B: 353 image-steps/s at 8 vs 166 at 1 on the H100; 375 at 16 in bfloat16 on the H200). Pixel and
+    Fourier images (``trainable`` "pixel" / "fourier": no G, each row only its own image) as alpha: 64."""
     if not accelerated():
         return 1
-    return 64 if trainable == "alpha" else 8
+    return 64 if trainable in ("alpha", "pixel", "fourier") else 8
 
 
 def accelerated():
@@ -414,10 +470,10 @@ def distribute_rows(f0):
 def evaluate_batch(cfg, classifier, objective, result, count):
     """(PNG pixels, D on the PNG, D on the float image) for the first ``count`` rows of a batch's
     result, D run once over all of them (one call per image cost more than the steps on a GPU)."""
-    from dgn.generate import evaluate, feature_outputs, png_pixels
+    from dgn.records import evaluate, feature_outputs, png_pixels
 
     images = np.asarray(result.images[:count])
-    pixels = [png_pixels(cfg, classifier, image) for image in images]
+    pixels = [png_pixels(classifier, image, cfg.data["output"]["display"]) for image in images]
     outputs = feature_outputs(classifier, objective.layers,
                               np.concatenate([np.stack([saved for _, saved in pixels]), images]))
     evaluated = []
@@ -431,27 +487,57 @@ def evaluate_batch(cfg, classifier, objective, result, count):
 def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds, evaluated):
     """What ``dgn generate`` writes for one image (dgn.generate.image_record), for row k of a batch;
     ``evaluated``: row k of ``evaluate_batch``."""
-    rows, classes = len(objective.row_classes), batch_info.get("size", len(objective.row_classes))
-    stem = class_stem(objective.row_classes[k], classifier.class_names)
-    rgb, sidecar = image_record(cfg, classifier, objective.row(k), result, k, objective.row_classes[k],
-                                per_class, seconds / classes, evaluated=evaluated)
+    units = getattr(objective, "row_classes", None) or getattr(objective, "row_channels")
+    rows, classes = len(units), batch_info.get("size", len(units))
+    row = objective.row(k)
+    spec = units[k] if hasattr(objective, "row_classes") else f"channel:{objective.layer}:{units[k]}"
+    stem = row.stem(str(spec))
+    rgb, sidecar = image_record(run_info(cfg), classifier, row, result, k, spec, per_class, seconds / classes,
+                                evaluated=evaluated)
     sidecar["image"] = stem + ".png"
+    what = "classes" if hasattr(objective, "row_classes") else "channels"
     if rows > classes:
-        sidecar["loss"]["of"] = (f"the batch of {rows} rows (sum): {classes} classes, padded with repeats of the "
+        sidecar["loss"]["of"] = (f"the batch of {rows} rows (sum): {classes} {what}, padded with repeats of the "
                                  f"last to the compiled batch size")
     elif rows > 1:
-        sidecar["loss"]["of"] = f"the batch of {rows} classes (sum)"
+        sidecar["loss"]["of"] = f"the batch of {rows} {what} (sum)"
     sidecar["batch"] = batch_info
     return stem, rgb, sidecar
 
 
 def _batches(items, size):
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    """Batches of at most ``size`` units; channels of different layers never share a batch."""
+    groups = {}
+    for item in items:
+        groups.setdefault(item[1] if isinstance(item, tuple) else None, []).append(item)
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force=False, progress=True,
-                 finish=True, pad=None, judge=None, stack="copies"):
-    """Runs every selected class not yet finished in ``out_dir``; returns a summary dict.
+def select_units(classifier, classes=None, channels=None):
+    """The units a run covers, in order: class indices (``classes``: see :func:`parse_classes`; default all)
+    or, with ``channels`` (a list of ``LAYER[:RANGE]``, :func:`dgn.examples.parse_channels`),
+    ("channel", layer, c) tuples.
+
+    Raises:
+        DgnError: both given, or a bad spec (one line)."""
+    if channels:
+        if classes not in (None, "all"):
+            raise DgnError("give --classes or --channels, not both (a run is of classes or of channels)")
+        from dgn.examples import parse_channels
+
+        units = []
+        for spec in channels:
+            layer, picked = parse_channels(spec, classifier)
+            units += [("channel", layer, c) for c in picked]
+        return list(dict.fromkeys(units))
+    return parse_classes("all" if classes is None else classes, classifier.class_names, classifier.num_classes)
+
+
+def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=False, progress=True,
+                 finish=True, pad=None, judge=None, stack="copies", channels=None):
+    """Runs every selected class (or, with ``channels``, every selected channel: a layer atlas) not yet
+    finished in ``out_dir``; returns a summary dict. With a shard, the sheets, report and gallery are
+    written by the shard that ends last (when every unit of the whole selection is finished).
 
     ``pad``: a last batch smaller than ``batch`` is padded with repeats of its last class to the size
     already compiled, rather than compiling a second step (rows are independent, so the extra rows
@@ -459,28 +545,27 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
     ``judge``: an independent classifier (name, .keras file or YAML config) that also scores every
     image in the final report (loaded first, so a bad name fails before any work). ``stack``: how the
     untrained configuration's B generators run (dgn.batched_generator.build_batched_generator)."""
-    from dgn.classifiers import load_classifier
-
     data = cfg.data
+    kind = build.kind(data)
     if batch is None:
-        batch = default_batch(data["generator"]["trainable"])
+        batch = default_batch(data["generator"]["trainable"] if kind == "generator" else kind)
     if not isinstance(batch, int) or batch < 1:
         raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
-    final_snapshots(data)
+    build.snapshots(data)
+    build.transforms(data)
     from dgn.batched_generator import check_stack
     check_stack(stack)  # before the classifier loads
-    kind = data.get("parameterization", {}).get("kind", "generator")
-    if kind != "generator":
-        raise ConfigError(f"generate-all optimizes the generator G (parameterization.kind: generator), not {kind!r} "
-                          f"images; use dgn generate --target ... for {kind} images")
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     devices = setup_distribution()
-    classifier = load_classifier(data["classifier"], data["precision"])
+    classifier = build.classifier(data)
     if judge is not None and finish:
-        from dgn.compare import load_judge
+        from dgn.judge import load_judge
         judge = load_judge(judge)
-    names, num = classifier.class_names, classifier.num_classes
-    selected = shard_of(parse_classes(classes, names, num), shard)
+    names = classifier.class_names
+    if not channels and classes is None and data["objective"].get("channels"):
+        channels = data["objective"]["channels"]   # the config's atlas
+    everything = select_units(classifier, classes, channels)
+    selected = shard_of(everything, shard)
     run_dir = out_dir or default_out_dir(data)
     try:
         os.makedirs(run_dir, exist_ok=True)
@@ -489,35 +574,42 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
         raise _disk_error(exc, run_dir, 0, len(selected)) from None
     clean_stale_tmp(run_dir)
     identity, size, files = run_identity(data), classifier.input_shape[0], input_files(data)
-    stems = {c: class_stem(c, names) for c in selected}
+    stems = {c: unit_objective(c, names).stem(str(unit_spec(c))) for c in everything}
     done = {}
     for c in selected:
-        side = finished_sidecar(run_dir, c, stems[c], identity, size, files)
+        side = finished_sidecar(run_dir, c, stems[c], identity, size, files, names)
         if side is not None:
             done[c] = side
     _reconcile_manifest(run_dir, done, stems)
     todo = [c for c in selected if c not in done]
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    noun = "channels" if channels else "classes"
     if progress:
-        print(f"generate-all{where}: {len(selected)} classes, {len(done)} already done, {len(todo)} to do, "
+        print(f"generate-all{where}: {len(selected)} {noun}, {len(done)} already done, {len(todo)} to do, "
               f"{min(batch, max(len(todo), 1))} per step" + (f" over {devices} devices" if devices > 1 else "")
               + f", {data['steps']} steps, into {run_dir}", flush=True)
-    bar = Progress(len(todo), unit="class", enabled=progress and bool(todo))
+    bar = Progress(len(todo), unit=noun[:-2] if noun == "classes" else "channel", enabled=progress and bool(todo))
     runner = BatchRunner(cfg, classifier, stack)
     finished = 0
     shard_text = f"{shard[0]}/{shard[1]}" if shard else None
     pad = accelerated() if pad is None else pad
     for number, chunk in enumerate(_batches(todo, batch), start=1):
         started = time.time()
-        label = f"batch {number}: classes {', '.join(map(str, chunk))}" if progress and bar.interactive else None
+        shown = ", ".join(str(c[2]) if isinstance(c, tuple) else str(c) for c in chunk)
+        layer = f" of {chunk[0][1]}" if isinstance(chunk[0], tuple) else ""
+        label = f"batch {number}: {noun} {shown}{layer}" if progress and bar.interactive else None
         rows = list(chunk)
-        if pad and len(chunk) < batch and runner.compiled(batch):
+        if pad and len(chunk) < batch and runner.compiled(batch, chunk[0]):
             rows += [chunk[-1]] * (batch - len(chunk))
         objective, result, per_class = runner.run(rows, progress=bool(label), label=label)
         evaluated = evaluate_batch(cfg, classifier, objective, result, len(chunk))
         seconds = time.time() - started
         for k, c in enumerate(chunk):
-            info = {"size": len(chunk), "row": k, "classes": list(chunk), "shard": shard_text}
+            info = {"size": len(chunk), "row": k, "shard": shard_text}
+            if isinstance(c, tuple):
+                info.update(layer=c[1], channels=[u[2] for u in chunk])
+            else:
+                info["classes"] = list(chunk)
             if len(rows) > len(chunk):
                 info["padded_to"] = len(rows)
             stem, rgb, side = sidecar_for(cfg, classifier, objective, k, result, per_class, info, seconds,
@@ -530,11 +622,24 @@ def generate_all(cfg, classes="all", batch=None, shard=None, out_dir=None, force
             except OSError as exc:
                 raise _disk_error(exc, os.path.join(run_dir, stem), len(done) + finished,
                                   len(todo) - finished) from None
-            if side["relu_trap"] and progress:
-                print(f"warning: {stem}: {side['relu_trap']['warning']}", flush=True)
+            for key in ("relu_trap", "dead_unit"):
+                if side.get(key) and progress:
+                    print(f"warning: {stem}: {side[key]['warning']}", flush=True)
             finished += 1
-            bar.update(finished, prob=float(side["prob"]))
+            if side["prob"] is not None:
+                bar.update(finished, prob=float(side["prob"]))
+            else:
+                bar.update(finished, activation=float(side["activation"]))
     summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished}
+    if finish and shard is not None:
+        left = [c for c in everything if c not in selected
+                and finished_sidecar(run_dir, c, stems[c], identity, size, files, names) is None]
+        if left:
+            finish = False
+            summary["left_in_other_shards"] = len(left)
+            if progress:
+                print(f"shard {shard[0]}/{shard[1]} done; {len(left)} {noun} left to other shards: the last shard "
+                      f"to end writes the sheets, report and gallery", flush=True)
     if finish:
         try:
             summary.update(finish_run(run_dir, progress=progress, judge=judge))

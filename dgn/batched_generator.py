@@ -1,7 +1,7 @@
 """B classes in one optimization step, each getting exactly the image it would get alone.
 
-``dgn generate`` optimizes one class with G built by ``generate.build_generator_for(rows=1,
-seed)``. Here B rows run side by side, and row k reproduces that single run for its class:
+``dgn generate`` optimizes one class with G built by ``dgn.param.Generator.build(rows=1, seed)``
+and its transforms. Here B rows run side by side, and row k reproduces that single run for its class:
 
 - Randomness: a single run draws, per step, one feature-noise sample of shape (1, m) and one
   transform draw (1, 4) from generators seeded by the config's seed. Batched, the same (1, ...)
@@ -27,10 +27,9 @@ import numpy as np
 from keras import ops
 
 from dgn.errors import ConfigError
-from dgn.generate import IMAGE_FLOAT32, build_generator_for
-from dgn.layers import Alpha, CodeShift, FeatureNoise, SquashToRange
+from dgn.layers import Alpha, FeatureNoise
 from dgn.precision import dtype_policy
-from dgn.transforms import RandomAffine
+from dgn.transforms import PadTransform, RandomAffine
 
 
 @keras.saving.register_keras_serializable(package="dgn")
@@ -148,36 +147,6 @@ class BatchedGenerator:
             var.assign(value)
 
 
-def _parts(single):
-    """The single G's pieces in order: noise, alpha, code shift, decoder, squash, float32 cast,
-    transform (None if absent)."""
-    parts = {"noise": None, "alpha": None, "code_shift": None, "decoder": None, "squash": None, "float32": None,
-             "transform": None}
-    for layer in single.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if type(layer) is FeatureNoise:  # exact types: a subclass may draw or transform differently
-            parts["noise"] = layer
-        elif isinstance(layer, Alpha):
-            parts["alpha"] = layer
-        elif isinstance(layer, keras.Model):
-            parts["decoder"] = layer
-        elif isinstance(layer, SquashToRange):
-            parts["squash"] = layer
-        elif isinstance(layer, CodeShift):
-            parts["code_shift"] = layer
-        elif layer.name == IMAGE_FLOAT32:
-            parts["float32"] = layer
-        elif type(layer) is RandomAffine:
-            parts["transform"] = layer
-        else:
-            raise ConfigError(f"generate-all cannot batch a generator with a {type(layer).__name__} layer "
-                              f"({layer.name}); use --batch 1")
-    if parts["alpha"] is None or parts["decoder"] is None:
-        raise ConfigError("generate-all cannot batch this generator (no alpha or decoder); use --batch 1")
-    return parts
-
-
 def _count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
@@ -194,27 +163,34 @@ def check_stack(stack):
         raise ConfigError("--stack vmap needs the JAX backend: run with KERAS_BACKEND=jax, or use --stack copies")
 
 
-def build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
-    """A BatchedGenerator for ``rows`` classes of config dict ``cfg`` (see the module docstring);
-    ``stack``: see :func:`check_stack`."""
+def build_batched_generator(generator, transforms, classifier, rows, seed, stack="copies"):
+    """A BatchedGenerator for ``rows`` classes: ``generator`` a :class:`dgn.param.Generator`,
+    ``transforms`` a :class:`dgn.transforms.Transforms` (see the module docstring); ``stack``: see
+    :func:`check_stack`."""
     check_stack(stack)
-    with dtype_policy(cfg.get("precision", "float32")):
-        return _build_batched_generator(cfg, classifier, rows, seed, stack)
+    with dtype_policy(generator.precision):
+        return _build_batched_generator(generator, transforms, classifier, rows, seed, stack)
 
 
-def _build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
-    gen = cfg["generator"]
-    single, f0 = build_generator_for(cfg, classifier, rows=1, seed=seed)
+def _single(generator, transforms, classifier, seed):
+    """The single G with its transforms (what ``dgn generate`` optimizes) and its Built (f0, parts)."""
+    built = generator.build(classifier, 1, seed)
+    return transforms.wrap(built.model, classifier.preprocessing, seed), built
+
+
+def _build_batched_generator(generator, transforms, classifier, rows, seed, stack="copies"):
+    single, built = _single(generator, transforms, classifier, seed)
+    f0 = built.f0
     per_class = _count(single.trainable_weights)
     if rows == 1:
         return BatchedGenerator(single, f0, per_class)
     for key in ("norm", "output_norm"):
-        if gen[key] == "batch":
+        if getattr(generator, key) == "batch":
             raise ConfigError(f"generator.{key}: batch normalizes over the whole batch, so batched classes "
                               f"would change each other's images; use --batch 1 or generator.{key}: image")
     f0 = np.repeat(f0, rows, axis=0)
-    if gen["trainable"] == "alpha":
-        parts = _parts(single)
+    if generator.trainable == "alpha":
+        parts = built.parts  # the single G's layers by role, as Generator.build made them
         inputs = keras.Input((f0.shape[1],), name="f0")
         x = inputs
         noise = parts["noise"]
@@ -225,10 +201,14 @@ def _build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
                       regularizer=alpha1.regularizer, name="alpha")
         x = alpha(x)
         alpha.alpha.assign(np.repeat(np.asarray(alpha1.alpha.numpy()), rows, axis=0))
-        for shared in ("code_shift", "decoder", "squash", "float32"):  # the single G's own layers
+        for shared in ("code_shift", "decoder", "float32"):  # the single G's own layers
             if parts[shared] is not None:
                 x = parts[shared](x)
-        t = parts["transform"]
+        height, width, channels = single.output.shape[1:]
+        t = transforms.layer(height, width, channels, classifier.preprocessing, seed)
+        if isinstance(t, PadTransform):
+            raise ConfigError("generate-all cannot batch the generator with parameterization.pad (each row would "
+                              "need its own padded draw); use --batch 1 or pad: 0")
         if t is not None:
             x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, samples=t.samples, name="transform",
                              dtype="float32")(x)
@@ -238,8 +218,7 @@ def _build_batched_generator(cfg, classifier, rows, seed, stack="copies"):
         model = keras.Model(inputs, VmappedGenerators(single, rows, name="generators")(inputs),
                             name="generator_vmap")
     else:
-        generators = [single] + [build_generator_for(cfg, classifier, rows=1, seed=seed)[0]
-                                 for _ in range(rows - 1)]
+        generators = [single] + [_single(generator, transforms, classifier, seed)[0] for _ in range(rows - 1)]
         for other in generators[1:]:  # same seed, same build: assert the copies really are equal
             for a, b in zip(single.variables, other.variables):
                 if not np.array_equal(np.asarray(a.numpy()), np.asarray(b.numpy())):

@@ -1,18 +1,9 @@
 """The ``dgn`` command line. Every user error ends with one line on stderr and exit code 2."""
 
-import argparse
 import os
 import sys
 
-SET_HELP = "override a config value, e.g. steps=100 or generator.noise=none; repeatable"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the rest of dgn's error style: one line (naming where the usage is), exit 2."""
-
-    def error(self, message):
-        print(f"dgn: error: {message} (usage: {self.prog} -h)", file=sys.stderr)
-        raise SystemExit(2)
+from dgn.cli_common import Parser, config_overrides, out_option, quiet_option, run_options, set_option
 
 
 def _quiet_backend():
@@ -33,22 +24,12 @@ def _quiet_backend():
         os.close(saved)
 
 
-def config_overrides(args):
-    """``--set`` assignments plus the ``--steps`` / ``--seed`` shortcuts of a command."""
-    overrides = list(args.set or [])
-    if getattr(args, "steps", None) is not None:
-        overrides.append(f"steps={args.steps}")
-    if getattr(args, "seed", None) is not None:
-        overrides.append(f"seed={args.seed}")
-    return overrides
-
-
 def cmd_generate(args):
     from dgn.config import load_config
     from dgn.generate import describe_result, generate
 
     cfg = load_config(args.config, config_overrides(args))
-    results = generate(cfg, targets=args.target, out_dir=args.out, progress=not args.quiet)
+    results = generate(cfg, targets=args.target, out_dir=args.out, progress=not args.quiet, force=args.force)
     for path, sidecar in results:
         print(describe_result(path, sidecar))
     return 0
@@ -90,7 +71,7 @@ def describe_classifier(classifier):
 
 def describe_parameterization(cfg, classifier):
     """The line about the image parameterization a config builds on this classifier (``dgn info``)."""
-    from dgn.generate import build_generator_for
+    from dgn.build import build_generator_for
     from dgn.generator import count_trainable
 
     kind = cfg["parameterization"]["kind"]
@@ -200,32 +181,29 @@ def cmd_classify(args):
 
 
 def build_parser():
-    parser = _Parser(prog="dgn", description="Generate the images a trained classifier prefers "
+    parser = Parser(prog="dgn", description="Generate the images a trained classifier prefers "
                                              "(Despraz et al. 2017).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     from dgn import __version__
     parser.add_argument("--version", action="version", version=f"dgn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    p = sub.add_parser("generate", help="one image per target, with a JSON sidecar")
+    p = sub.add_parser("generate", help="one image per target, with a JSON sidecar",
+                       parents=[run_options(), out_option(), set_option(), quiet_option()])
     p.add_argument("config", help="YAML experiment config, e.g. configs/quickstart.yaml")
     p.add_argument("--target", action="append", metavar="T",
                    help="class (index, wnid or name), 'a+b', channel:LAYER:C or neuron:LAYER:C:Y:X; repeatable")
-    p.add_argument("--steps", type=int, help="optimization steps (overrides the config)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="if --out holds another config's generate-all run, write there anyway")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("train-dae", help="train the denoising autoencoder (resumes from its checkpoint)")
+    p = sub.add_parser("train-dae", help="train the denoising autoencoder (resumes from its checkpoint)",
+                       parents=[out_option("training folder (overrides dae.out)"), set_option(),
+                                quiet_option("one line per epoch instead of a progress bar")])
     p.add_argument("config", help="e.g. configs/dae-dogs.yaml")
     p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
-    p.add_argument("--out", metavar="DIR", help="training folder (overrides dae.out)")
     p.add_argument("--epochs", type=int, help="total epochs (overrides dae.epochs)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop after the first epoch that ends past this many minutes (resume later)")
     p.set_defaults(func=cmd_train_dae)
@@ -236,7 +214,7 @@ def build_parser():
     p.add_argument("--encoder-dtype", choices=("float16", "float32"), default="float16")
     p.set_defaults(func=cmd_export_dae)
 
-    p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON")
+    p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON", parents=[set_option()])
     p.add_argument("config")
     p.add_argument("--data", metavar="DIR", required=True)
     p.add_argument("--weights", metavar="DIR", help="trained autoencoder folder (default dae.out)")
@@ -244,19 +222,17 @@ def build_parser():
     p.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="val / train: only the images train-dae held out / trained on (its split of DIR)")
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_eval_dae)
 
     p = sub.add_parser("code-stats", help="mean and spread of the encoder's codes of the training photos "
-                                          "(code_stats.npz, for generator.code_stats)")
+                                          "(code_stats.npz, for generator.code_stats)", parents=[set_option()])
     p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
     p.add_argument("--weights", metavar="DIR", required=True, help="trained autoencoder folder; the file goes there")
     p.add_argument("--data", metavar="DIR", help="image folder (default dae.data; its training split is used)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N training photos")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_code_stats)
 
-    p = sub.add_parser("classify", help="top-K classes of image files under a classifier")
+    p = sub.add_parser("classify", help="top-K classes of image files under a classifier", parents=[set_option()])
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--config", help="take the classifier from this config")
     p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
@@ -266,15 +242,13 @@ def build_parser():
                    help="how a photo is brought to the classifier's input size (an image already at that size "
                         "is used as is): auto = the ImageNet 256/224 crop for 1000-class 224x224 classifiers, "
                         "else center (scale to cover, centre window)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_classify)
 
     from dgn import cli_baselines, cli_batch
     cli_batch.add_commands(sub)
     cli_baselines.add_commands(sub)
-    p = sub.add_parser("info", help="list the classifier's layers and classes")
+    p = sub.add_parser("info", help="list the classifier's layers and classes", parents=[set_option()])
     p.add_argument("config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -2,7 +2,7 @@
 
 import os
 
-from dgn.cli import SET_HELP
+from dgn.cli_common import config_overrides, out_option, quiet_option, set_option
 
 
 def cmd_dream(args):
@@ -13,9 +13,8 @@ def cmd_dream(args):
     if not os.path.isfile(args.image):
         raise DgnError(f"cannot read image {args.image!r}: file not found" if not os.path.isdir(args.image)
                        else f"cannot read image {args.image!r}: is a directory")
-    overrides = list(args.set or [])
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+    # --steps here is dream.steps (per octave), not the config's steps: only --set and --seed override
+    overrides = list(args.set or []) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = load_config(args.config, overrides)
     path, sidecar = run_dream(cfg, args.image, layers=args.layers, octaves=args.octaves, steps=args.steps,
                               zoom_frames=args.zoom_frames, gif=True if args.gif else None, out_dir=args.out,
@@ -34,10 +33,7 @@ def cmd_compare(args):
     from dgn.compare import compare, describe
     from dgn.config import load_config
 
-    overrides = list(args.set or [])
-    if args.steps is not None:
-        overrides.append(f"steps={args.steps}")
-    configs = [load_config(path, overrides) for path in args.configs]
+    configs = [load_config(path, config_overrides(args)) for path in args.configs]
     out = args.out or os.path.join("runs", "compare")
     summary = compare(configs, targets=args.target, out_dir=out, judge=args.judge, progress=not args.quiet)
     print(f"{os.path.join(out, 'compare.png')}: {len(summary['methods'])} methods x {len(summary['targets'])} targets"
@@ -48,7 +44,8 @@ def cmd_compare(args):
 
 
 def add_commands(sub):
-    p = sub.add_parser("dream", help="DeepDream a photo (octaves, optional zoom loop and GIF)")
+    p = sub.add_parser("dream", help="DeepDream a photo (octaves, optional zoom loop and GIF)",
+                       parents=[out_option(), set_option(), quiet_option()])
     p.add_argument("config", help="e.g. configs/dream-efficientnet-lite0.yaml")
     p.add_argument("--image", required=True, metavar="PATH", help="the photo (any size and mode)")
     p.add_argument("--layers", nargs="+", metavar="NAME[:W]", help="layers to amplify (overrides dream.layers)")
@@ -56,13 +53,11 @@ def add_commands(sub):
     p.add_argument("--steps", type=int, metavar="N", help="steps per octave (overrides dream.steps)")
     p.add_argument("--zoom-frames", type=int, metavar="N", help="zoom loop: N more frames (overrides dream.zoom_frames)")
     p.add_argument("--gif", action="store_true", help="also write the zoom frames as an animated GIF")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<config name>/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.set_defaults(func=cmd_dream)
 
-    p = sub.add_parser("compare", help="one sheet row per method (config) for a list of targets")
+    p = sub.add_parser("compare", help="one sheet row per method (config) for a list of targets",
+                       parents=[set_option("override a value in every config; repeatable"), quiet_option()])
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="one config per method, e.g. configs/pixel-*.yaml")
     p.add_argument("--target", action="append", metavar="T", help="a column; repeatable (default: the first "
                                                                    "config's objective.targets)")
@@ -72,6 +67,4 @@ def add_commands(sub):
                                                     "in an objective)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare/); images already made there "
                    "by the same config are reused, so an interrupted or extended compare resumes")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value in every config")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compare)

@@ -103,6 +103,9 @@ SCHEMA = {
     "objective": {
         "targets": Field((list,), None, nullable=True, item=lambda v: isinstance(v, (str, int)),
                          help="class index/wnid/name, 'a+b' compounds, channel:LAYER:C, neuron:LAYER:C:Y:X"),
+        "channels": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str) and v.strip(),
+                          help="a layer atlas for generate-all (when no --classes / --channels is given): LAYER "
+                               "(every channel), LAYER:A:B, LAYER:C or LAYER:1,5,9"),
         "activation": Field((str,), "logsoftmax", choices=("relu", "logit", "logsoftmax"),
                             help="target term: relu of the logit (paper), raw logit, or log-probability"),
         "others": Field((int, float), 0.0, minimum=0,

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 from PIL import Image
 
-from dgn import preprocessing
+from dgn import build, preprocessing
 from dgn.classifiers.analysis import trace_any_size
 from dgn.layers import InputSpace
 from dgn.errors import DgnError
@@ -31,7 +31,7 @@ from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.objectives import Objective
 from dgn.optimize import Problem, optimize
 from dgn.outputs import slug, write_atomic, write_json, write_png
-from dgn.parameterizations import PixelImage, add_transform, pixel_values, resize_images
+from dgn.parameterizations import PixelImage, pixel_values, resize_images
 
 
 class LayerNormObjective(Objective):
@@ -156,7 +156,7 @@ def dream_array(base, cfg, objective, features, octaves, steps, progress=True, l
         image = PixelImage(1, size[0], size[1], init=src, channels=channels, name="pixels")(inputs)
         if InputSpace.needed(space):
             image = InputSpace(space, name="input_space")(image)
-        model = add_transform(keras.Model(inputs, image, name="dream"), cfg, space, cfg["seed"])
+        model = build.transforms(cfg).wrap(keras.Model(inputs, image, name="dream"), space, cfg["seed"])
         text = f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}"
         result = optimize(Problem(model, features, objective, np.ones((1, 1), "float32")),
                           NormalizedGradient(dcfg["learning_rate"]), steps, progress=progress, label=text)
@@ -210,7 +210,7 @@ def _evaluate(classifier, objective, image):
     """What D says of an image of any size in its parameter space: brought to D's input size as
     ``dgn classify`` does (:func:`dgn.classify.fit_mode`)."""
     from dgn.classify import fit_mode
-    from dgn.generate import evaluate
+    from dgn.records import evaluate
     pixels = preprocessing.to_uint8(image, preprocessing.parameter_space(classifier.preprocessing))
     rgb = pixels if pixels.shape[-1] == 3 else np.repeat(pixels, 3, axis=-1)
     rgb = fit_to_input(rgb, classifier.input_shape[:2], fit_mode(classifier))
@@ -222,7 +222,8 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     """Dreams a photo; writes ``<stem>_dream.png`` and ``.json`` (the fields of ``dgn generate``), and
     with zoom frames ``<stem>_frames/frame_NNNN.png`` (+ ``<stem>_zoom.gif``). Returns (png, sidecar)."""
     from dgn.classifiers import load_classifier
-    from dgn.generate import default_out_dir, sidecar_fields
+    from dgn.generate import default_out_dir
+    from dgn.records import RunInfo, sidecar_fields
 
     data = cfg.data
     dcfg = dict(data["dream"])
@@ -274,12 +275,13 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
                    f"up to {info['work_size'][0]}x{info['work_size'][1]}"
                    + (", detail upscaled onto the full photo" if info["work_size"] != list(photo.shape[:2]) else "")
                    + "; the PNG is D's input space undone, clipped; D's numbers are of its evaluation crop")
-    sidecar = sidecar_fields(cfg, objective, "dream:" + ",".join(dcfg["layers"]), on_png, on_raw,
+    run = RunInfo(steps=total_steps, seed=data["seed"], kind="dream", config={k: v for k, v in run_cfg.items()
+                                                                              if k != "_space"}, config_file=cfg.path)
+    sidecar = sidecar_fields(run, objective, "dream:" + ",".join(dcfg["layers"]), on_png, on_raw,
                              steps=total_steps, trainable=int(np.prod(info["work_size"])) * 3,
-                             losses=info["losses"], activations=info["values"], kind="dream",
+                             losses=info["losses"], activations=info["values"],
                              final_image=final_image, seconds=None,
-                             seconds_per_step=info["seconds"] / max(1, total_steps),
-                             config={k: v for k, v in run_cfg.items() if k != "_space"})
+                             seconds_per_step=info["seconds"] / max(1, total_steps))
     sidecar.update({
         "image": os.path.basename(png_path),
         "source_image": os.path.abspath(image_path),

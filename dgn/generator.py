@@ -69,15 +69,15 @@ def _conv(filters, kernel, padding, name, activation="relu", upsample=1):
     return Conv2D(filters, kernel, padding=padding, activation=activation, upsample=upsample, name=name)
 
 
-def architecture(gen, height, width):
-    """G's (seed_shape, blocks, crop size or None) for a config's ``generator:`` section and D's input size:
-    both keys null (the default) sizes G to D (:func:`sized_architecture`); otherwise the given values,
+def architecture(seed_shape, blocks, height, width):
+    """G's (seed_shape, blocks, crop size or None) for the given seed shape and blocks and D's input size:
+    both None (the default) sizes G to D (:func:`sized_architecture`); otherwise the given values,
     the missing one from the paper's G. Raises ValueError when a given G does not make height x width."""
-    if gen.get("seed_shape") is None and gen.get("blocks") is None:
+    if seed_shape is None and blocks is None:
         seed_shape, blocks, out = sized_architecture(height, width)
         return seed_shape, blocks, (None if out == (height, width) else (height, width))
-    seed_shape = list(gen.get("seed_shape") or [5, 5, PAPER_SEED_CHANNELS])
-    blocks = [list(b) for b in (gen.get("blocks") or PAPER_BLOCKS)]
+    seed_shape = list(seed_shape or [5, 5, PAPER_SEED_CHANNELS])
+    blocks = [list(b) for b in (blocks or PAPER_BLOCKS)]
     out = output_hw(seed_shape, blocks)
     if min(out) < 1:
         raise ValueError(f"generator.seed_shape {seed_shape} is too small for generator.blocks (no image comes out); "
@@ -128,22 +128,32 @@ def build_decoder(seed_shape, blocks, head="image", norm="image", output_activat
 
 def build_generator(seed_shape, blocks, head="image", norm="image", rows=1, noise="additive",
                     noise_stddev=2.0, alpha_init="glorot_uniform", alpha_activation="linear",
-                    alpha_l2=0.0, image_gamma_l1=0.0, seed=0, decoder=None, code_stats=None, name="generator"):
+                    alpha_l2=0.0, image_gamma_l1=0.0, seed=0, decoder=None, code_stats=None, name="generator",
+                    parts=None):
     """G: f0 (rows, m) -> image (rows, H, W, 3). ``rows`` images are optimized side by side.
     ``code_stats`` (mean, std), each (m,): the scaled vector is taken as z in ``mean + std * z``
-    (:class:`dgn.layers.CodeShift`) before the decoder."""
+    (:class:`dgn.layers.CodeShift`) before the decoder. ``parts``: a dict that receives the layers
+    in order, ``noise``, ``alpha``, ``code_shift`` (None where absent) and ``decoder`` (what
+    :mod:`dgn.batched_generator` reassembles for B rows)."""
     m = math.prod(seed_shape)
     f0 = keras.Input((m,), name="f0")
     x = f0
+    layers = {"noise": None, "alpha": None, "code_shift": None, "decoder": None}
     if noise != "none":
-        x = FeatureNoise(noise, noise_stddev, seed=seed, name="noise")(x)
-    x = Alpha(rows, alpha_init, None if alpha_activation == "linear" else alpha_activation,
-              regularizer=keras.regularizers.L2(alpha_l2) if alpha_l2 else None, name="alpha")(x)
+        layers["noise"] = FeatureNoise(noise, noise_stddev, seed=seed, name="noise")
+        x = layers["noise"](x)
+    layers["alpha"] = Alpha(rows, alpha_init, None if alpha_activation == "linear" else alpha_activation,
+                            regularizer=keras.regularizers.L2(alpha_l2) if alpha_l2 else None, name="alpha")
+    x = layers["alpha"](x)
     if code_stats is not None:
-        x = CodeShift(*code_stats, name="code_shift")(x)
+        layers["code_shift"] = CodeShift(*code_stats, name="code_shift")
+        x = layers["code_shift"](x)
     if decoder is None:
         decoder = build_decoder(seed_shape, blocks, head, norm, image_gamma_l1=image_gamma_l1)
+    layers["decoder"] = decoder
     image = decoder(x)
+    if parts is not None:
+        parts.update(layers)
     return keras.Model(f0, image, name=name)
 
 

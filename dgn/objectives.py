@@ -29,7 +29,23 @@ class Objective:
         return ops.zeros_like(self.value(outputs)) > 1.0
 
     def describe(self):
+        """The target as a JSON-able dict with ``kind`` (class, classes, channel, neuron, sum, ...)."""
         raise NotImplementedError
+
+    @property
+    def label(self):
+        """A short name: the class name (or index), classes joined by '+', ``layer:channel``,
+        ``layer:channel@y,x`` (:func:`target_label`)."""
+        return target_label(self.describe())
+
+    def stem(self, spec=None):
+        """The file stem of its image (:func:`target_stem`; ``spec``: the target string, for compounds)."""
+        return target_stem(self.describe(), spec)
+
+    @property
+    def class_indices(self):
+        """The classes it involves (:func:`target_classes`)."""
+        return target_classes(self.describe())
 
     def __add__(self, other):
         return SumObjective([self, other])
@@ -44,6 +60,51 @@ class Objective:
 
     def __neg__(self):
         return ScaledObjective(self, -1.0)
+
+
+def target_label(target, numbered=False):
+    """A short name for a described target (``Objective.describe()``, a sidecar's ``target``): the class
+    name (or index; ``numbered``: "207 golden retriever"), classes joined by '+', ``layer:channel`` or
+    ``layer:channel@y,x``; else its ``spec`` or kind."""
+    kind = target.get("kind")
+    if kind == "class":
+        name = (target.get("name") or "").replace("_", " ") if numbered else target.get("name")
+        return f"{target['index']} {name}".strip() if numbered else (name or str(target["index"]))
+    if kind == "classes":
+        return "+".join(c.get("name") or str(c["index"]) for c in target["classes"])
+    if kind == "channel":
+        return f"{target['layer']}:{target['channel']}"
+    if kind == "neuron":
+        return f"{target['layer']}:{target['channel']}@{target['y']},{target['x']}"
+    return str(target.get("spec", kind))
+
+
+def target_stem(target, spec=None):
+    """The file stem of a described target's image: ``0207_golden_retriever``, ``channel_LAYER_C``,
+    ``neuron_LAYER_C_Y_X``, else the target string ``spec`` made safe (with a hash where changed)."""
+    from dgn.outputs import slug
+
+    kind = target.get("kind")
+    if kind == "class":
+        return slug(f"{target['index']:04d}_{target['name']}" if target.get("name") else f"{target['index']:04d}")
+    if kind == "channel":
+        return slug(f"channel_{target['layer']}_{target['channel']}")
+    if kind == "neuron":
+        return slug(f"neuron_{target['layer']}_{target['channel']}_{target['y']}_{target['x']}")
+    text = spec if spec is not None else target_label(target)
+    return slug(str(text).replace("*", "x").replace(" ", "_").replace(":", "-"), unique=True)
+
+
+def target_classes(target):
+    """The class indices a described target involves (in order; [] for channels and neurons)."""
+    kind = target.get("kind")
+    if kind == "class":
+        return [target["index"]]
+    if kind == "classes":
+        return [c["index"] for c in target["classes"]]
+    if kind == "sum":
+        return [i for t in target["terms"] for i in target_classes(t)]
+    return []
 
 
 class SumObjective(Objective):
@@ -301,3 +362,60 @@ class BatchClassObjective(ClassObjective):
 
     def describe(self):
         return {"kind": "class_batch", "classes": [imagenet.class_info(c, self.names) for c in self.row_classes]}
+
+
+class BatchChannelObjective(Objective):
+    """One channel of one layer per image of a batch: row k maximizes the mean activation of channel
+    ``channels[k]`` of ``layer`` (``dgn generate-all --channels``).
+
+    Row k's value is the layer's per-channel spatial means times a one-hot mask, summed: the mean
+    ChannelObjective(layer, channels[k]) computes, with the same gradient, so B channels optimized side
+    by side get the gradients each would get alone. Shapes: (rows,). The mask is a Keras variable, so one
+    compiled step serves batch after batch (``set_channels``)."""
+
+    def __init__(self, layer, channels, num_channels):
+        import numpy as np
+
+        self.layer, self.layers = layer, (layer,)
+        self.row_channels = [int(c) for c in channels]
+        self._np = np
+        self.mask_variable = keras.Variable(self._mask_values(int(num_channels)), trainable=False, dtype="float32",
+                                            name="channel_mask")
+        self.variables = (self.mask_variable,)
+
+    def _mask_values(self, num_channels):
+        mask = self._np.zeros((len(self.row_channels), num_channels), dtype="float32")
+        mask[self._np.arange(len(self.row_channels)), self.row_channels] = 1.0
+        return mask
+
+    def set_channels(self, channels):
+        """Row k now maximizes ``channels[k]``; the number of rows stays (it is the compiled shape)."""
+        if len(channels) != len(self.row_channels):
+            raise ValueError(f"set_channels needs {len(self.row_channels)} channels")
+        self.row_channels = [int(c) for c in channels]
+        self.mask_variable.assign(self._mask_values(int(self.mask_variable.shape[-1])))
+
+    def _means(self, outputs):
+        act = outputs[self.layer]
+        axes = list(range(1, len(act.shape) - 1))
+        return ops.mean(act, axis=axes) if axes else act
+
+    def value(self, outputs):
+        means = self._means(outputs)
+        return ops.sum(means * ops.cast(self.mask_variable.value, means.dtype), axis=-1)
+
+    def loss(self, outputs):
+        return -self.value(outputs)
+
+    def dead(self, outputs):
+        act = ops.abs(outputs[self.layer])
+        axes = list(range(1, len(act.shape) - 1))
+        peak = ops.max(act, axis=axes) if axes else act
+        return ops.sum(peak * ops.cast(self.mask_variable.value, peak.dtype), axis=-1) <= 0.0
+
+    def row(self, k):
+        """Row k's target alone: the ChannelObjective ``dgn generate`` would use."""
+        return ChannelObjective(self.layer, self.row_channels[k])
+
+    def describe(self):
+        return {"kind": "channel_batch", "layer": self.layer, "channels": list(self.row_channels)}

@@ -6,13 +6,12 @@ training mode), outputs = D(image) (inference mode), loss = sum of the objective
 (for each image the mean over the transformed copies D saw of it, see ``transform.samples``) + G's
 regularization losses, one optimizer update.
 
-Non-gradient per-step operations (periodic blur, clipping of small pixel values or contributions)
-plug in through an optional hook, ``Problem.after_step(step, stepper)``, called after each update.
-The hook reads and writes the trainable variables' values through the stepper
-(``stepper.variables``, ``get_values()``, ``set_values(values)``) and, when the hook has
-``needs_grads = True``, reads the step's gradients (``stepper.gradients()``). A parameterization
-model may carry its hook as the attribute ``dgn_after_step``; ``Problem`` picks it up. Without a hook
-the compiled step is exactly the one above.
+Everything else a run does between steps is a callback (:mod:`dgn.callbacks`): the progress bar,
+the median of the last renders, early stopping, and the non-gradient operations of a
+parameterization (periodic blur, clipping of small pixel values or contributions), which read and
+write the trainable variables' values through the stepper (``stepper.variables``, ``get_values()``,
+``set_values(values)``) and, with ``needs_grads = True``, read the step's gradients
+(``stepper.gradients()``). Without such a callback the compiled step is exactly the one above.
 """
 
 import time
@@ -22,33 +21,46 @@ import keras
 import numpy as np
 from keras import ops
 
+from dgn.callbacks import ProgressBar, Snapshots
 from dgn.errors import DgnError
-from dgn.progress import Progress
 
 
 @dataclass
 class Problem:
-    """What one run optimizes: G (f0 -> image), D's feature model, the objective and f0."""
+    """What one run optimizes: G (f0 -> image), D's feature model, the objective and f0, and the
+    parameterization's own callbacks (:mod:`dgn.callbacks`; e.g. pixel ascent's blur and clipping),
+    which the compiled step is built for (gradients kept if one has ``needs_grads``)."""
 
     generator: keras.Model
     features: keras.Model
     objective: object
     f0: np.ndarray
-    after_step: object = None   # optional hook(step, stepper), run after each update (see the module doc)
+    callbacks: list = field(default_factory=list)
 
-    def __post_init__(self):
-        if self.after_step is None:
-            self.after_step = getattr(self.generator, "dgn_after_step", None)
+    @property
+    def needs_grads(self):
+        return any(getattr(cb, "needs_grads", False) for cb in self.callbacks)
+
+
+@dataclass
+class Run:
+    """One call of :func:`optimize`, as callbacks see it: set ``stop`` to end it after a step."""
+
+    steps: int
+    rows: int
+    label: str = None
+    stop: bool = False
 
 
 @dataclass
 class Result:
-    images: np.ndarray              # (rows, H, W, 3) in D's input space: the final images
+    images: np.ndarray              # (rows, H, W, C) in D's input space: the final images
     losses: list = field(default_factory=list)
     values: list = field(default_factory=list)       # per step, per image: target activation
     dead_steps: np.ndarray = None   # per image: steps whose target term had no gradient
     dead_at_start: np.ndarray = None
     seconds: float = 0.0
+    steps: int = 0                  # steps run (fewer than asked when a callback stopped the run)
 
 
 def objective_terms(objective, outputs, rows):
@@ -105,7 +117,7 @@ class _TensorFlowStepper:
         optimizer.build(variables)
         self._optimizer, self._opt_initial = optimizer, [np.array(v.numpy()) for v in optimizer.variables]
         self.variables, self._grads = variables, None
-        self._need_grads = need_grads = bool(getattr(problem.after_step, "needs_grads", False))
+        self._need_grads = need_grads = problem.needs_grads
 
         @tf.function(jit_compile=False, reduce_retracing=True)
         def step():
@@ -167,7 +179,7 @@ class _JaxStepper:
         optimizer.build(gen.trainable_variables)
         self._gen, self._optimizer = gen, optimizer
         self.variables, self._grads = gen.trainable_variables, None
-        self._need_grads = need_grads = bool(getattr(problem.after_step, "needs_grads", False))
+        self._need_grads = need_grads = problem.needs_grads
         self._f0 = jax.numpy.asarray(problem.f0)
         self._feat_state = ([v.value for v in feats.trainable_variables],
                             [v.value for v in feats.non_trainable_variables])
@@ -259,24 +271,27 @@ def make_stepper(problem, optimizer):
     raise DgnError(f"the {backend} backend is not supported; set KERAS_BACKEND=tensorflow (default) or jax")
 
 
-def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, stepper=None):
-    """Runs ``steps`` updates; the final images are the last render or the per-pixel median of the
-    renders after each of the last ``snapshots`` steps. Renders use the same G statistics as the
-    optimization (see GeneratorNorm) with the feature noise off. ``stepper``: one made by
-    ``make_stepper`` for this problem and optimizer, reloaded (``stepper.reload()``) since its last
-    run, to reuse its compiled step."""
+def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, stepper=None, callbacks=()):
+    """Runs ``steps`` updates; the final images are the last render or, with ``snapshots`` > 1, the
+    per-pixel median of the renders after each of the last ``snapshots`` steps (:class:`Snapshots`).
+    Renders use the same G statistics as the optimization (see GeneratorNorm) with the feature noise
+    off. ``callbacks``: the user's (:mod:`dgn.callbacks`), run after the problem's own each step.
+    ``stepper``: one made by ``make_stepper`` for this problem and optimizer, reloaded
+    (``stepper.reload()``) since its last run, to reuse its compiled step.
+
+    Raises:
+        DgnError: the loss became NaN or infinite (one line: lower the learning rate)."""
     stepper = stepper or make_stepper(problem, optimizer)
-    bar = Progress(steps, "step", label, enabled=progress)
-    result = Result(images=None)
     rows = problem.f0.shape[0]
+    run = Run(steps=steps, rows=rows, label=label)
+    everyone = list(problem.callbacks) + list(callbacks) + [Snapshots(snapshots), ProgressBar(label, progress)]
+    result = Result(images=None)
     dead_steps = np.zeros(rows, dtype=int)
-    kept = []
-    hook = problem.after_step
+    for cb in everyone:
+        cb.on_run_begin(run)
     start = time.perf_counter()
     for i in range(steps):
         loss, value, dead = stepper.step()
-        if hook is not None:
-            hook(i, stepper)
         if i == 0:
             result.dead_at_start = np.asarray(dead, dtype=bool)
         dead_steps += np.asarray(dead, dtype=int)
@@ -284,11 +299,16 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, 
         result.values.append(np.asarray(value, dtype=float).tolist())
         if not np.isfinite(loss):
             raise DgnError(f"the loss became {float(loss)} at step {i + 1}; lower optimizer.learning_rate")
-        if snapshots > 1 and i >= steps - snapshots:
-            kept.append(stepper.render())
-        bar.update(i + 1, loss=float(loss), activation=float(np.mean(value)))
+        logs = {"loss": loss, "value": value, "dead": dead}
+        for cb in everyone:
+            cb.on_step_end(i, logs, stepper)
+        result.steps = i + 1
+        if run.stop:
+            break
     result.seconds = time.perf_counter() - start
     stepper.sync()
-    result.images = np.median(np.stack(kept), axis=0) if kept else stepper.render()
+    result.images = stepper.render()
     result.dead_steps = dead_steps
+    for cb in everyone:
+        cb.on_run_end(run, result)
     return result

@@ -4,7 +4,8 @@ Each is a Keras model mapping a constant input f0 (rows, 1) to images (rows, H, 
 space, like G, so the one loop (:func:`dgn.optimize.optimize`) optimizes it and every objective
 applies. Differentiable regularizers are layer losses (``add_loss``); the non-gradient per-step
 operations of pixel ascent (periodic blur, clipping of small pixels / small contributions, clipping
-to D's valid range) are a :class:`PixelHook` run after each update through ``Problem.after_step``.
+to D's valid range) are a :class:`PixelHook`, a callback of the loop (:mod:`dgn.callbacks`). The
+objects that build these into models, and the registry, are in :mod:`dgn.param`.
 
 - ``pixel`` (Simonyan et al. 2013; Yosinski et al. 2015): one variable per pixel, started at zero
   (D's input-space origin: the ImageNet mean or mid-grey) or small noise; L2 decay, total
@@ -23,10 +24,7 @@ import numpy as np
 from keras import ops
 
 from dgn import preprocessing
-from dgn.errors import ConfigError
-from dgn.layers import InputSpace
-from dgn.optimize import Problem, Result, make_optimizer, optimize
-from dgn.transforms import RandomAffine
+from dgn.callbacks import Callback
 
 # lucid.optvis.param.color: square root of the ImageNet colour covariance (from its SVD).
 COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02],
@@ -45,13 +43,6 @@ def pixel_unit(space, channels=3):
 def grey(space, channels=3):
     """Mid-grey (pixel value 127.5) in the space ``space``, per channel."""
     return np.asarray(preprocessing.from_rgb(np.full(channels, 127.5, dtype="float32"), space), dtype="float32")
-
-
-def scaled_pixels(pixels, height, width):
-    """A length in pixels given for 224 x 224 images, for D's height x width (at least 1 where it was)."""
-    if not pixels:
-        return 0
-    return max(1, int(round(pixels * min(height, width) / 224.0)))
 
 
 @keras.saving.register_keras_serializable(package="dgn")
@@ -196,64 +187,6 @@ class Resize(keras.layers.Layer):
         return {**super().get_config(), "height": self.height, "width": self.width}
 
 
-@keras.saving.register_keras_serializable(package="dgn")
-class PadTransform(keras.layers.Layer):
-    """While optimizing only: pad with a constant (mid-grey) by ``pad`` pixels, apply the random
-    jitter / scale / rotation, resize back to the input's size. lucid pads and feeds the larger image
-    to a size-agnostic network; D has a fixed input size, so the padded image is shrunk back: D sees
-    the whole image, slightly smaller, at a random place on a grey background."""
-
-    def __init__(self, pad, fill, jitter=0, scale=(1.0, 1.0), rotate=0.0, seed=None, samples=1, **kwargs):
-        super().__init__(**kwargs)
-        self.pad, self.fill = int(pad), [float(v) for v in fill]
-        self.affine = RandomAffine(jitter, scale, rotate, seed=seed, samples=samples, name="affine")
-
-    def build(self, input_shape):
-        self.built = True
-
-    def call(self, images, training=False):
-        if not training or self.pad <= 0 and not self.affine.active:
-            return images
-        height, width = images.shape[1], images.shape[2]
-        fill = ops.convert_to_tensor(self.fill, dtype=images.dtype)
-        p = self.pad
-        x = ops.pad(images - fill, [[0, 0], [p, p], [p, p], [0, 0]]) + fill
-        x = self.affine(x, training=True)
-        return ops.image.resize(x, (height, width), interpolation="bilinear")
-
-    def compute_output_shape(self, input_shape):
-        return self.affine.compute_output_shape(input_shape)
-
-    def get_config(self):
-        a = self.affine
-        return {**super().get_config(), "pad": self.pad, "fill": self.fill, "jitter": a.jitter,
-                "scale": list(a.scale), "rotate": a.rotate, "seed": a.seed, "samples": a.samples}
-
-
-def add_transform(model, cfg, space, seed):
-    """Wraps any parameterization (G too) with the config's transformation robustness
-    (``transform:`` and ``parameterization.pad``), applied between the image and D while optimizing
-    only; renders are untransformed. ``transform.jitter`` and ``parameterization.pad`` are pixels at
-    224 x 224, scaled with the image's size. Returns ``model`` itself when all are off."""
-    tcfg = cfg["transform"]
-    height, width, channels = model.output.shape[1:]
-    jitter = scaled_pixels(tcfg["jitter"], height, width)
-    pad = scaled_pixels(cfg.get("parameterization", {}).get("pad", 0), height, width)
-    if pad:
-        layer = PadTransform(pad, grey(space, channels), jitter, tcfg["scale"], tcfg["rotate"], seed=seed + 1,
-                             samples=tcfg["samples"], name="transform", dtype="float32")
-    else:  # float32 under a mixed precision too (and TensorFlow has no bfloat16 gradient for the warp)
-        layer = RandomAffine(jitter, tcfg["scale"], tcfg["rotate"], seed=seed + 1,
-                             samples=tcfg["samples"], name="transform", dtype="float32")
-        if not layer.active:
-            return model
-    wrapped = keras.Model(model.input, layer(model.output), name=model.name)
-    hook = getattr(model, "dgn_after_step", None)
-    if hook is not None:
-        wrapped.dgn_after_step = hook
-    return wrapped
-
-
 # ---------------------------------------------------------------- non-gradient per-step operations
 
 def gaussian_kernel(sigma):
@@ -290,20 +223,26 @@ def zero_below_percentile(images, scores, percentile):
     return x
 
 
-class PixelHook:
-    """Yosinski et al.'s non-gradient regularizers, applied after each update to the pixel variable:
-    Gaussian blur every ``blur_every`` steps, zeroing of pixels with a small norm, zeroing of pixels
-    with a small contribution |sum_c x * dA/dx| (the gradient of this step), clipping to D's range."""
+class PixelHook(Callback):
+    """Yosinski et al.'s non-gradient regularizers, applied after each update to the pixel variable of
+    ``layer`` (a :class:`PixelImage`): Gaussian blur every ``blur_every`` steps (``blur_sigma``
+    pixels), zeroing of pixels whose norm is below the ``clip_value_percentile`` percentile, zeroing of
+    pixels whose contribution |sum_c x * dA/dx| (this step's gradient) is below the
+    ``clip_contribution_percentile`` percentile, clipping to ``low``..``high`` (D's valid range)."""
 
-    def __init__(self, layer, pcfg, low, high):
+    def __init__(self, layer, low, high, blur_every=0, blur_sigma=0.5, clip_value_percentile=0.0,
+                 clip_contribution_percentile=0.0, clip_range=True):
         self.layer = layer
-        self.blur_every, self.blur_sigma = pcfg["blur_every"], pcfg["blur_sigma"]
-        self.value_pct = pcfg["clip_value_percentile"]
-        self.contribution_pct = pcfg["clip_contribution_percentile"]
+        self.blur_every, self.blur_sigma = blur_every, blur_sigma
+        self.value_pct = clip_value_percentile
+        self.contribution_pct = clip_contribution_percentile
         self.low, self.high = (np.asarray(v, dtype="float32") for v in (low, high))
-        self.clip_range = pcfg["clip_range"]
+        self.clip_range = clip_range
         self.needs_grads = self.contribution_pct > 0
         self._index = None
+
+    def on_step_end(self, step, logs, stepper):
+        self(step, stepper)
 
     @property
     def active(self):
@@ -334,58 +273,7 @@ class PixelHook:
         stepper.set_values(new)
 
 
-# ---------------------------------------------------------------- building and running
-
-def _input_size(classifier):
-    shape = classifier.input_shape
-    if shape[0] is None or shape[1] is None:
-        raise ConfigError(f"classifier {classifier.name} has no fixed input size; pixel and fourier images "
-                          f"need one (use a classifier built for a fixed size)")
-    return int(shape[0]), int(shape[1])
-
-
-def build_parameterization(cfg, classifier, rows=1, seed=0, size=None, init=None):
-    """(model, f0) for ``parameterization.kind`` pixel or fourier: f0 (rows, 1) -> images (rows, H, W, 3)
-    in D's input space at D's input size. ``size`` (h, w): optimize the image at another size (an
-    octave), resized to D's size inside the model; ``init``: start pixels (D's space) instead of
-    ``pixel.init``."""
-    kind = cfg["parameterization"]["kind"]
-    space = classifier.preprocessing
-    param = preprocessing.parameter_space(space)   # -1..1 for unit and raw: the same steps whatever D's range
-    height, width = _input_size(classifier)
-    channels = classifier.channels
-    h, w = size or (height, width)
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((1,), name="f0")
-    hook = None
-    if kind == "pixel":
-        pcfg = cfg["pixel"]
-        if init is None and pcfg["init"] == "noise" and pcfg["init_stddev"] > 0:
-            rng = np.random.default_rng(seed)
-            init = rng.normal(0.0, 1.0, (rows, h, w, channels)).astype("float32") * pcfg["init_stddev"] * \
-                pixel_unit(param, channels)
-        layer = PixelImage(rows, h, w, init=init, l2=pcfg["l2"], tv=pcfg["tv"], tv_beta=pcfg["tv_beta"],
-                           channels=channels, name="pixels")
-        image = layer(inputs)
-        low, high = preprocessing.valid_range(param, channels)
-        hook = PixelHook(layer, pcfg, low, high)
-        hook = hook if hook.active else None
-    elif kind == "fourier":
-        fcfg = cfg["fourier"]
-        image = FourierImage(rows, h, w, param, fcfg["init_stddev"], fcfg["decay_power"], fcfg["decorrelate"],
-                             seed=seed, channels=channels, name="fourier")(inputs)
-    else:
-        raise ConfigError(f"parameterization.kind {kind!r}: valid here: pixel, fourier")
-    if (h, w) != (height, width):
-        image = Resize(height, width, name="to_input_size")(image)
-    if InputSpace.needed(space):
-        image = InputSpace(space, name="input_space")(image)
-    model = keras.Model(inputs, image, name=kind)
-    if hook is not None:
-        model.dgn_after_step = hook
-    model = add_transform(model, cfg, space, seed)
-    return model, np.ones((rows, 1), dtype="float32")
-
+# ---------------------------------------------------------------- octaves
 
 def octave_sizes(height, width, octaves, scale):
     """Sizes from the smallest octave to D's size: (height, width) / scale^k, k = octaves-1 .. 0."""
@@ -408,38 +296,3 @@ def pixel_values(model):
         if isinstance(layer, PixelImage):
             return np.asarray(layer.pixels)
     raise ValueError("not a pixel model")
-
-
-def optimize_parameterization(cfg, classifier, objective, steps, snapshots=1, progress=True, label=None,
-                              rows=1, seed=None, features=None):
-    """Runs a pixel or fourier parameterization (with the pixel octaves, if any): successive
-    :func:`dgn.optimize.optimize` calls at growing sizes, each octave started from the previous
-    one's pixels upscaled. ``steps`` are shared out among the octaves; median snapshots are of the
-    last one. Returns (last model, merged Result)."""
-    kind = cfg["parameterization"]["kind"]
-    seed = cfg["seed"] if seed is None else seed
-    octaves = cfg["pixel"]["octaves"] if kind == "pixel" else 1
-    if steps < octaves:
-        raise ConfigError(f"steps ({steps}) is less than pixel.octaves ({octaves}); give at least one step "
-                          f"per octave")
-    height, width = _input_size(classifier)
-    sizes = octave_sizes(height, width, octaves, cfg["pixel"]["octave_scale"])
-    counts = [steps // octaves + (1 if k < steps % octaves else 0) for k in range(octaves)][::-1]
-    features = features or classifier.features(objective.layers)
-    merged, init, model = Result(images=None, dead_steps=np.zeros(rows, dtype=int)), None, None
-    for k, (size, count) in enumerate(zip(sizes, counts)):
-        model, f0 = build_parameterization(cfg, classifier, rows, seed, size=size, init=init)
-        last = k == octaves - 1
-        text = label if octaves == 1 else f"{label or kind}, octave {k + 1}/{octaves} at {size[0]}x{size[1]}"
-        result = optimize(Problem(model, features, objective, f0), make_optimizer(cfg["optimizer"], (height, width)), count,
-                          snapshots=snapshots if last else 1, progress=progress, label=text)
-        if k == 0:
-            merged.dead_at_start = result.dead_at_start
-        merged.losses += result.losses
-        merged.values += result.values
-        merged.dead_steps = merged.dead_steps + result.dead_steps
-        merged.seconds += result.seconds
-        merged.images = result.images
-        if not last:
-            init = resize_images(pixel_values(model), sizes[k + 1])
-    return model, merged

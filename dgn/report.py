@@ -12,6 +12,7 @@ import json
 import os
 
 from dgn.errors import DgnError
+from dgn.objectives import target_label
 
 REPORT = "report.json"
 JUDGE = "judge.json"
@@ -52,14 +53,9 @@ def load_entries(run_dir):
 
 
 def _label(target, side):
-    kind = target.get("kind")
-    if kind == "class":
-        return f"{target['index']} {(target.get('name') or '').replace('_', ' ')}".strip()
-    if kind == "channel":
-        return f"{target['layer']}:{target['channel']}"
-    if kind == "neuron":
-        return f"{target['layer']}:{target['channel']}@{target['y']},{target['x']}"
-    return str(side.get("target_spec") or kind)
+    if target.get("kind") in ("class", "channel", "neuron"):
+        return target_label(target, numbered=True)
+    return str(side.get("target_spec") or target.get("kind"))
 
 
 def _short(e):
@@ -157,7 +153,7 @@ def judge_run(run_dir, judge, entries=None, progress=True):
     classifier already loaded."""
     from PIL import Image
 
-    from dgn.compare import judge_image, load_judge
+    from dgn.judge import judge_image, load_judge
     from dgn.outputs import write_json
     from dgn.progress import Progress
 

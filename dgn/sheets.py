@@ -124,6 +124,25 @@ def contact_sheets(run_dir, out_dir=None, per_sheet=100, columns=10):
         path = os.path.join(out_dir, f"sheet_{first:04d}-{first + per_sheet - 1:04d}.png")
         write_atomic(path, png_bytes(sheet))
         paths.append(path)
+    layers = {}
+    for e in others if not classes else ():   # a layer atlas (no classes): sheets per layer, by channel
+        target = e["side"].get("target") or {}
+        if target.get("kind") == "channel":
+            layers.setdefault(target["layer"], []).append((int(target["channel"]), e))
+    if layers:
+        others = [e for e in others if (e["side"].get("target") or {}).get("kind") != "channel"]
+    from dgn.outputs import slug
+
+    for layer, items in layers.items():
+        items.sort(key=lambda item: item[0])
+        for start in range(0, len(items), per_sheet):
+            chunk = items[start:start + per_sheet]
+            sheet = labelled_sheet(run_dir, [e for _, e in chunk], size, min(columns, len(chunk)), len(chunk),
+                                   [f"{layer}:{c}" if start == 0 and k == 0 else str(c)
+                                    for k, (c, _) in enumerate(chunk)])
+            path = os.path.join(out_dir, f"sheet_{slug(layer)}_{chunk[0][0]:04d}-{chunk[-1][0]:04d}.png")
+            write_atomic(path, png_bytes(sheet))
+            paths.append(path)
     for n, start in enumerate(range(0, len(others), per_sheet), start=1):
         chunk = others[start:start + per_sheet]
         sheet = labelled_sheet(run_dir, chunk, size, min(columns, len(chunk)), len(chunk))

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from dgn.classifiers import load_classifier  # noqa: E402
 from dgn.config import load_config  # noqa: E402
-from dgn.generate import build_generator_for  # noqa: E402
+from dgn.build import build_generator_for, make_optimizer  # noqa: E402
 from dgn.objectives import parse_target  # noqa: E402
-from dgn.optimize import Problem, make_optimizer, make_stepper  # noqa: E402
+from dgn.optimize import Problem, make_stepper  # noqa: E402
 
 UNTRAINED = """
 classifier: {model: vgg16, weights: none, class_index: none}

@@ -44,7 +44,9 @@ from dgn.batched_generator import build_batched_generator  # noqa: E402
 from dgn.classifiers import load_classifier  # noqa: E402
 from dgn.config import load_config  # noqa: E402
 from dgn.objectives import BatchClassObjective  # noqa: E402
-from dgn.optimize import Problem, make_optimizer, make_stepper  # noqa: E402
+from dgn import build  # noqa: E402
+from dgn.build import make_optimizer  # noqa: E402
+from dgn.optimize import Problem, make_stepper  # noqa: E402
 
 # The two configurations of the paper (speed only: random weights; the decoder is not trained).
 CONFIGURATIONS = {
@@ -99,7 +101,8 @@ def backend_description():
 
 
 def steady(cfg, classifier, rows, steps, stack="copies"):
-    batched = build_batched_generator(cfg.data, classifier, rows, cfg["seed"], stack)
+    batched = build_batched_generator(build.parameterization(cfg.data), build.transforms(cfg.data), classifier, rows,
+                                      cfg["seed"], stack)
     objective = BatchClassObjective(list(range(rows)), "relu", 0.01)
     stepper = make_stepper(Problem(batched.model, classifier.optimizing.features(()), objective, batched.f0),
                            make_optimizer(cfg["optimizer"]))

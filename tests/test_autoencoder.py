@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -330,7 +331,7 @@ def test_shipped_decoder_fits_the_pretrained_configuration():
     EfficientNet-Lite0's input space, 3,200 trainable weights, a 224x224 image in D's input range."""
     from dgn.autoencoder import load_trained
     from dgn.classifiers import load_classifier
-    from dgn.generate import build_generator_for
+    from dgn.build import build_generator_for
 
     root = os.path.join(os.path.dirname(__file__), "..")
     cfg = load_config(os.path.join(root, "configs", "pretrained-efficientnet-lite0.yaml"))
@@ -354,7 +355,8 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
     from dgn.autoencoder import load_trained
     from dgn.classifiers import load_classifier
     from dgn.data import list_images, load_images, split
-    from dgn.generate import build_generator_for, generate
+    from dgn.build import build_generator_for
+    from dgn.generate import generate
     from dgn.generator import build_decoder
     from dgn.images import center_crop
 
@@ -412,7 +414,7 @@ def test_shipped_code_stats_fit_the_decoder_prior_configuration():
     """configs/decoder-prior-efficientnet-lite0.yaml builds with the committed code_stats.npz: 3,200
     trainable weights, and at z = 0 it draws the decoder's image of the mean code."""
     from dgn.classifiers import load_classifier
-    from dgn.generate import build_generator_for
+    from dgn.build import build_generator_for
 
     root = os.path.join(os.path.dirname(__file__), "..")
     cfg = load_config(os.path.join(root, "configs", "decoder-prior-efficientnet-lite0.yaml"))
@@ -423,9 +425,9 @@ def test_shipped_code_stats_fit_the_decoder_prior_configuration():
 
 
 def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, image_folder):
-    from dgn.autoencoder import WarmupCosineDecay, make_dae_optimizer
+    from dgn.autoencoder import learning_rate_schedule, make_dae_optimizer
 
-    schedule = WarmupCosineDecay(0.01, 4)
+    schedule = learning_rate_schedule(0.01, 4)
     assert [round(float(schedule(s)), 6) for s in range(6)] == [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
     optimizer = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 4})
     assert float(optimizer.learning_rate) == pytest.approx(0.0025)  # at its first update
@@ -439,12 +441,14 @@ def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, 
 
 
 def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_path, image_folder):
-    from dgn.autoencoder import WarmupCosineDecay, make_dae_optimizer
+    from dgn.autoencoder import learning_rate_schedule, make_dae_optimizer
 
-    # 2 warm-up updates, then half a cosine over 4: 0.01 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, then 0
-    schedule = WarmupCosineDecay(0.01, 2, 4)
-    expected = [0.005, 0.01] + [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)] + [0.0]
+    # 2 warm-up updates (the second at the full rate), then half a cosine over 4 (Keras's CosineDecay):
+    # 0.01 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, then 0
+    schedule = learning_rate_schedule(0.01, 2, 4)
+    expected = [0.005] + [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)] + [0.0, 0.0]
     assert [float(schedule(s)) for s in range(8)] == pytest.approx(expected, abs=1e-7)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     no_warmup = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 0,
                                     "decay_steps": 10})
     assert float(no_warmup.learning_rate) == pytest.approx(0.01)  # the first update at the full rate

@@ -101,7 +101,8 @@ def test_batched_matches_alone(tiny_config, tmp_path, mode, samples):
 def test_batch_evaluation_matches_one_image_at_a_time(tiny_config, tmp_path):
     """The sidecars' numbers come from one D call per batch; they equal D's on each PNG alone."""
     from dgn.classifiers import load_classifier
-    from dgn.generate import evaluate, preprocessing
+    from dgn import preprocessing
+    from dgn.records import evaluate
     from dgn.objectives import ClassObjective
 
     cfg = load_config(tiny_config(), ["steps=3"])
@@ -290,7 +291,7 @@ def test_jax_two_devices_data_parallel_matches_alone(tiny_config, tmp_path):
 def test_feature_outputs_in_chunks_of_one_shape(tiny_config):
     """D runs on the batch in equal chunks (the last padded, the padding dropped): same outputs."""
     from dgn.classifiers import load_classifier
-    from dgn.generate import feature_outputs
+    from dgn.records import feature_outputs
 
     classifier = load_classifier(load_config(tiny_config())["classifier"])
     images = np.random.default_rng(0).uniform(-1, 1, (11, 32, 32, 3)).astype("float32")

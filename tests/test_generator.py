@@ -121,10 +121,10 @@ def test_g_is_sized_to_any_input_and_the_paper_g_at_224():
         seed, blocks, out = sized_architecture(height, width)
         assert output_hw(seed, blocks) == out and out[0] >= height and out[1] >= width
         assert blocks == PAPER_BLOCKS[-len(blocks):]
-        _, _, crop = architecture({"seed_shape": None, "blocks": None}, height, width)
+        _, _, crop = architecture(None, None, height, width)
         assert crop == (None if out == (height, width) else (height, width))
     with pytest.raises(ValueError, match="remove generator.seed_shape"):
-        architecture({"seed_shape": [5, 5, 128], "blocks": None}, 64, 64)
+        architecture([5, 5, 128], None, 64, 64)
     g = build_decoder(*sized_architecture(40, 48)[:2], channels=1, space="raw", size=(40, 48), squash=True)
     image = np.asarray(g(np.random.default_rng(0).normal(size=(2, g.input_shape[-1])).astype("float32")))
     assert image.shape == (2, 40, 48, 1) and image.min() >= 0.0 and image.max() <= 255.0
@@ -132,7 +132,7 @@ def test_g_is_sized_to_any_input_and_the_paper_g_at_224():
 
 def test_defaults_scale_with_the_image_size():
     from dgn.optimize import auto_learning_rate
-    from dgn.parameterizations import scaled_pixels
+    from dgn.transforms import scaled_pixels
     assert auto_learning_rate((224, 224)) == 0.002 and auto_learning_rate((32, 48)) == 0.01
     assert auto_learning_rate((112, 300)) == pytest.approx(0.004)
     assert scaled_pixels(8, 224, 224) == 8 and scaled_pixels(8, 32, 32) == 1 and scaled_pixels(0, 32, 32) == 0

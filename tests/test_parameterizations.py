@@ -10,12 +10,15 @@ import pytest
 from dgn.classifiers import load_classifier
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.generate import build_generator_for, generate
+from dgn import build
+from dgn.build import build_generator_for, make_optimizer
+from dgn.callbacks import LambdaCallback
+from dgn.generate import generate
 from dgn.objectives import parse_target
-from dgn.optimize import Problem, make_optimizer, optimize
-from dgn.parameterizations import (FourierImage, PadTransform, build_parameterization, gaussian_blur,
-                                   inverse_rfft2_bases, optimize_parameterization, total_variation,
+from dgn.optimize import Problem, optimize
+from dgn.parameterizations import (FourierImage, gaussian_blur, inverse_rfft2_bases, total_variation,
                                    zero_below_percentile)
+from dgn.transforms import PadTransform
 
 BASE = """
 classifier: {model: tiny, weights: none, class_index: none}
@@ -37,7 +40,9 @@ def _setup(*overrides, text=BASE):
 
 def _run(*overrides, text=BASE):
     cfg, classifier, objective = _setup(*overrides, text=text)
-    model, result = optimize_parameterization(cfg.data, classifier, objective, cfg["steps"], progress=False)
+    model, result = build.parameterization(cfg.data).optimize(
+        classifier, objective, cfg["steps"], transforms=build.transforms(cfg.data),
+        optimizer=build.optimizer(cfg["optimizer"]), seed=cfg["seed"])
     return model, result, classifier
 
 
@@ -92,7 +97,7 @@ def test_contribution_clipping_uses_the_steps_gradient():
 
 def test_l2_and_tv_are_layer_losses_with_the_documented_values():
     cfg, classifier, _ = _setup("pixel.l2=0.3", "pixel.tv=0.2", "pixel.init_stddev=30")
-    model, f0 = build_parameterization(cfg.data, classifier, rows=2, seed=0)
+    model, f0 = build_generator_for(cfg.data, classifier, rows=2, seed=0)
     image = np.asarray(model(f0, training=True))
     assert image.shape == (2, 32, 32, 3)
     expected = 0.5 * 0.3 * np.sum(image.astype("float64") ** 2) + 0.2 * float(total_variation(image))
@@ -112,7 +117,7 @@ def test_l2_decay_and_tv_shrink_the_image_and_its_variation():
 
 def test_clip_range_keeps_the_image_valid_and_zero_init_starts_flat():
     cfg, classifier, _ = _setup("pixel.init=zeros")
-    model, f0 = build_parameterization(cfg.data, classifier)
+    model, f0 = build_generator_for(cfg.data, classifier)
     assert np.all(np.asarray(model(f0)) == 0)
     _, result, _ = _run("optimizer.learning_rate=50")
     assert result.images.min() >= -1.0 - 1e-6 and result.images.max() <= 1.0 + 1e-6   # tf space
@@ -157,7 +162,8 @@ def test_transforms_wrap_every_parameterization_including_g():
     cfg = load_config(text=BASE, overrides=["transform.jitter=2"])
     model, _ = build_generator_for(cfg.data, load_classifier(cfg["classifier"]))
     assert model.get_layer("transform").__class__.__name__ == "RandomAffine"
-    assert model.dgn_after_step is not None      # the pixel hook survives the wrapping
+    built = build.parameterization(cfg.data).build(load_classifier(cfg["classifier"]))
+    assert built.callbacks      # the pixel hook is the parameterization's callback, not a model attribute
 
 
 def test_transform_samples_shows_d_copies_and_the_objective_is_their_mean(capsys, tmp_path):
@@ -206,18 +212,16 @@ def test_after_step_hook_reads_gradients_and_writes_values():
     model, f0 = build_generator_for(data, classifier)
     seen = []
 
-    class Hook:
-        needs_grads = True
+    def hook(step, logs, stepper):
+        grads = stepper.gradients()
+        values = stepper.get_values()
+        assert [g.shape for g in grads] == [v.shape for v in values]
+        seen.append(step)
+        if step == 2:  # zero the first trainable variable
+            stepper.set_values([np.zeros_like(values[0])] + [None] * (len(values) - 1))
 
-        def __call__(self, step, stepper):
-            grads = stepper.gradients()
-            values = stepper.get_values()
-            assert [g.shape for g in grads] == [v.shape for v in values]
-            seen.append(step)
-            if step == 2:  # zero the first trainable variable
-                stepper.set_values([np.zeros_like(values[0])] + [None] * (len(values) - 1))
-
-    problem = Problem(model, classifier.features(objective.layers), objective, f0, after_step=Hook())
+    problem = Problem(model, classifier.features(objective.layers), objective, f0,
+                      callbacks=[LambdaCallback(on_step_end=hook, needs_grads=True)])
     optimize(problem, make_optimizer(cfg["optimizer"]), 3, progress=False)
     assert seen == [0, 1, 2]
     assert np.all(np.asarray(model.trainable_variables[0]) == 0)

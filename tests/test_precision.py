@@ -12,7 +12,8 @@ from PIL import Image
 from dgn.classifiers import load_classifier
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.generate import build_generator_for, generate
+from dgn.build import build_generator_for
+from dgn.generate import generate
 from dgn.objectives import parse_target
 
 TRANSFORMS = "transform: {jitter: 2, scale: [0.9, 1.1], rotate: 5}\n"

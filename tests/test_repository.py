@@ -30,3 +30,55 @@ def test_no_jpeg_in_the_project():
     assert "README.md" in files  # the listing found the project
     photos = [f for f in files if f.lower().endswith(PHOTO_EXTENSIONS)]
     assert photos == [], f"JPEG files in the project (photos stay in ../shared): {photos}"
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's Python block, run as a user would (in a fresh folder), with 2 steps instead of 300."""
+    import re as _re
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    blocks = _re.findall(r"```python\n(.*?)```", text, flags=_re.S)
+    assert len(blocks) == 1, "one Python example in the README"
+    code = blocks[0].replace("steps=300", "steps=2")
+    assert "steps=2" in code
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    for stem in ("golden_retriever", "block4a_12"):
+        assert os.path.isfile(tmp_path / "runs" / "python" / f"{stem}.png")
+        assert os.path.isfile(tmp_path / "runs" / "python" / f"{stem}.json")
+
+
+def test_no_import_cycles_between_dgn_modules():
+    """Module-level and function-level imports alike: the commands sit on the library, not beside it."""
+    import ast
+
+    mods = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, "dgn")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                mods[module[:-9] if module.endswith(".__init__") else module] = path
+    graph = {m: set() for m in mods}
+    for module, path in mods.items():
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dgn"):
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            graph[module] |= {t for t in targets if t in mods and t not in (module, "dgn")}
+
+    def reaches(start, goal, seen):
+        for nxt in graph[start]:
+            if nxt == goal:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                if reaches(nxt, goal, seen):
+                    return True
+        return False
+
+    cycles = sorted(m for m in graph if reaches(m, m, set()))
+    assert not cycles, f"modules on an import cycle: {cycles}"

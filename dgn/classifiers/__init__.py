@@ -265,3 +265,45 @@ def _load_classifier(cfg):
                             input_size=_input_size(cfg) if dynamic else None)
     classifier.class_names = imagenet.load_class_index(cfg.get("class_index", "auto"), classifier.num_classes)
     return classifier
+
+
+def load_classifier_named(model, weights="imagenet", preprocessing=None, class_index="auto", input_size=None,
+                          output=None, custom_code=None, num_classes=10, precision="float32"):
+    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, vgg16, tiny) or a ``.keras`` path,
+    with the meanings of the config's ``classifier:`` keys (``weights``: imagenet, none or a file;
+    ``preprocessing``: caffe, tf, unit or raw, required for a .keras file; ``class_index``: auto, none or a
+    class names file; ``input_size``: (H, W) or one number for a model whose input size is dynamic).
+
+    Raises:
+        DgnError: an unknown name, a missing or unreadable file, a model dgn cannot read (one line)."""
+    if not isinstance(model, str) or not (model in BUILTIN or model.endswith(".keras")):
+        raise DgnError(f"classifier {model!r}: give one of {', '.join(BUILTIN)} or a .keras file")
+    if model.endswith(".keras") and not os.path.isfile(model):
+        raise DgnError(f"classifier file not found: {model}")
+    section = {"model": model, "weights": weights or "none", "preprocessing": preprocessing,
+               "class_index": class_index or "none", "input_size": list(input_size) if isinstance(input_size, tuple)
+               else input_size, "output": output, "custom_code": custom_code, "num_classes": num_classes}
+    return load_classifier(section, precision)
+
+
+def classifier(model, preprocessing, class_names=None, name=None, output=None, input_size=None):
+    """A :class:`Classifier` for a ``keras.Model`` in memory. ``preprocessing``: the input space it was
+    trained on: ``tf`` (-1..1), ``caffe`` (BGR minus the ImageNet mean), ``unit`` (0..1), ``raw`` (0..255).
+    ``class_names``: a list of names (index order), or None. ``output``: the head's output name for a
+    model with several outputs; ``input_size``: (H, W) for a model with a dynamic input size.
+
+    Raises:
+        DgnError: an unknown preprocessing, class names that do not match the classes, a model dgn
+            cannot read (see :func:`~dgn.classifiers.analysis.analyse`)."""
+    if preprocessing not in ("caffe", "tf", "unit", "raw"):
+        raise DgnError(f"preprocessing {preprocessing!r}: give caffe, tf, unit or raw")
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    clf = Classifier(model=model, name=name or model.name, preprocessing=preprocessing, output=output,
+                     input_size=tuple(input_size) if input_size else None)
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if len(names) != clf.num_classes:
+            raise DgnError(f"class_names has {len(names)} names but the model has {clf.num_classes} classes")
+        clf.class_names = [(None, n) for n in names]
+    return clf

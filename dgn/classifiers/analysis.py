@@ -152,6 +152,7 @@ class Analysis:
     tensors: dict = field(default_factory=dict)   # path -> output tensor
     layer_types: dict = field(default_factory=dict)
     heads: list = field(default_factory=list)
+    producers: dict = field(default_factory=dict)  # id(tensor) -> (layer, call args): the graph, for geometry
 
     @property
     def channels(self):
@@ -413,4 +414,4 @@ def analyse(model, name="classifier", output=None, input_size=None):
     head = Head(name=head_name, kind=kind, num_classes=classes, note=note)
     tensors = {path: tracer.pre_activation.get(id(t), t) for path, t in tracer.tensors.items()}
     return Analysis(input_shape=(height, width, channels), head=head, inputs=inputs, logits=logits,
-                    tensors=tensors, layer_types=dict(tracer.types), heads=names)
+                    tensors=tensors, layer_types=dict(tracer.types), heads=names, producers=dict(tracer.producers))

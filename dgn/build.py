@@ -1,0 +1,106 @@
+"""dgn's objects from a resolved config dict (:func:`dgn.config.load_config`'s ``data``): the one place
+where a YAML config becomes classifier, objective, parameterization, transforms and optimizer.
+
+Everything below this module takes those objects; the commands (``dgn generate``, ``generate-all``,
+``compare``, ``info``) and the scripts build them here.
+"""
+
+import keras
+
+from dgn import param
+from dgn.errors import ConfigError
+from dgn.optimize import auto_learning_rate
+from dgn.transforms import Jitter, Pad, Rotate, Scale, Transforms
+
+# Keys of the ``generator:`` section that a Generator takes as they are; the rest of its fields come
+# from ``regularizers:`` and ``precision``.
+_SECTIONS = {"generator": "generator", "pixel": "pixel", "fourier": "fourier"}
+
+
+def kind(data):
+    """``parameterization.kind`` of a config dict (generator when absent)."""
+    return data.get("parameterization", {}).get("kind", "generator")
+
+
+def parameterization(data):
+    """The :class:`dgn.param.Parameterization` a config describes (through the registry)."""
+    name = kind(data)
+    if name not in param.PARAMETERIZATIONS:
+        raise ConfigError(f"parameterization.kind {name!r}: valid: {', '.join(param.PARAMETERIZATIONS)}")
+    settings = dict(data[_SECTIONS[name]])
+    if name == "generator":
+        settings.update(image_gamma_l1=data["regularizers"]["image_gamma_l1"],
+                        alpha_l2=data["regularizers"]["alpha_l2"], precision=data.get("precision", "float32"))
+    return param.get(name, **settings)
+
+
+def transforms(data):
+    """The config's ``transform:`` section and ``parameterization.pad`` as a :class:`Transforms`."""
+    t = data["transform"]
+    items = [Jitter(t["jitter"]), Scale(*t["scale"]), Rotate(t["rotate"])]
+    pad = data.get("parameterization", {}).get("pad", 0)
+    if pad:
+        items.insert(0, Pad(pad))
+    try:
+        return Transforms(items, t["samples"])
+    except ValueError as err:
+        raise ConfigError(f"transform: {err}") from None
+
+
+def optimizer(section, image_size=None):
+    """A function returning a fresh Keras optimizer for the config's ``optimizer:`` section;
+    ``learning_rate: null`` is :func:`dgn.optimize.auto_learning_rate` of ``image_size`` (D's (H, W))."""
+    rate = section["learning_rate"]
+    name, lr = section["name"], float(auto_learning_rate(image_size) if rate is None else rate)
+    if name not in ("adamax", "adam", "sgd"):
+        raise ConfigError(f"unknown optimizer {name!r}; valid: adamax, adam, sgd")
+
+    def make():
+        if name == "adamax":
+            return keras.optimizers.Adamax(lr, beta_1=section["beta_1"], beta_2=section["beta_2"],
+                                           epsilon=section["epsilon"])
+        if name == "adam":
+            return keras.optimizers.Adam(lr, beta_1=section["beta_1"], beta_2=section["beta_2"],
+                                         epsilon=section["epsilon"])
+        return keras.optimizers.SGD(lr, momentum=section["momentum"], nesterov=section["nesterov"])
+
+    return make
+
+
+def make_optimizer(section, image_size=None):
+    """One fresh Keras optimizer for the config's ``optimizer:`` section (see :func:`optimizer`)."""
+    return optimizer(section, image_size)()
+
+
+def objective(spec, classifier, data):
+    """The :class:`dgn.objectives.Objective` of target ``spec`` with the config's ``objective:`` settings."""
+    from dgn.objectives import parse_target
+
+    obj = data["objective"]
+    return parse_target(spec, classifier, obj["activation"], obj["others"])
+
+
+def classifier(data):
+    """D for the config (``classifier:`` section, ``precision``)."""
+    from dgn.classifiers import load_classifier
+    from dgn.records import input_files
+
+    clf = load_classifier(data["classifier"], data.get("precision", "float32"))
+    clf.files = input_files({"classifier": data["classifier"]})   # digests of its weight files (caches key on them)
+    return clf
+
+
+def snapshots(data):
+    """How many renders the final image is the median of (1: the last render); checked against steps."""
+    final = data["final"]
+    count = final["snapshots"] if final["mode"] == "median" else 1
+    if count > data["steps"]:
+        raise ConfigError(f"final.snapshots ({count}) is more than steps ({data['steps']}); lower final.snapshots")
+    return count
+
+
+def build_generator_for(data, classifier, rows=1, seed=0):
+    """(model with the config's transforms, f0) of the config's parameterization for ``classifier``:
+    what ``dgn generate`` optimizes (the transforms act while optimizing only)."""
+    built = parameterization(data).build(classifier, rows, seed)
+    return transforms(data).wrap(built.model, classifier.preprocessing, seed), built.f0
