@@ -17,6 +17,7 @@ An optional zoom loop writes frames (zoom in a little, dream again) and an anima
 import io
 import os
 import time
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -137,29 +138,45 @@ def _octave_sizes(height, width, octaves, scale, smallest=8):
     return sizes
 
 
-def dream_array(base, cfg, objective, features, octaves, steps, progress=True, label="dream"):
-    """Dreams one image ``base`` (H, W, C) in the parameter space of D's input space (``_space``;
-    :func:`dgn.preprocessing.parameter_space`) at its own size; returns (image in that space, values per
-    step, losses per step, seconds)."""
-    dcfg = cfg["dream"]
-    space = cfg["_space"]
+@dataclass
+class Dreamer:
+    """How a photo is dreamt: D's input space ``space`` (the pixels live in its parameter space,
+    :func:`dgn.preprocessing.parameter_space`), the octaves' size ratio ``octave_scale``, the normalized
+    gradient's step ``learning_rate``, the longest side dreamt at (``max_size``, None: full size), the
+    random ``seed`` and the ``transforms`` between the image and D (:class:`dgn.transforms.Transforms`)."""
+
+    space: str
+    octave_scale: float = 1.4
+    learning_rate: float = 0.01
+    max_size: int = 512
+    seed: int = 0
+    transforms: object = None
+
+
+def dream_array(base, dreamer, objective, features, octaves, steps, progress=True, label="dream"):
+    """Dreams one image ``base`` (H, W, C) in the parameter space of D's input space at its own size
+    (``dreamer``: a :class:`Dreamer`); returns (image in that space, values per step, losses per step,
+    seconds)."""
+    space = dreamer.space
     height, width, channels = base.shape
-    sizes = _octave_sizes(height, width, octaves, dcfg["octave_scale"])
+    sizes = _octave_sizes(height, width, octaves, dreamer.octave_scale)
     detail = np.zeros((1,) + sizes[0] + (channels,), dtype="float32")
     values, losses, seconds, src = [], [], 0.0, None
     for k, size in enumerate(sizes):
         octave_base = resize_images(base[None], size)
         detail = resize_images(detail, size)
         src = octave_base + detail
-        keras.utils.set_random_seed(cfg["seed"])
+        keras.utils.set_random_seed(dreamer.seed)
         inputs = keras.Input((1,), name="f0")
         image = PixelImage(1, size[0], size[1], init=src, channels=channels, name="pixels")(inputs)
         if InputSpace.needed(space):
             image = InputSpace(space, name="input_space")(image)
-        model = build.transforms(cfg).wrap(keras.Model(inputs, image, name="dream"), space, cfg["seed"])
+        model = keras.Model(inputs, image, name="dream")
+        if dreamer.transforms is not None:
+            model = dreamer.transforms.wrap(model, space, dreamer.seed)
         text = f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}"
         result = optimize(Problem(model, features, objective, np.ones((1, 1), "float32")),
-                          NormalizedGradient(dcfg["learning_rate"]), steps, progress=progress, label=text)
+                          NormalizedGradient(dreamer.learning_rate), steps, progress=progress, label=text)
         values += [v[0] for v in result.values]
         losses += result.losses
         seconds += result.seconds
@@ -168,21 +185,21 @@ def dream_array(base, cfg, objective, features, octaves, steps, progress=True, l
     return src[0], values, losses, seconds
 
 
-def dream_photo(photo_d, cfg, objective, features, octaves, steps, progress=True, label="dream"):
-    """Dreams a photo in D's space at most ``dream.max_size`` on its long side; a smaller working
+def dream_photo(photo_d, dreamer, objective, features, octaves, steps, progress=True, label="dream"):
+    """Dreams a photo in D's space at most ``dreamer.max_size`` on its long side; a smaller working
     copy's detail is upscaled onto the full photo. Returns (image at the photo's size, info)."""
     height, width = photo_d.shape[:2]
-    limit = cfg["dream"]["max_size"]
+    limit = dreamer.max_size
     work = photo_d
     if limit and max(height, width) > limit:
         f = limit / max(height, width)
         work = resize_images(photo_d[None], (max(1, round(height * f)), max(1, round(width * f))))[0]
-    dreamt, values, losses, seconds = dream_array(work, cfg, objective, features, octaves, steps, progress, label)
+    dreamt, values, losses, seconds = dream_array(work, dreamer, objective, features, octaves, steps, progress, label)
     if work.shape != photo_d.shape:
         out = photo_d + resize_images((dreamt - work)[None], (height, width))[0]
     else:
         out = dreamt
-    space = cfg["_space"]
+    space = dreamer.space
     norm = lambda x: float(np.asarray(objective.value(features(  # noqa: E731
         preprocessing.to_input_space(x[None], space), training=False)))[0])
     info = {"values": values, "losses": losses, "seconds": seconds,
@@ -249,14 +266,16 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     features = dream_features(classifier, objective.layers)
     space = classifier.preprocessing
     param = preprocessing.parameter_space(space)  # the dream's steps are the same whatever D's range
-    run_cfg = {**data, "dream": dcfg, "_space": space}
+    run_cfg = {**data, "dream": dcfg}
+    dreamer = Dreamer(space, dcfg["octave_scale"], dcfg["learning_rate"], dcfg["max_size"], data["seed"],
+                      build.transforms(data))
     out_dir = out_dir or default_out_dir(cfg)
     stem = slug(os.path.splitext(os.path.basename(image_path))[0], unique=True) + "_dream"
     started = time.time()
     pixels = preprocessing.to_channels(photo, classifier.channels)  # a grayscale model dreams a grayscale photo
     photo_d = preprocessing.from_rgb(pixels, param)
     try:
-        image, info = dream_photo(photo_d, run_cfg, objective, features, dcfg["octaves"], dcfg["steps"],
+        image, info = dream_photo(photo_d, dreamer, objective, features, dcfg["octaves"], dcfg["steps"],
                                   progress, label=stem)
     except (ValueError, RuntimeError) as exc:   # D's layers cannot run at this size (e.g. pooled away)
         if "Negative dimension" not in str(exc) and "negative" not in str(exc).lower():
@@ -275,8 +294,7 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
                    f"up to {info['work_size'][0]}x{info['work_size'][1]}"
                    + (", detail upscaled onto the full photo" if info["work_size"] != list(photo.shape[:2]) else "")
                    + "; the PNG is D's input space undone, clipped; D's numbers are of its evaluation crop")
-    run = RunInfo(steps=total_steps, seed=data["seed"], kind="dream", config={k: v for k, v in run_cfg.items()
-                                                                              if k != "_space"}, config_file=cfg.path)
+    run = RunInfo(steps=total_steps, seed=data["seed"], kind="dream", config=run_cfg, config_file=cfg.path)
     sidecar = sidecar_fields(run, objective, "dream:" + ",".join(dcfg["layers"]), on_png, on_raw,
                              steps=total_steps, trainable=int(np.prod(info["work_size"])) * 3,
                              losses=info["losses"], activations=info["values"],
@@ -297,7 +315,7 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
         write_png(os.path.join(frames_dir, "frame_0000.png"), rgb)
         for n in range(1, dcfg["zoom_frames"] + 1):
             zoomed = zoom_in(np.clip(frame, *_range(param, classifier.channels)), dcfg["zoom"])
-            frame, _ = dream_photo(zoomed, run_cfg, objective, features, dcfg["zoom_octaves"], dcfg["zoom_steps"],
+            frame, _ = dream_photo(zoomed, dreamer, objective, features, dcfg["zoom_octaves"], dcfg["zoom_steps"],
                                    progress, label=f"{stem} frame {n}/{dcfg['zoom_frames']}")
             frames.append(preprocessing.to_uint8(frame, param))
             write_png(os.path.join(frames_dir, f"frame_{n:04d}.png"), frames[-1])
