@@ -40,7 +40,9 @@ def cmd_examples(args):
                              progress=not args.quiet)
     import os
     if any(os.path.isfile(os.path.join(run_dir, stem + ".png")) for stem in summary["stems"]):
-        from dgn.gallery import write_gallery
+        from dgn.gallery import write_gallery   # the run's images: sheets and gallery show their examples
+        from dgn.sheets import contact_sheets
+        contact_sheets(run_dir)
         write_gallery(run_dir)
     rate = f", {summary['photos_per_second']} photos/s" if summary["photos_per_second"] else " (all cached)"
     print(f"{run_dir}/examples: top {args.top} of {summary['photos']} photos for {summary['units']} units; "

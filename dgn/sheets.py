@@ -96,6 +96,25 @@ def labelled_sheet(run_dir, entries, size, columns=10, cells=100, labels=None):
     return grid(tiles, columns, pad=4, labels=texts, label_height=font_size + 6, font=font)
 
 
+def examples_sheet(run_dir, layer, items, size, top=5):
+    """One row per channel: its generated image, then the patches of its top ``top`` dataset examples
+    (``dgn examples``), labelled with the channel and each example's activation."""
+    tiles, labels = [], []
+    small = max(MIN_TILE, size // 2)
+    for channel, e in items:
+        tiles.append(_tile(os.path.join(run_dir, e["image"]), small))
+        labels.append(f"{layer}:{channel}")
+        examples = (e["side"].get("examples") or [])[:top]
+        for ex in examples:
+            tiles.append(_tile(os.path.join(run_dir, ex["file"]), small))
+            labels.append(f"{ex['activation']:.3g}")
+        for _ in range(top - len(examples)):
+            tiles.append(np.full((small, small, 3), 225, dtype="uint8"))
+            labels.append("")
+    font_size = max(10, small // 11)
+    return grid(tiles, top + 1, pad=4, labels=labels, label_height=font_size + 6, font=_font(font_size))
+
+
 def contact_sheets(run_dir, out_dir=None, per_sheet=100, columns=10):
     """Writes ``RUN_DIR/sheets/sheet_0000-0099.png`` ... ; returns the paths written."""
     from dgn.outputs import write_atomic
@@ -142,6 +161,10 @@ def contact_sheets(run_dir, out_dir=None, per_sheet=100, columns=10):
                                     for k, (c, _) in enumerate(chunk)])
             path = os.path.join(out_dir, f"sheet_{slug(layer)}_{chunk[0][0]:04d}-{chunk[-1][0]:04d}.png")
             write_atomic(path, png_bytes(sheet))
+            paths.append(path)
+        if any(e["side"].get("examples") for _, e in items):
+            path = os.path.join(out_dir, f"sheet_{slug(layer)}_examples.png")
+            write_atomic(path, png_bytes(examples_sheet(run_dir, layer, items[:per_sheet // 5 or 1], size)))
             paths.append(path)
     for n, start in enumerate(range(0, len(others), per_sheet), start=1):
         chunk = others[start:start + per_sheet]

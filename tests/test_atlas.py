@@ -149,6 +149,7 @@ def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, 
     # the generated image's sidecar carries its examples; the gallery shows them
     side = json.loads(open(os.path.join(out, "channel_conv2_5.json")).read())
     assert len(side["examples"]) == 4 and "dataset examples" in open(os.path.join(out, "index.html")).read()
+    assert os.path.isfile(os.path.join(out, "sheets", "sheet_conv2_examples.png"))   # image + patches per row
     # a rerun (another K) reads no photo; a lost chunk (a killed pass) is all that is read again
     assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--top", "2", "--out", out,
                  "--quiet"]) == 0
