@@ -28,7 +28,7 @@ from dgn import build
 from dgn.generate import default_out_dir, run_info
 from dgn.objectives import BatchChannelObjective, BatchClassObjective, ChannelObjective, ClassObjective
 from dgn.records import image_record, input_files
-from dgn.runs import RUN_FILE, finished, run_identity
+from dgn.runs import RUN_FILE, differences, finished, run_identity
 from dgn import outputs
 from dgn.outputs import json_bytes, jsonable, png_bytes
 from dgn.progress import Progress
@@ -79,6 +79,9 @@ def auto_shard(env=None):
         DgnError: none of them set, or not numbers (one line naming them)."""
     env = os.environ if env is None else env
     for index_key, count_key in SHARD_ENV:
+        if env.get(index_key, "").strip() and not env.get(count_key, "").strip():
+            raise DgnError(f"--shard auto: {index_key} is set but not {count_key}, the number of shards; set it "
+                           f"(for a Kubernetes Indexed Job: to its completions)")
         if env.get(index_key, "").strip() and env.get(count_key, "").strip():
             try:
                 index, count = int(env[index_key]), int(env[count_key])
@@ -87,7 +90,10 @@ def auto_shard(env=None):
             except ValueError:
                 raise DgnError(f"--shard auto: {index_key}={env[index_key]!r} and {count_key}={env[count_key]!r} "
                                f"must be integers") from None
-            return parse_shard(f"{index}/{count}")
+            if count < 1 or not 0 <= index < count:
+                raise DgnError(f"--shard auto: {index_key}={env[index_key]} and {count_key}={env[count_key]} give shard "
+                               f"{index} of {count}; the index must be 0..{count - 1}")
+            return index, count
     raise DgnError("--shard auto: no shard in the environment; set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
                    "(a SLURM array), JOB_COMPLETION_INDEX and DGN_SHARD_COUNT (a Kubernetes Indexed Job), or "
                    "DGN_SHARD_INDEX and DGN_SHARD_COUNT; or give --shard I/N")
@@ -126,18 +132,6 @@ def fingerprint(data):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _differences(a, b, prefix=""):
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        full = f"{prefix}{key}"
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys.extend(_differences(va, vb, full + "."))
-        elif va != vb:
-            keys.append(full)
-    return keys
-
-
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as fh:
@@ -169,7 +163,7 @@ def check_run_dir(run_dir, data, force=False):
                 theirs, where = side["config"], os.path.basename(path)
                 break
     if theirs is not None:
-        diff = _differences(run_identity(theirs), mine)
+        diff = differences(run_identity(theirs), mine)
         shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
         if not force:
             raise DgnError(f"{run_dir} holds another config's run ({where}: {theirs.get('name') or '?'}, differing "
@@ -513,7 +507,7 @@ def _batches(items, size):
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def select_units(classifier, classes=None, channels=None):
+def select_units(classifier, classes=None, channels=None, where="--channels"):
     """The units a run covers, in order: class indices (``classes``: see :func:`parse_classes`; default all)
     or, with ``channels`` (a list of ``LAYER[:RANGE]``, :func:`dgn.examples.parse_channels`),
     ("channel", layer, c) tuples.
@@ -527,7 +521,7 @@ def select_units(classifier, classes=None, channels=None):
 
         units = []
         for spec in channels:
-            layer, picked = parse_channels(spec, classifier)
+            layer, picked = parse_channels(spec, classifier, where)
             units += [("channel", layer, c) for c in picked]
         return list(dict.fromkeys(units))
     return parse_classes("all" if classes is None else classes, classifier.class_names, classifier.num_classes)
@@ -562,9 +556,10 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
         from dgn.judge import load_judge
         judge = load_judge(judge)
     names = classifier.class_names
+    where = "--channels"
     if not channels and classes is None and data["objective"].get("channels"):
-        channels = data["objective"]["channels"]   # the config's atlas
-    everything = select_units(classifier, classes, channels)
+        channels, where = data["objective"]["channels"], "objective.channels"   # the config's atlas
+    everything = select_units(classifier, classes, channels, where)
     selected = shard_of(everything, shard)
     run_dir = out_dir or default_out_dir(data)
     try:
@@ -586,7 +581,8 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
     noun = "channels" if channels else "classes"
     if progress:
         print(f"generate-all{where}: {len(selected)} {noun}, {len(done)} already done, {len(todo)} to do, "
-              f"{min(batch, max(len(todo), 1))} per step" + (f" over {devices} devices" if devices > 1 else "")
+              f"{batch if not todo else min(batch, len(todo))} per step"
+              + (f" over {devices} devices" if devices > 1 else "")
               + f", {data['steps']} steps, into {run_dir}", flush=True)
     bar = Progress(len(todo), unit=noun[:-2] if noun == "classes" else "channel", enabled=progress and bool(todo))
     runner = BatchRunner(cfg, classifier, stack)
@@ -630,7 +626,8 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
                 bar.update(finished, prob=float(side["prob"]))
             else:
                 bar.update(finished, activation=float(side["activation"]))
-    summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished}
+    summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished,
+               "noun": noun}
     if finish and shard is not None:
         left = [c for c in everything if c not in selected
                 and finished_sidecar(run_dir, c, stems[c], identity, size, files, names) is None]

@@ -8,8 +8,12 @@ and its transforms. Here B rows run side by side, and row k reproduces that sing
   draws are made from generators with the same seeds and broadcast to every row
   (:class:`SharedFeatureNoise`, :class:`SharedAffine`), so row k sees the noise and transform the
   single run of its class sees. Initial weights come from the single build (same seed), so every
-  class starts where ``dgn generate`` starts it. Consequence: a class's image does not depend on
-  the batch size or on which classes share its batch, and equals ``dgn generate``'s.
+  class starts where ``dgn generate`` starts it. Consequence: in exact arithmetic a class's image does
+  not depend on the batch size or on which classes share its batch, and equals ``dgn generate``'s. In
+  floating point D's matrix products over another batch size round differently; with the raw-logit
+  objective (a one-hot cotangent) the images are still equal (tested, one thread), with the default
+  log-probability (every logit in the cotangent) Adam can grow the rounding into visible differences
+  within a few steps (measured on the tiny classifier: 1, 3, 113 levels after 1, 2, 4 steps for one class).
 - ``generator.trainable: alpha`` (pretrained decoder, frozen): one decoder, ``Alpha(rows=B)``.
   G's norm in ``image`` mode normalizes each image by its own statistics, so rows never mix.
 - ``generator.trainable: all`` (untrained, every class has its own G): B copies of the single G

@@ -3,7 +3,8 @@
 import os
 import sys
 
-from dgn.cli_common import Parser, config_overrides, out_option, quiet_option, run_options, set_option
+from dgn.cli_common import (SET_HELP_CLASSIFIER, SET_HELP_DAE, Parser, config_overrides, out_option, quiet_option,
+                            run_options, set_option)
 
 
 def _quiet_backend():
@@ -199,7 +200,7 @@ def build_parser():
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train-dae", help="train the denoising autoencoder (resumes from its checkpoint)",
-                       parents=[out_option("training folder (overrides dae.out)"), set_option(),
+                       parents=[out_option("training folder (overrides dae.out)"), set_option(SET_HELP_DAE),
                                 quiet_option("one line per epoch instead of a progress bar")])
     p.add_argument("config", help="e.g. configs/dae-dogs.yaml")
     p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
@@ -211,32 +212,36 @@ def build_parser():
     p = sub.add_parser("export-dae", help="copy a trained autoencoder to a weights folder (encoder as float16)")
     p.add_argument("folder", help="training folder written by train-dae")
     p.add_argument("dest", help="e.g. weights/dae-dogs-efficientnet_lite0")
-    p.add_argument("--encoder-dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--encoder-dtype", choices=("float16", "float32"), default="float16",
+                   help="the encoder's weights as float16 (default: half the size) or float32; the decoder stays exact")
     p.set_defaults(func=cmd_export_dae)
 
-    p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON", parents=[set_option()])
-    p.add_argument("config")
-    p.add_argument("--data", metavar="DIR", required=True)
+    p = sub.add_parser("eval-dae", help="reconstruct a folder of images; prints PSNR as JSON",
+                       parents=[set_option(SET_HELP_DAE)])
+    p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
+    p.add_argument("--data", metavar="DIR", required=True, help="a folder of photos (searched recursively)")
     p.add_argument("--weights", metavar="DIR", help="trained autoencoder folder (default dae.out)")
-    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos")
     p.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="val / train: only the images train-dae held out / trained on (its split of DIR)")
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
     p.set_defaults(func=cmd_eval_dae)
 
     p = sub.add_parser("code-stats", help="mean and spread of the encoder's codes of the training photos "
-                                          "(code_stats.npz, for generator.code_stats)", parents=[set_option()])
+                                          "(code_stats.npz, for generator.code_stats)",
+                       parents=[set_option(SET_HELP_DAE)])
     p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
     p.add_argument("--weights", metavar="DIR", required=True, help="trained autoencoder folder; the file goes there")
     p.add_argument("--data", metavar="DIR", help="image folder (default dae.data; its training split is used)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N training photos")
     p.set_defaults(func=cmd_code_stats)
 
-    p = sub.add_parser("classify", help="top-K classes of image files under a classifier", parents=[set_option()])
+    p = sub.add_parser("classify", help="top-K classes of image files under a classifier",
+                       parents=[set_option(SET_HELP_CLASSIFIER)])
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--config", help="take the classifier from this config")
     p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
-    p.add_argument("--top", type=int, default=5, metavar="K")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes listed per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",
                    help="how a photo is brought to the classifier's input size (an image already at that size "
@@ -247,8 +252,8 @@ def build_parser():
     from dgn import cli_baselines, cli_batch
     cli_batch.add_commands(sub)
     cli_baselines.add_commands(sub)
-    p = sub.add_parser("info", help="list the classifier's layers and classes", parents=[set_option()])
-    p.add_argument("config")
+    p = sub.add_parser("info", help="list the classifier's layers and classes", parents=[set_option(SET_HELP_CLASSIFIER)])
+    p.add_argument("config", help="a YAML config; its classifier: section is read")
     p.set_defaults(func=cmd_info)
     return parser
 

@@ -1,6 +1,6 @@
 """``dgn generate-all``, ``dgn sheet`` and ``dgn report`` (registered by dgn.cli's build_parser)."""
 
-from dgn.cli_common import config_overrides, out_option, quiet_option, run_options, set_option
+from dgn.cli_common import SET_HELP_CLASSIFIER, config_overrides, out_option, quiet_option, run_options, set_option
 
 
 def cmd_generate_all(args):
@@ -13,7 +13,7 @@ def cmd_generate_all(args):
     summary = generate_all(cfg, classes=args.classes, batch=args.batch, shard=shard, out_dir=args.out,
                            force=args.force, progress=not args.quiet, judge=args.judge, stack=args.stack,
                            channels=args.channels)
-    noun = "channels" if args.channels else "classes"
+    noun = summary.get("noun", "classes")
     print(f"{summary['run_dir']}: {summary['generated']} {noun} generated, {summary['skipped']} already there"
           + (f"; {summary['line']}" if args.quiet and summary.get("line") else ""))
     return 0
@@ -47,7 +47,8 @@ def cmd_examples(args):
     rate = f", {summary['photos_per_second']} photos/s" if summary["photos_per_second"] else " (all cached)"
     print(f"{run_dir}/examples: top {args.top} of {summary['photos']} photos for {summary['units']} units; "
           f"{summary['read']} photos read{rate}"
-          + (f"; {summary['unreadable']} unreadable photos skipped" if summary["unreadable"] else ""))
+          + (f"; {summary['unreadable']} unreadable photos skipped (listed in {run_dir}/examples/unreadable.json; "
+             f"e.g. {summary['unreadable_first'][0]}: {summary['unreadable_first'][1]})" if summary["unreadable"] else ""))
     return 0
 
 
@@ -81,7 +82,10 @@ def add_commands(sub):
                         "LAYER:1,5,9; repeatable (dgn info lists layers)")
     p.add_argument("--batch", type=int, default=None, metavar="B",
                    help="classes optimized together in one step (default with a GPU: 64 pretrained, "
-                        "8 untrained; 1 on CPU); a class's image does not depend on it")
+                        "8 untrained; 1 on CPU); a class's image is the one it gets alone up to float rounding: D's "
+                        "matrix products over another batch size round differently, and with the default "
+                        "log-probability objective (every logit in the gradient) Adam can grow that into visible "
+                        "differences within a few steps; with objective.activation: logit they are equal")
     p.add_argument("--shard", metavar="I/N",
                    help="do shard I of N (I from 0): N processes with the same --classes cover every class once; "
                         "auto: I and N from a SLURM job array or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX "
@@ -98,8 +102,9 @@ def add_commands(sub):
 
     p = sub.add_parser("examples", help="dataset examples: the photos (and the patch of each) that excite each "
                                         "channel or class most, cached, beside the run's images",
-                       parents=[out_option("run folder (default runs/<config name>/)"), set_option(), quiet_option()])
-    p.add_argument("config")
+                       parents=[out_option("run folder (default runs/<config name>/)"), set_option(SET_HELP_CLASSIFIER),
+                                quiet_option()])
+    p.add_argument("config", help="a YAML config; its classifier (and, for the run folder, its name) is used")
     p.add_argument("--data", metavar="DIR", required=True, help="a folder of photos (searched recursively)")
     p.add_argument("--channels", action="append", metavar="LAYER[:RANGE]",
                    help="every channel of LAYER, or LAYER:A:B, LAYER:C, LAYER:1,5,9; repeatable")

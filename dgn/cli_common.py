@@ -6,6 +6,8 @@ import argparse
 import sys
 
 SET_HELP = "override a config value, e.g. steps=100 or generator.noise=none; repeatable"
+SET_HELP_CLASSIFIER = "override a config value (dotted keys as in the YAML), e.g. classifier.weights=none; repeatable"
+SET_HELP_DAE = "override a config value (dotted keys as in the YAML), e.g. dae.batch_size=8; repeatable"
 
 
 class Parser(argparse.ArgumentParser):

@@ -435,6 +435,8 @@ def load_config(path=None, overrides=(), text=None):
     if text is None:
         if path is None:
             raise ConfigError("no config given: pass a YAML file, e.g. configs/quickstart.yaml")
+        if os.path.isdir(path):
+            raise ConfigError(f"{path} is a folder; pass a YAML config file (see configs/)")
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}; pass an existing YAML file (see configs/)")
         try:

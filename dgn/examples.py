@@ -25,10 +25,10 @@ from dgn.errors import DgnError
 from dgn.outputs import json_bytes, png_bytes, write_atomic
 
 CHUNK = 256          # photos per cache file
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
-def parse_channels(spec, classifier):
+def parse_channels(spec, classifier, where="--channels"):
     """``LAYER`` (all channels), ``LAYER:C``, ``LAYER:A:B`` (A..B-1) or ``LAYER:1,5,9`` -> (layer, [channels]).
 
     Raises:
@@ -37,7 +37,7 @@ def parse_channels(spec, classifier):
     text = str(spec).strip()
     layer, _, rest = text.partition(":")
     if not layer:
-        raise DgnError(f"--channels {text!r}: give LAYER, LAYER:C, LAYER:A:B or LAYER:1,5,9 (dgn info lists layers)")
+        raise DgnError(f"{where} {text!r}: give LAYER, LAYER:C, LAYER:A:B or LAYER:1,5,9 (dgn info lists layers)")
     shape = classifier.layer_output(layer).shape
     count = int(shape[-1])
     rest = rest.strip()
@@ -50,16 +50,16 @@ def parse_channels(spec, classifier):
             a, b = rest.split(":", 1)
             start, stop = int(a) if a.strip() else 0, int(b) if b.strip() else count
             if not 0 <= start < stop <= count:
-                raise DgnError(f"--channels {text!r}: layer {layer} has channels 0..{count - 1}; a range A:B "
+                raise DgnError(f"{where} {text!r}: layer {layer} has channels 0..{count - 1}; a range A:B "
                                f"includes A, excludes B")
             channels = list(range(start, stop))
         else:
             channels = [int(rest)]
     except ValueError:
-        raise DgnError(f"--channels {text!r}: channels must be integers (LAYER:A:B, LAYER:C or LAYER:1,5,9)") from None
+        raise DgnError(f"{where} {text!r}: channels must be integers (LAYER:A:B, LAYER:C or LAYER:1,5,9)") from None
     bad = [c for c in channels if not 0 <= c < count]
     if bad or not channels:
-        raise DgnError(f"--channels {text!r}: layer {layer} has channels 0..{count - 1}")
+        raise DgnError(f"{where} {text!r}: layer {layer} has channels 0..{count - 1}")
     return layer, channels
 
 
@@ -188,7 +188,7 @@ class Pass:
 
         count = sum(n for n, _, _ in parts)
         for name in self.layers:
-            shapes = {key: out[key].shape[1:] for _, _, out in parts for key in out if key.startswith(name + "/")}
+            shapes = self._widths(name)
             arrays = {}
             for key, shape in shapes.items():
                 argmax = key.endswith("/argmax")
@@ -202,6 +202,16 @@ class Pass:
             buffer = io.BytesIO()
             np.savez(buffer, errors=np.asarray(json.dumps(errors)), **arrays)
             write_atomic(self._chunk_path(name, k), buffer.getvalue())
+
+    def _widths(self, name):
+        """The cached arrays' shapes per photo: ``max`` (C,) and, for a layer with positions, ``argmax`` (C,)."""
+        if name == "logits":
+            return {name + "/max": (self.classifier.num_classes,)}
+        shape = self.classifier.layer_output(name).shape
+        keys = {name + "/max": (int(shape[-1]),)}
+        if len(shape) == 4:
+            keys[name + "/argmax"] = (int(shape[-1]),)
+        return keys
 
     def values(self, name):
         """(max (N, C) float32, argmax (N, C) int32 or None, {photo: error}) over every photo, from the cache."""
@@ -252,6 +262,11 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         return fitted[i]
 
     values_of = {name: cached.values(name) for name in layers}
+    unreadable = values_of[layers[0]][2]
+    if len(unreadable) == len(cached.paths):
+        first = next(iter(unreadable.items()))
+        raise DgnError(f"--data {cached.folder}: none of its {len(cached.paths)} image files could be read (e.g. "
+                       f"{first[0]}: {first[1]})")
     for unit in units:
         if unit[0] == "channel":
             _, layer, c = unit
@@ -267,6 +282,10 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         errors.update(errs)
         stem = objective.stem(str(c))
         folder = os.path.join(run_dir, "examples", stem)
+        if os.path.isdir(folder):   # a rerun with a smaller --top: no stale patches of the last one
+            for old in os.listdir(folder):
+                if old.endswith(".png") and old[:-4].isdigit() and int(old[:-4]) > top:
+                    os.remove(os.path.join(folder, old))
         rows = []
         for rank, i in enumerate(top_photos(maxes[:, c], top), start=1):
             image = photo(i)
@@ -293,7 +312,10 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         write_atomic(os.path.join(run_dir, "examples", stem + ".json"), json_bytes(record))
         _attach(run_dir, stem, rows)
         written.append(stem)
+    if errors:
+        write_atomic(os.path.join(run_dir, "examples", "unreadable.json"), json_bytes(errors))
     return {"units": len(written), "photos": len(cached.paths), "read": read, "unreadable": len(errors),
+            "unreadable_first": next(iter(errors.items()), None),
             "seconds": round(seconds, 2), "photos_per_second": round(read / seconds, 2) if read else None,
             "stems": written}
 

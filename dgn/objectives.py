@@ -273,8 +273,13 @@ def parse_target(spec, classifier, activation="relu", others=0.01):
     if not text:
         raise DgnError("empty target; give a class (207, n02099601, 'golden retriever') or channel:LAYER:C")
     classes, objective = [], None
-    for term in text.split("+"):
+    terms = text.split("+")
+    if any(not t.strip() for t in terms):
+        raise DgnError(f"target {text!r}: an empty term between '+' signs; give e.g. 207+281 or 0.7*207+0.3*281")
+    for term in terms:
         weight, atom = _split_weight(term)
+        if not atom:
+            raise DgnError(f"target term {term.strip()!r}: nothing after '*'; give e.g. 0.5*207")
         parts = atom.split(":")
         if parts[0] in ("channel", "neuron"):
             kind = parts[0]

@@ -163,6 +163,7 @@ class _TensorFlowStepper:
         return [np.asarray(v) for v in self.variables]
 
     def set_values(self, values):
+        _check_values(self.variables, values)
         for var, value in zip(self.variables, values):
             if value is not None:
                 var.assign(np.asarray(value, dtype=var.dtype))
@@ -242,6 +243,7 @@ class _JaxStepper:
     def set_values(self, values):
         import jax.numpy as jnp
 
+        _check_values(self._state[0], values)
         trainable = [old if new is None else jnp.asarray(new, dtype=old.dtype)
                      for old, new in zip(self._state[0], values)]
         self._state = (trainable,) + tuple(self._state[1:])
@@ -260,6 +262,18 @@ class _JaxStepper:
             var.assign(value)
         for var, value in zip(self._optimizer.variables, opt_vars):
             var.assign(value)
+
+
+def _check_values(variables, values):
+    """set_values' argument: one array (or None) per trainable variable, each of its shape."""
+    values = list(values)
+    if len(values) != len(variables):
+        raise DgnError(f"set_values got {len(values)} arrays for {len(variables)} trainable variables; give one "
+                       f"per variable (None leaves it)")
+    for k, (var, value) in enumerate(zip(variables, values)):
+        if value is not None and tuple(np.shape(value)) != tuple(var.shape):
+            raise DgnError(f"set_values: array {k} has shape {tuple(np.shape(value))}, the variable "
+                           f"{tuple(var.shape)}")
 
 
 def make_stepper(problem, optimizer):
@@ -281,10 +295,16 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, 
 
     Raises:
         DgnError: the loss became NaN or infinite (one line: lower the learning rate)."""
-    stepper = stepper or make_stepper(problem, optimizer)
+    callbacks = list(callbacks)
+    if stepper is None:   # the step keeps gradients if any callback, the problem's or the user's, reads them
+        stepper = make_stepper(Problem(problem.generator, problem.features, problem.objective, problem.f0,
+                                       list(problem.callbacks) + callbacks), optimizer)
+    elif any(getattr(cb, "needs_grads", False) for cb in callbacks) and not getattr(stepper, "_need_grads", False):
+        raise DgnError("a callback needs the gradients but the given stepper was built without them; build it "
+                       "for a Problem that has that callback")
     rows = problem.f0.shape[0]
     run = Run(steps=steps, rows=rows, label=label)
-    everyone = list(problem.callbacks) + list(callbacks) + [Snapshots(snapshots), ProgressBar(label, progress)]
+    everyone = list(problem.callbacks) + callbacks + [Snapshots(snapshots), ProgressBar(label, progress)]
     result = Result(images=None)
     dead_steps = np.zeros(rows, dtype=int)
     for cb in everyone:
@@ -311,4 +331,7 @@ def optimize(problem, optimizer, steps, snapshots=1, progress=True, label=None, 
     result.dead_steps = dead_steps
     for cb in everyone:
         cb.on_run_end(run, result)
+    if not np.all(np.isfinite(result.images)):
+        raise DgnError("the image became NaN or infinite (a callback wrote such values, or the optimizer diverged); "
+                       "lower optimizer.learning_rate or check the callback")
     return result

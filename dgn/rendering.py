@@ -29,7 +29,7 @@ from dgn.generator import count_trainable
 from dgn.optimize import auto_learning_rate
 from dgn.outputs import write_json, write_png
 from dgn.records import RunInfo, image_record
-from dgn.transforms import Jitter, Rotate, Scale, Transforms
+from dgn.transforms import Jitter, Pad, Rotate, Scale, Transforms
 
 DEFAULT_TRANSFORMS = Transforms([Jitter(8), Scale(0.9, 1.1), Rotate(5.0)], samples=4)
 
@@ -54,8 +54,18 @@ class Rendering:
     model: keras.Model = None
 
     def save(self, stem, k=0):
-        """Writes image ``k`` as ``<stem>.png`` and its sidecar as ``<stem>.json`` (atomically);
-        returns the PNG's path."""
+        """Writes image ``k`` as ``<stem>.png`` and its sidecar as ``<stem>.json`` (atomically; a
+        ``.png`` at the end of ``stem`` is dropped); returns the PNG's path.
+
+        Raises:
+            DgnError: an empty stem, an existing folder, or ``k`` out of range."""
+        stem = os.fspath(stem)
+        if stem.lower().endswith(".png"):
+            stem = stem[:-4]
+        if not os.path.basename(stem) or os.path.isdir(stem):
+            raise DgnError(f"save({stem!r}): give a file stem such as 'runs/mine/golden' (.png and .json are added)")
+        if not 0 <= k < len(self.rgb):
+            raise DgnError(f"save: image {k} of {len(self.rgb)}")
         png = stem + ".png"
         sidecar = dict(self.sidecars[k], image=os.path.basename(png))
         write_png(png, self.rgb[k])
@@ -96,7 +106,8 @@ def as_parameterization(parameterization):
     if parameterization is None:
         return param_module.Generator()
     if isinstance(parameterization, str):
-        return param_module.get(parameterization)
+        name = parameterization.strip().lower()
+        return param_module.get({"pixels": "pixel", "g": "generator"}.get(name, name))
     if isinstance(parameterization, param_module.Parameterization):
         return parameterization
     raise DgnError(f"parameterization {parameterization!r}: give dgn.param.Generator(), Pixels(), Fourier() or "
@@ -108,6 +119,11 @@ def as_transforms(transforms):
         return DEFAULT_TRANSFORMS
     if isinstance(transforms, Transforms):
         return transforms
+    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)):
+        transforms = [transforms]
+    if not isinstance(transforms, (list, tuple)):
+        raise DgnError(f"transforms {transforms!r}: give a list of dgn.transforms objects (Jitter, Scale, Rotate, "
+                       f"Pad), compose([...], samples=N), or [] for none")
     try:
         return Transforms(list(transforms), samples=1)
     except (TypeError, ValueError) as err:
@@ -132,6 +148,22 @@ def as_optimizer(optimizer, image_size):
         config = optimizer.get_config()
         return lambda: type(optimizer).from_config(config)
     raise DgnError(f"optimizer {optimizer!r}: give a keras.optimizers.Optimizer or its name")
+
+
+def as_callbacks(callbacks):
+    """A list of :class:`dgn.callbacks.Callback` from None, one callback or a list of them."""
+    from dgn.callbacks import Callback
+
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise DgnError(f"callbacks {callbacks!r}: give a list of dgn.callbacks.Callback objects")
+    bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
+    if bad:
+        raise DgnError(f"callback {bad[0]!r}: give dgn.callbacks.Callback objects (LambdaCallback wraps functions)")
+    return list(callbacks)
 
 
 def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
@@ -163,6 +195,9 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
         raise DgnError(f"snapshots {snapshots!r}: give an integer from 1 to steps ({steps})")
     if display not in ("clip", "authors"):
         raise DgnError(f"display {display!r}: give clip or authors")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise DgnError(f"seed {seed!r}: give an integer from 0 to 2**32 - 1")
+    callbacks = as_callbacks(callbacks)
     classifier = as_classifier(classifier)
     spec = objective if isinstance(objective, (str, int, np.integer)) else None
     objective = as_objective(objective, classifier)

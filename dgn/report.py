@@ -83,6 +83,10 @@ def summarize(entries, worst=10):
         "median_prob": (probs[n // 2] if n % 2 else (probs[n // 2 - 1] + probs[n // 2]) / 2) if n else None,
         "relu_trap": sum(1 for e in entries if e["relu_trap"]),
         "worst": [_short(e) for e in bad],
+        # channel and neuron images (a layer atlas): the activation each reaches on its saved PNG
+        "units": [{"label": e["label"], "image": e["image"], "activation": e["activation"],
+                   "dead_unit": bool(e["side"].get("dead_unit"))}
+                  for e in entries if e["kind"] in ("channel", "neuron")],
         "measured_on": "the saved PNGs, under the run's classifier D",
     }
 
@@ -113,6 +117,13 @@ def summarize_judge(entries, views, classifier, worst=10):
 
 def summary_line(report):
     n = report["classes"]
+    units = report.get("units") or []
+    if not n and units:
+        acts = [u["activation"] for u in units if u["activation"] is not None]
+        dead = sum(1 for u in units if u["dead_unit"])
+        return (f"{len(units)} unit images (channels / neurons): activation on the saved PNG mean "
+                f"{sum(acts) / len(acts):.4g}, min {min(acts):.4g}, max {max(acts):.4g}"
+                + (f"; {dead} dead units (0 everywhere)" if dead else ""))
     if not n:
         return f"{report['images']} images, none with a class target: nothing to rank"
     worst = "; ".join(f"{w['label']} p={w['prob']:.3g} rank {w['rank']}" for w in report["worst"][:3])

@@ -22,6 +22,19 @@ def run_identity(data):
     return config_identity(data, IGNORED_KEYS + UNUSED_BY.get(build.kind(data), ()))
 
 
+def differences(a, b, prefix=""):
+    """The dotted keys whose values differ between two config dicts."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        full = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys.extend(differences(va, vb, full + "."))
+        elif va != vb:
+            keys.append(full)
+    return keys
+
+
 def jsonable_config(value):
     """A config dict as it reads back from a sidecar (JSON round trip)."""
     return json.loads(json.dumps(value, default=str))
@@ -75,7 +88,10 @@ def refuse_foreign_run(out_dir, data, force=False):
     except (OSError, ValueError):
         return
     theirs = info.get("config") if isinstance(info, dict) else None
-    if force or not isinstance(theirs, dict) or run_identity(theirs) == run_identity(jsonable_config(data)):
+    mine = run_identity(jsonable_config(data))
+    if force or not isinstance(theirs, dict) or run_identity(theirs) == mine:
         return
-    raise DgnError(f"{out_dir} holds the generate-all run of another config ({theirs.get('name') or '?'}); give "
-                   f"another --out, or --force to write this config's images there")
+    diff = differences(run_identity(theirs), mine)
+    shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+    raise DgnError(f"{out_dir} holds a generate-all run ({theirs.get('name') or '?'}) whose images another config "
+                   f"makes (differing in {shown}); give another --out, or --force to write these images there anyway")

@@ -150,6 +150,12 @@ class Transforms:
             or > 1 with nothing to vary (one line each)."""
 
     def __init__(self, items=(), samples=1):
+        if isinstance(items, (Jitter, Scale, Rotate, Pad)):
+            items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"transforms {items!r}: give a list of Jitter, Scale, Rotate or Pad objects")
+        if isinstance(samples, bool) or not isinstance(samples, int):
+            raise ValueError(f"samples {samples!r}: give a whole number, 1 or more")
         self.items, self.samples = list(items), int(samples)
         kinds = [type(item).__name__ for item in self.items]
         for item in self.items:

@@ -53,7 +53,9 @@ def test_channel_atlas_equals_per_channel_generate_and_has_layer_sheets(tiny_con
     sheets = os.listdir(tmp_path / "atlas" / "sheets")
     assert sheets == ["sheet_conv2_0000-0004.png"]
     report = json.loads((tmp_path / "atlas" / "report.json").read_text())
-    assert report["images"] == 5 if "images" in report else True
+    assert sorted(u["label"] for u in report["units"]) == [f"conv2:{c}" for c in range(5)]
+    assert all(isinstance(u["activation"], float) for u in report["units"])
+    assert "5 unit images" in report["line"]
     manifest = [json.loads(line) for line in open(tmp_path / "atlas" / "manifest.jsonl")]
     assert sorted(e["unit"] for e in manifest) == [f"channel:conv2:{c}" for c in range(5)]
 
@@ -154,6 +156,8 @@ def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, 
     assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--top", "2", "--out", out,
                  "--quiet"]) == 0
     assert "0 photos read" in capsys.readouterr().out
+    assert sorted(os.listdir(os.path.join(out, "examples", "channel_conv2_3"))) == ["01.png", "02.png"]  # none stale
+    assert os.path.join("n0001", "broken.png") in json.loads(open(os.path.join(out, "examples", "unreadable.json")).read())
     cache = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "examples", "cache")) for f in fs]
     os.remove(sorted(cache)[-1])
     assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--out", out, "--quiet"]) == 0
@@ -173,6 +177,15 @@ def test_examples_bad_input_is_one_line(tiny_config, tmp_path, capsys):
     config = tiny_config()
     empty = tmp_path / "empty"
     empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    (broken / "b.jpg").write_bytes(b"")
+    for _ in range(2):   # and again, from the cache
+        assert main(["examples", config, "--data", str(broken), "--channels", "conv2:0:2", "--out",
+                     str(tmp_path / "run"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "could be read" in err, err
     for args, words in ((["--data", str(tmp_path / "missing"), "--channels", "conv2"], "not found"),
                         (["--data", str(empty), "--channels", "conv2"], "no photos"),
                         (["--data", str(empty)], "--channels"),
@@ -191,7 +204,8 @@ def test_shard_auto_reads_the_schedulers_environment():
     assert auto_shard({"DGN_SHARD_INDEX": "1", "DGN_SHARD_COUNT": "2"}) == (1, 2)
     for env, words in (({}, "no shard in the environment"), ({"DGN_SHARD_INDEX": "x", "DGN_SHARD_COUNT": "2"},
                                                               "integers"),
-                       ({"JOB_COMPLETION_INDEX": "4", "DGN_SHARD_COUNT": "4"}, "--shard")):
+                       ({"JOB_COMPLETION_INDEX": "4", "DGN_SHARD_COUNT": "4"}, "index must be 0..3"),
+                       ({"SLURM_ARRAY_TASK_ID": "1"}, "not SLURM_ARRAY_TASK_COUNT")):
         with pytest.raises(DgnError, match=words):
             auto_shard(env)
 

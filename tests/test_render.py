@@ -155,3 +155,42 @@ def test_generate_refuses_another_configs_generate_all_folder(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another config" in err and "--force" in err
     assert main(["generate", config, "--target", "1", "--steps", "3", "--out", out, "--quiet", "--force"]) == 0
+
+
+def test_a_users_callback_gets_the_gradients_it_asks_for(tiny):
+    seen = []
+
+    class Grads(Callback):
+        needs_grads = True
+
+        def on_step_end(self, step, logs, stepper):
+            grads, values = stepper.gradients(), stepper.get_values()
+            assert [g.shape for g in grads] == [v.shape for v in values]
+            seen.append(step)
+
+    for parameterization in (Generator(**SMALL_G), Pixels(), Fourier()):
+        seen.clear()
+        dgn.render(tiny, "3", parameterization=parameterization, steps=2, callbacks=Grads())   # one, not a list
+        assert seen == [0, 1]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"), (dict(seed="a"), "seed"), (dict(callbacks=[1]), "callback"),
+    (dict(callbacks="x"), "callbacks"), (dict(transforms="jitter"), "list of dgn.transforms"),
+    (dict(callbacks=[LambdaCallback(on_step_end=lambda s, l, st: st.set_values([np.zeros((1, 2))]))]),
+     "set_values"),
+    (dict(callbacks=[LambdaCallback(on_step_end=lambda s, l, st: st.set_values(
+        [np.full(v.shape, np.nan, "float32") for v in st.get_values()]))], parameterization="pixels"), "NaN")])
+def test_more_bad_arguments_are_one_line(tiny, kwargs, words):
+    with pytest.raises(DgnError) as info:
+        dgn.render(tiny, "3", steps=1, transforms=kwargs.pop("transforms", []), **kwargs)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_save_takes_a_stem(tiny, tmp_path):
+    result = dgn.render(tiny, "3", parameterization="pixel", steps=1)
+    assert result.save(str(tmp_path / "a.png")) == str(tmp_path / "a.png")
+    assert os.path.isfile(tmp_path / "a.json") and not os.path.exists(tmp_path / "a.png.png")
+    for bad in ("", str(tmp_path)):
+        with pytest.raises(DgnError, match="file stem"):
+            result.save(bad)

@@ -295,6 +295,9 @@ def classifier(model, preprocessing, class_names=None, name=None, output=None, i
     Raises:
         DgnError: an unknown preprocessing, class names that do not match the classes, a model dgn
             cannot read (see :func:`~dgn.classifiers.analysis.analyse`)."""
+    if not isinstance(model, keras.Model):
+        raise DgnError(f"dgn.classifier({model!r}): give a keras.Model (or dgn.load_classifier for a name or a "
+                       f".keras file)")
     if preprocessing not in ("caffe", "tf", "unit", "raw"):
         raise DgnError(f"preprocessing {preprocessing!r}: give caffe, tf, unit or raw")
     if isinstance(input_size, int):
