@@ -11,7 +11,9 @@ Objects: classifiers (:func:`load_classifier`, :func:`classifier` for a ``keras.
 (:mod:`dgn.objectives`: ``ClassObjective``, ``ChannelObjective``, ``NeuronObjective``, composed with
 ``+`` and ``*``, or target strings), parameterizations (:mod:`dgn.param`: ``Generator``, ``Pixels``,
 ``Fourier``), transforms (:mod:`dgn.transforms`: ``Jitter``, ``Scale``, ``Rotate``, ``Pad``,
-``compose``), callbacks (:mod:`dgn.callbacks`), and :func:`render`, which runs them.
+``compose``), callbacks (:mod:`dgn.callbacks`), and :func:`render`, which runs them; attribution maps of
+real photos (:func:`explain`: saliency, SmoothGrad, guided backpropagation, integrated gradients, Grad-CAM,
+Grad-CAM++, Score-CAM, occlusion) on the same classifiers and objectives.
 """
 
 __version__ = "0.1.0"
@@ -23,6 +25,8 @@ _EXPORTS = {
     "classifier": ("dgn.classifiers", "classifier"),
     "Classifier": ("dgn.classifiers", "Classifier"),
     "parse_target": ("dgn.objectives", "parse_target"),
+    "explain": ("dgn.attribution", "explain"),
+    "attribute": ("dgn.attribution", "attribute"),
 }
 
 
@@ -33,11 +37,11 @@ def __getattr__(name):
 
         module, attr = _EXPORTS[name]
         return getattr(importlib.import_module(module), attr)
-    if name in ("param", "transforms", "callbacks", "objectives"):
+    if name in ("param", "transforms", "callbacks", "objectives", "attribution"):
         import importlib
 
         return importlib.import_module(f"dgn.{name}")
     raise AttributeError(f"module 'dgn' has no attribute {name!r}")
 
 
-__all__ = list(_EXPORTS) + ["param", "transforms", "callbacks", "objectives", "__version__"]
+__all__ = list(_EXPORTS) + ["param", "transforms", "callbacks", "objectives", "attribution", "__version__"]

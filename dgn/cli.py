@@ -249,9 +249,10 @@ def build_parser():
                         "else center (scale to cover, centre window)")
     p.set_defaults(func=cmd_classify)
 
-    from dgn import cli_baselines, cli_batch
+    from dgn import cli_baselines, cli_batch, cli_explain
     cli_batch.add_commands(sub)
     cli_baselines.add_commands(sub)
+    cli_explain.add_commands(sub)
     p = sub.add_parser("info", help="list the classifier's layers and classes", parents=[set_option(SET_HELP_CLASSIFIER)])
     p.add_argument("config", help="a YAML config; its classifier: section is read")
     p.set_defaults(func=cmd_info)
