@@ -36,8 +36,11 @@ def cmd_examples(args):
     units = select_units(classifier, args.classes, args.channels)
     units = [("class", u) if not isinstance(u, tuple) else u for u in units]
     run_dir = args.out or default_out_dir(cfg.data)
+    if args.maps:
+        from dgn.attribution import method_name
+        args.maps = method_name(args.maps)   # a bad name fails before the pass
     summary = write_examples(run_dir, classifier, args.data, units, top=args.top, fit=args.fit, batch=args.batch,
-                             progress=not args.quiet)
+                             progress=not args.quiet, maps=args.maps)
     import os
     if any(os.path.isfile(os.path.join(run_dir, stem + ".png")) for stem in summary["stems"]):
         from dgn.gallery import write_gallery   # the run's images: sheets and gallery show their examples
@@ -111,6 +114,8 @@ def add_commands(sub):
     p.add_argument("--classes", default=None, metavar="SPEC", help="classes instead: all, 0:100, 1,207,...")
     p.add_argument("--top", type=int, default=9, metavar="K", help="photos per unit (default 9)")
     p.add_argument("--batch", type=int, default=32, metavar="N", help="photos per call of D (default 32)")
+    p.add_argument("--maps", metavar="METHOD", help="also the attribution map of the unit on each example photo "
+                   "(gradcam, saliency, ...: dgn explain's methods), shown in the gallery beside the patches")
     p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",
                    help="how photos are brought to D's input size (as dgn classify)")
     p.set_defaults(func=cmd_examples)

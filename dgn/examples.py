@@ -232,10 +232,12 @@ def top_photos(values, k):
     return [int(i) for i in order[:k] if np.isfinite(values[i])]
 
 
-def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32, progress=True):
+def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32, progress=True, maps=None):
     """Dataset examples for ``units`` (a list of ("channel", layer, c) or ("class", index)) from the photos
     in ``data``, into ``run_dir``: ``examples/<stem>/NN.png`` (patch or photo) and ``examples/<stem>.json``;
-    a unit's image sidecar in ``run_dir`` (``<stem>.json``) gets an ``examples`` field. Returns a summary.
+    a unit's image sidecar in ``run_dir`` (``<stem>.json``) gets an ``examples`` field. ``maps``: an
+    attribution method (:mod:`dgn.attribution`, e.g. "gradcam"): each example photo also gets the map of
+    the same unit, laid over the photo as D saw it (``examples/<stem>/NN_map.png``). Returns a summary.
 
     Raises:
         DgnError: a missing or empty folder, top < 1 (one line); unreadable photos are skipped and counted."""
@@ -277,7 +279,7 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         else:
             _, c = unit
             maxes, argmaxes, errs = values_of["logits"]
-            objective = ClassObjective([(c, 1.0)], names=classifier.class_names)
+            objective = ClassObjective([(c, 1.0)], "logit", 0.0, names=classifier.class_names)
             geom, cols = None, 1
         errors.update(errs)
         stem = objective.stem(str(c))
@@ -303,7 +305,11 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
             write_atomic(os.path.join(folder, name), png_bytes(_enlarge(crop)))
             entry["file"] = os.path.join("examples", stem, name)
             rows.append(entry)
+        if maps and rows:
+            _add_maps(run_dir, classifier, objective, [photo(cached.paths.index(os.path.join(cached.folder, r["photo"])))
+                                                       for r in rows], rows, folder, maps, stem)
         record = {"unit": objective.describe(), "photos": len(cached.paths), "data": cached.folder, "fit": cached.fit,
+                  "maps": maps,
                   "receptive_field": None if geom is None else {"jump": list(geom.jump), "size": list(geom.size),
                                                                 "start": list(geom.start), "whole": geom.whole},
                   "examples": rows}
@@ -318,6 +324,19 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
             "unreadable_first": next(iter(errors.items()), None),
             "seconds": round(seconds, 2), "photos_per_second": round(read / seconds, 2) if read else None,
             "stems": written}
+
+
+def _add_maps(run_dir, classifier, objective, photos, rows, folder, method, stem):
+    """The attribution map of ``objective`` on each example photo (as D saw it), as an overlay PNG."""
+    from dgn.attribution import explain
+    from dgn.explaining import _heat, overlay
+
+    values = explain(classifier, np.stack(photos), objective, method)
+    for row, image, value in zip(rows, photos, values):
+        heat, _ = _heat(value, method)
+        name = f"{row['rank']:02d}_map.png"
+        write_atomic(os.path.join(folder, name), png_bytes(overlay(image, heat)[0]))
+        row["map"] = os.path.join("examples", stem, name)
 
 
 def _enlarge(crop, minimum=96):
@@ -343,5 +362,5 @@ def _attach(run_dir, stem, rows):
         return
     if not isinstance(side, dict):
         return
-    side["examples"] = [{k: r[k] for k in ("file", "photo", "activation") if k in r} for r in rows]
+    side["examples"] = [{k: r[k] for k in ("file", "photo", "activation", "map") if k in r} for r in rows]
     write_atomic(path, json_bytes(side))

@@ -164,8 +164,11 @@ def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, 
     assert "4 photos read" in capsys.readouterr().out
     # classes: the top photos by logit
     assert main(["examples", config, "--data", photo_folder, "--classes", "2", "--top", "3", "--out", out,
-                 "--quiet"]) == 0
+                 "--maps", "gradcam", "--quiet"]) == 0
     record = json.loads(open(os.path.join(out, "examples", "0002.json")).read())
+    assert record["maps"] == "gradcam" and all(os.path.isfile(os.path.join(out, e["map"])) for e in record["examples"])
+    assert main(["examples", config, "--data", photo_folder, "--classes", "2", "--out", out, "--maps", "nope",
+                 "--quiet"]) == 2 and "unknown attribution method" in capsys.readouterr().err
     logits = clf.predict_logits(clf.from_pixels(np.stack([fit_to_input(load_image(p), (32, 32), "center")
                                                           for p in paths])))
     expected = [os.path.relpath(paths[i], photo_folder) for i in np.argsort(-logits[:, 2], kind="stable")[:3]]
