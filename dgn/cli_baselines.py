@@ -32,10 +32,18 @@ def cmd_dream(args):
 def cmd_compare(args):
     from dgn.compare import compare, describe
     from dgn.config import load_config
+    from dgn.errors import DgnError
 
     configs = [load_config(path, config_overrides(args)) for path in args.configs]
     out = args.out or os.path.join("runs", "compare")
-    summary = compare(configs, targets=args.target, out_dir=out, judge=args.judge, progress=not args.quiet)
+    maps = None
+    if args.maps:
+        from dgn.attribution import method_name
+        if not args.photos:
+            raise DgnError("--maps needs --photos DIR: the maps are of the real photos")
+        maps = method_name(args.maps)
+    summary = compare(configs, targets=args.target, out_dir=out, judge=args.judge, progress=not args.quiet,
+                      photos=args.photos, maps=maps)
     print(f"{os.path.join(out, 'compare.png')}: {len(summary['methods'])} methods x {len(summary['targets'])} targets"
           + (f" ({summary['reused']} finished images reused)" if summary["reused"] else ""))
     for line in describe(summary):
@@ -67,4 +75,8 @@ def add_commands(sub):
                                                     "in an objective)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare/); images already made there "
                    "by the same config are reused, so an interrupted or extended compare resumes")
+    p.add_argument("--photos", metavar="DIR", help="a folder of real photos: a last row shows, per class target, the "
+                   "photo with D's largest logit of it")
+    p.add_argument("--maps", metavar="METHOD", help="with --photos: one more row with each photo's attribution map "
+                   "(gradcam, saliency, ...: dgn explain's methods)")
     p.set_defaults(func=cmd_compare)

@@ -35,8 +35,13 @@ def finished_image(method_dir, cfg, classifier, spec):
     return None if side is None else (os.path.join(method_dir, stem + ".png"), side)
 
 
-def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=True, tile=None):
-    """Runs every target with every config; writes the sheet and summary; returns the summary."""
+def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=True, tile=None, photos=None,
+            maps=None):
+    """Runs every target with every config; writes the sheet and summary; returns the summary.
+
+    ``photos``: a folder of real photos; a last row shows, for each class target, the photo D (the first
+    config's classifier) gives the largest logit of the target's classes (``dgn examples``' cached pass),
+    and with ``maps`` (an attribution method, :mod:`dgn.attribution`) one more row with that photo's map."""
     from dgn.generate import NO_TARGETS, run_target
     from dgn.sheets import grid
 
@@ -94,6 +99,10 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
             tiles.append(rgb)
             labels.append(label)
         summary["methods"].append(row)
+    if photos:
+        photos_row = _photo_rows(configs[0], classifier_for(configs[0]), targets, photos, maps, out_dir, progress)
+        tiles += photos_row.tiles
+        labels += photos_row.labels
     size = tile or tiles[0].shape[:2]
     small = max(size) < MIN_TILE   # small images (a 32x32 classifier's) are enlarged, pixel for pixel, so labels fit
     if small and not tile:
@@ -105,10 +114,68 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=12)
     write_png(os.path.join(out_dir, "compare.png"), sheet)
     summary["sheet"] = "compare.png"
+    if photos:
+        summary["photos"] = photos_row.summary
     summary["reused"] = reused
     summary["means"] = _means(summary)
     write_json(os.path.join(out_dir, "compare.json"), summary)
     return summary
+
+
+class _PhotoRows:
+    def __init__(self):
+        self.tiles, self.labels, self.summary = [], [], []
+
+
+def _photo_rows(cfg, classifier, targets, folder, maps, out_dir, progress):
+    """The real-photo row (and map row) of the sheet: per class target, the photo with the largest summed
+    logit of its classes; other targets get an empty tile."""
+    from dgn.examples import Pass, top_photos
+    from dgn.images import fit_to_input, load_image
+
+    rows = _PhotoRows()
+    cached = Pass(classifier, folder, ["logits"], os.path.join(out_dir, "photos", "cache"))
+    cached.run(progress=progress)
+    logits = cached.values("logits")[0]
+    height, width = classifier.input_shape[:2]
+    blank = np.full((height, width, 3), 225, dtype="uint8")
+    picked = []
+    for spec in targets:
+        objective = build.objective(spec, classifier, cfg.data)
+        classes = objective.class_indices
+        if not classes:
+            picked.append((spec, None, None, None))
+            continue
+        best = top_photos(logits[:, classes].sum(axis=1), 1)
+        if not best:
+            picked.append((spec, None, None, None))
+            continue
+        i = best[0]
+        image = fit_to_input(load_image(cached.paths[i]), (height, width), cached.fit)
+        picked.append((spec, image, os.path.relpath(cached.paths[i], cached.folder), float(logits[i, classes].sum())))
+    for spec, image, name, value in picked:
+        rgb = blank if image is None else (image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1))
+        rows.tiles.append(rgb)
+        rows.labels.append("photo: (class targets only)" if image is None else f"photo z {value:.3g} {name}")
+        rows.summary.append({"target": spec, "photo": name, "logit": value})
+    if maps:
+        from dgn.attribution import explain
+        from dgn.explaining import _heat, overlay
+        from dgn.objectives import ClassObjective
+
+        for (spec, image, name, _), entry in zip(picked, rows.summary):
+            if image is None:
+                rows.tiles.append(blank)
+                rows.labels.append("")
+                continue
+            objective = ClassObjective([(c, 1.0) for c in build.objective(spec, classifier, cfg.data).class_indices],
+                                       "logit", 0.0, names=classifier.class_names)
+            heat, _ = _heat(explain(classifier, image[None], objective, maps)[0], maps)
+            tile = overlay(image, heat)[0]
+            rows.tiles.append(np.asarray(Image.fromarray(tile).resize((width, height), Image.Resampling.BICUBIC)))
+            rows.labels.append(f"{maps} map")
+            entry["map"] = maps
+    return rows
 
 
 def _means(summary):

@@ -106,3 +106,26 @@ def test_compare_resumes_with_the_images_of_the_same_config(tmp_path, capsys):
     assert main(["compare", pixel, "--target", "3", "--steps", "4", "--out", str(out), "--quiet"]) == 0
     assert "reused" not in capsys.readouterr().out
     assert Image.open(png).size == (32, 32)
+
+
+def test_compare_with_real_photos_and_their_maps(tmp_path, capsys):
+    """--photos adds a row with each class target's top photo under D; --maps its attribution map."""
+    import os
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    configs = _configs(tmp_path)[:1]
+    out = tmp_path / "cmp"
+    assert main(["compare", *configs, "--target", "3", "--target", "channel:conv2:1", "--photos", str(photos),
+                 "--maps", "gradcam", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    first, second = summary["photos"]
+    assert first["target"] == "3" and first["photo"] in os.listdir(photos) and first["map"] == "gradcam"
+    assert second["photo"] is None                       # channels: class targets only
+    sheet = np.asarray(Image.open(out / "compare.png"))
+    assert sheet.shape[0] == 4 + 3 * (128 + 12 + 4)      # the method, the photos and the maps
+    assert main(["compare", *configs, "--target", "3", "--maps", "gradcam", "--out", str(out), "--quiet"]) == 2
+    assert "--photos" in capsys.readouterr().err
