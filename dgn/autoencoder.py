@@ -5,12 +5,18 @@ ReLU, Dense m (the feature vector). G: the decoder of :mod:`dgn.generator` with 
 (8b; its last conv has ReLU while training, linear when generating). Trained with Gaussian noise
 on the input (the paper's *denoising* autoencoder) to reconstruct the clean image, MSE loss in D's
 input space, with Keras's ``fit``, a checkpoint every epoch and resume after a kill.
+
+What is built and how it trains are two small objects, :class:`AutoencoderSpec` (the layers) and
+:class:`DaeTraining` (the data, the optimizer, the schedule), whose fields are the keys of the
+config's ``dae:`` section (and ``generator.seed_shape`` / ``blocks``, ``seed``); :mod:`dgn.build`
+makes them from a config. No function here takes a config dict.
 """
 
 import json
 import math
 import os
 import time
+from dataclasses import asdict, dataclass, field
 
 import keras
 import numpy as np
@@ -37,6 +43,80 @@ CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
 CODE_STATS = "code_stats.npz"
 
+# The config's dae: section's keys in its order (dgn.config.SCHEMA): the order of a run's identity
+# (training.json), each key a field of AutoencoderSpec or of DaeTraining.
+DAE_KEYS = ("data", "wnids", "out", "epochs", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
+            "warmup_steps", "decay_steps", "noise_stddev", "validation", "augment", "encoder_filters", "dense",
+            "decoder_norm", "output_norm", "output_activation", "perceptual_weight", "perceptual_layers",
+            "precision", "init")
+
+
+@dataclass
+class AutoencoderSpec:
+    """The autoencoder's layers. ``seed_shape`` / ``blocks``: the decoder's (``generator.seed_shape`` /
+    ``blocks``; both None: sized to the images, :meth:`sized`); ``encoder_filters``, ``dense``: the
+    encoder's conv blocks and hidden dense layer; ``decoder_norm``: the decoder's hidden norms while
+    training; ``output_norm``, ``output_activation``: its last norm and last conv while training;
+    ``noise_stddev``: the Gaussian noise on the input (D's input space); ``seed``: the weights' and
+    the noise's random seed (and the training data's order)."""
+
+    seed_shape: list = None
+    blocks: list = None
+    encoder_filters: list = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    dense: int = 2048
+    decoder_norm: str = "batch"
+    output_norm: str = DECODER_OUTPUT_NORM
+    output_activation: str = "relu"
+    noise_stddev: float = 0.1
+    seed: int = 0
+
+    def sized(self, size):
+        """(seed_shape, blocks) of the decoder for size x size images: both None, G sized to the images
+        (:func:`dgn.generator.sized_architecture`); one None, the paper's value."""
+        if self.seed_shape is None and self.blocks is None:
+            seed_shape, blocks, _ = sized_architecture(size, size)
+            return seed_shape, blocks
+        return self.seed_shape or [5, 5, PAPER_SEED_CHANNELS], self.blocks or PAPER_BLOCKS
+
+
+@dataclass
+class DaeTraining:
+    """How the autoencoder trains: the image folder(s) ``data`` (only the top-level folders ``wnids``
+    if given, ``validation`` of each held out), the training folder ``out``, ``epochs`` of
+    ``steps_per_epoch`` batches (None: one pass) of ``batch_size``, ``augment``, the ``optimizer``
+    ("adam" or "adadelta") at ``learning_rate`` with ``warmup_steps`` / ``decay_steps``
+    (:func:`learning_rate_schedule`), the loss's ``perceptual_weight`` on D's ``perceptual_layers``,
+    the compute ``precision``, the trained folder ``init`` to start from, and ``classifier_model``
+    (the config's ``classifier.model``: part of the run's identity)."""
+
+    data: object = None
+    wnids: list = None
+    out: str = None
+    epochs: int = 10
+    batch_size: int = 24
+    steps_per_epoch: int = None
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    validation: float = 0.1
+    augment: bool = True
+    perceptual_weight: float = 0.0
+    perceptual_layers: list = field(default_factory=lambda: ["block2b_add", "block3b_add"])
+    precision: str = "float32"
+    init: str = None
+    classifier_model: str = None
+
+    def images(self, data_dir=None):
+        """The image folder(s) to train on: ``data_dir`` if given, else ``data``.
+
+        Raises:
+            DgnError: neither."""
+        data_dir = data_dir or self.data
+        if not data_dir:
+            raise DgnError("no training images: give --data DIR or set dae.data in the config")
+        return data_dir
+
 
 def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feature_size=3200, name="encoder"):
     image = keras.Input(input_shape, name="image")
@@ -53,37 +133,26 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
     return keras.Model(image, features, name=name)
 
 
-def build_autoencoder(cfg, input_size, precision="float32"):
-    """(autoencoder, encoder, decoder) from a config dict's ``generator`` and ``dae`` sections.
+def build_autoencoder(spec, input_size, precision="float32"):
+    """(autoencoder, encoder, decoder) of an :class:`AutoencoderSpec` for input_size x input_size images.
     ``precision`` "mixed_bfloat16" computes in bfloat16 with float32 weights (training speed)."""
     with dtype_policy(precision):
-        return _build_autoencoder(cfg, input_size)
+        return _build_autoencoder(spec, input_size)
 
 
-def sized_generator(gen, size):
-    """A config's ``generator:`` section with seed_shape and blocks filled in for size x size images: both
-    null, G sized to the images (:func:`dgn.generator.sized_architecture`); one null, the paper's value."""
-    if gen.get("seed_shape") is None and gen.get("blocks") is None:
-        seed_shape, blocks, _ = sized_architecture(size, size)
-    else:
-        seed_shape = gen.get("seed_shape") or [5, 5, PAPER_SEED_CHANNELS]
-        blocks = gen.get("blocks") or PAPER_BLOCKS
-    return {**gen, "seed_shape": seed_shape, "blocks": blocks}
-
-
-def _build_autoencoder(cfg, input_size):
-    gen, dae = sized_generator(cfg["generator"], input_size), cfg["dae"]
-    size = output_size(gen["seed_shape"], gen["blocks"], "decoder")
+def _build_autoencoder(spec, input_size):
+    seed_shape, blocks = spec.sized(input_size)
+    size = output_size(seed_shape, blocks, "decoder")
     if size != input_size:
         raise DgnError(f"the decoder makes {size}x{size} images but the autoencoder trains on {input_size}x"
                        f"{input_size}; change generator.seed_shape / blocks or classifier")
-    keras.utils.set_random_seed(cfg["seed"])
-    m = math.prod(gen["seed_shape"])
-    encoder = build_encoder((input_size, input_size, 3), dae["encoder_filters"], dae["dense"], m)
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=dae["decoder_norm"],
-                            output_activation=dae["output_activation"], output_norm=dae["output_norm"])
+    keras.utils.set_random_seed(spec.seed)
+    m = math.prod(seed_shape)
+    encoder = build_encoder((input_size, input_size, 3), spec.encoder_filters, spec.dense, m)
+    decoder = build_decoder(seed_shape, blocks, head="decoder", norm=spec.decoder_norm,
+                            output_activation=spec.output_activation, output_norm=spec.output_norm)
     image = keras.Input((input_size, input_size, 3), name="image")
-    noisy = FeatureNoise("additive", dae["noise_stddev"], seed=cfg["seed"], name="input_noise")(image)
+    noisy = FeatureNoise("additive", spec.noise_stddev, seed=spec.seed, name="input_noise")(image)
     model = keras.Model(image, decoder(encoder(noisy)), name="autoencoder")
     return model, encoder, decoder
 
@@ -109,9 +178,11 @@ def learning_rate_schedule(rate, warmup=0, decay=0):
                                                   warmup_target=rate, warmup_steps=warmup - 1)
 
 
-def make_dae_optimizer(dae):
-    name = dae["optimizer"]
-    lr = learning_rate_schedule(dae["learning_rate"], dae.get("warmup_steps") or 0, dae.get("decay_steps") or 0)
+def make_dae_optimizer(training):
+    """A fresh Keras optimizer of a :class:`DaeTraining` (``optimizer``, ``learning_rate`` with its
+    warm-up and decay)."""
+    name = training.optimizer
+    lr = learning_rate_schedule(training.learning_rate, training.warmup_steps or 0, training.decay_steps or 0)
     if name == "adadelta":
         return keras.optimizers.Adadelta(lr)
     if name == "adam":
@@ -183,14 +254,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.on_saved(epoch + 1, logs or {}, wall)
 
 
-def _metadata(cfg, space, input_size, epoch, logs, history, data_dir, images):
-    """decoder.json: what the decoder makes and how it was trained. The data folder is named by its
-    last component (the absolute path is only this machine's)."""
-    return {"preprocessing": space, "input_size": input_size, "norm": cfg["dae"]["decoder_norm"],
-            "output_norm": cfg["dae"]["output_norm"], "output_activation": cfg["dae"]["output_activation"],
-            "seed_shape": cfg["generator"]["seed_shape"],
-            "blocks": cfg["generator"]["blocks"], "epochs": epoch, "logs": logs,
-            "noise_stddev": cfg["dae"]["noise_stddev"],
+def _metadata(spec, space, input_size, epoch, logs, history, data_dir, images):
+    """decoder.json: what the decoder makes and how it was trained (``spec``: its
+    :class:`AutoencoderSpec`; seed_shape / blocks as given, None when sized to the images). The data
+    folder is named by its last component (the absolute path is only this machine's)."""
+    return {"preprocessing": space, "input_size": input_size, "norm": spec.decoder_norm,
+            "output_norm": spec.output_norm, "output_activation": spec.output_activation,
+            "seed_shape": spec.seed_shape,
+            "blocks": spec.blocks, "epochs": epoch, "logs": logs,
+            "noise_stddev": spec.noise_stddev,
             "data": folder_names(data_dir), "images": images, "history": history}
 
 
@@ -204,19 +276,20 @@ def folder_names(data):
     return folder_name(data) if isinstance(data, str) else [folder_name(p) for p in data]
 
 
-def run_record(cfg, epoch, wall_seconds, images):
-    """One training run in a decoder's history: how long, on what, how many images were seen."""
+def run_record(training, epoch, wall_seconds, images):
+    """One training run (``training``: its :class:`DaeTraining`) in a decoder's history: how long, on
+    what, how many images were seen."""
     import platform
 
-    dae = cfg["dae"]
-    seen = epoch * dae["batch_size"] * (dae["steps_per_epoch"] or math.ceil(images / dae["batch_size"]))
+    t = training
+    seen = epoch * t.batch_size * (t.steps_per_epoch or math.ceil(images / t.batch_size))
     return {"epochs": epoch, "images_seen": seen, "passes": round(seen / max(images, 1), 1),
             "wall_seconds": wall_seconds,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": keras.backend.backend(),
-            "devices": [str(d) for d in _devices()], "precision": dae["precision"],
-            "batch_size": dae["batch_size"], "learning_rate": dae["learning_rate"],
-            "warmup_steps": dae["warmup_steps"], "decay_steps": dae["decay_steps"],
-            "init": folder_name(dae["init"]) if dae["init"] else None}
+            "devices": [str(d) for d in _devices()], "precision": t.precision,
+            "batch_size": t.batch_size, "learning_rate": t.learning_rate,
+            "warmup_steps": t.warmup_steps, "decay_steps": t.decay_steps,
+            "init": folder_name(t.init) if t.init else None}
 
 
 def _devices():
@@ -358,11 +431,10 @@ def channel_correlation(images_uint8):
     return [round(float(c[0, 1]), 4), round(float(c[0, 2]), 4), round(float(c[1, 2]), 4)]
 
 
-def _dataset_images(cfg, data_dir, crop, warn=print):
+def _dataset_images(training, data_dir, crop, warn=print):
     from dgn.data import list_and_split, load_images
 
-    dae = cfg["dae"]
-    paths, train, val = list_and_split(data_dir, dae["wnids"], dae["validation"])
+    paths, train, val = list_and_split(data_dir, training.wnids, training.validation)
     from dgn.images import eval_short_side
     short = eval_short_side(crop)
     train_images, _, skipped_t = load_images(train, short, warn)
@@ -374,51 +446,60 @@ def _dataset_images(cfg, data_dir, crop, warn=print):
 IDENTITY_DEFAULTS = {"decay_steps": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
 
 
-def _training_identity(cfg):
-    return {"generator": {k: cfg["generator"][k] for k in ("seed_shape", "blocks")},
-            "dae": {k: v for k, v in cfg["dae"].items()
+def _dae_value(spec, training, key):
+    return getattr(spec if hasattr(spec, key) else training, key)
+
+
+def _training_identity(spec, training):
+    """What decides a training run's weights (training.json): a folder holding a run of another
+    identity is not resumed. The dae keys in the config's order (:data:`DAE_KEYS`)."""
+    dae = {k: _dae_value(spec, training, k) for k in DAE_KEYS}
+    return {"generator": {"seed_shape": spec.seed_shape, "blocks": spec.blocks},
+            "dae": {k: v for k, v in dae.items()
                     if k not in ("epochs", "out", "data", "precision", "warmup_steps")
                     and not (k in IDENTITY_DEFAULTS and v == IDENTITY_DEFAULTS[k])},
-            "classifier": cfg["classifier"]["model"], "seed": cfg["seed"],
+            "classifier": training.classifier_model, "seed": spec.seed,
             "decoder_output_norm": DECODER_OUTPUT_NORM}
 
 
-def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_limit=None):
-    """Trains (or resumes) the autoencoder; returns the output folder."""
-    from dgn.classifiers import load_classifier
+def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=None, verbose=1,
+              time_limit=None, record=None):
+    """Trains (or resumes) the autoencoder ``spec`` (:class:`AutoencoderSpec`) as ``training`` says
+    (:class:`DaeTraining`) for ``classifier`` (D: its input space and size, and the perceptual
+    term's layers); returns the output folder. ``data_dir``, ``out_dir``, ``epochs``: instead of
+    ``training``'s; ``record``: what training.json records as the run's config (the config dict
+    the objects were built from), beside the identity."""
     from dgn.data import ImageDataset
 
-    data = cfg.data
-    dae = data["dae"]
-    data_dir = data_dir or dae["data"]
-    if not data_dir:
-        raise DgnError("no training images: give --data DIR or set dae.data in the config")
-    out_dir = out_dir or dae["out"] or os.path.join("runs", cfg.name)
-    epochs = epochs or dae["epochs"]
-    classifier = load_classifier(data["classifier"])
+    data_dir = training.images(data_dir)
+    out_dir = out_dir or training.out
+    epochs = epochs or training.epochs
     space, size = classifier.preprocessing, classifier.input_shape[0]
     # a misspelt layer fails here, before the images are read
-    features = perceptual_features(classifier, dae["perceptual_layers"]) if dae["perceptual_weight"] else None
+    features = perceptual_features(classifier, training.perceptual_layers) if training.perceptual_weight else None
     os.makedirs(out_dir, exist_ok=True)
     state_path = os.path.join(out_dir, STATE)
-    identity = _training_identity(data)
+    identity = _training_identity(spec, training)
     ident_path = os.path.join(out_dir, "training.json")
     if os.path.isfile(ident_path):
         with open(ident_path, encoding="utf-8") as fh:
             if json.load(fh)["identity"] != identity:
                 raise DgnError(f"{out_dir} holds a training run of another configuration; use another --out "
                                f"or delete that folder")
-    write_json(ident_path, {"identity": identity, "config": data})
-    train_images, val_images, skipped, total = _dataset_images(data, data_dir, size)
+    if record is None:
+        record = {"autoencoder": asdict(spec), "training": asdict(training)}
+    write_json(ident_path, {"identity": identity, "config": record})
+    train_images, val_images, skipped, total = _dataset_images(training, data_dir, size)
     where = data_dir if isinstance(data_dir, str) else " + ".join(data_dir)
     print(f"{total} images in {where}: {len(train_images)} train, {len(val_images)} validation, "
           f"{skipped} unreadable skipped", flush=True)
-    train_ds = ImageDataset(train_images, size, space, dae["batch_size"], augment=dae["augment"], seed=data["seed"],
-                            steps_per_epoch=dae["steps_per_epoch"])
-    val_ds = ImageDataset(val_images, size, space, dae["batch_size"], augment=False, shuffle=False) \
+    train_ds = ImageDataset(train_images, size, space, training.batch_size, augment=training.augment,
+                            seed=spec.seed, steps_per_epoch=training.steps_per_epoch)
+    val_ds = ImageDataset(val_images, size, space, training.batch_size, augment=False, shuffle=False) \
         if val_images else None
-    model, encoder, decoder = build_autoencoder(data, size, dae["precision"])
-    model.compile(optimizer=make_dae_optimizer(dae), loss=reconstruction_loss(features, dae["perceptual_weight"]),
+    model, encoder, decoder = build_autoencoder(spec, size, training.precision)
+    model.compile(optimizer=make_dae_optimizer(training),
+                  loss=reconstruction_loss(features, training.perceptual_weight),
                   metrics=[pixel_mse] if features is not None else None)
     initial, wall_before = 0, 0.0
     if os.path.isfile(state_path) and os.path.isfile(os.path.join(out_dir, CHECKPOINT)):
@@ -429,20 +510,20 @@ def train_dae(cfg, data_dir=None, out_dir=None, epochs=None, verbose=1, time_lim
         model.load_weights(os.path.join(out_dir, CHECKPOINT))
         train_ds.epoch = initial
         print(f"resuming from the checkpoint of epoch {initial} in {out_dir}", flush=True)
-    elif dae["init"]:
-        load_parts(dae["init"], encoder, decoder, space)
-        print(f"starting from the trained weights in {dae['init']}", flush=True)
+    elif training.init:
+        load_parts(training.init, encoder, decoder, space)
+        print(f"starting from the trained weights in {training.init}", flush=True)
     if initial >= epochs:
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
 
     # the runs that trained dae.init's weights come first in this run's history
-    earlier = decoder_metadata(os.path.join(dae["init"], "decoder.weights.h5")).get("history", []) \
-        if dae["init"] else []
+    earlier = decoder_metadata(os.path.join(training.init, "decoder.weights.h5")).get("history", []) \
+        if training.init else []
 
     def saved(epoch, logs, wall):
-        history = earlier + [run_record(data, epoch, wall, len(train_images))]
-        save_parts(out_dir, encoder, decoder, _metadata(data, space, size, epoch, logs, history, data_dir,
+        history = earlier + [run_record(training, epoch, wall, len(train_images))]
+        save_parts(out_dir, encoder, decoder, _metadata(spec, space, size, epoch, logs, history, data_dir,
                                                         {"train": len(train_images), "validation": len(val_images)}))
 
     callbacks = [EpochCheckpoint(out_dir, saved, wall_before),
@@ -464,16 +545,18 @@ def reconstruct(encoder, decoder, images_uint8, space, batch_size=8):
     return np.concatenate(out)
 
 
-def load_trained(cfg, folder):
-    """(encoder, decoder, metadata) of a trained autoencoder folder."""
+def load_trained(spec, folder):
+    """(encoder, decoder, metadata) of a trained autoencoder folder, built as ``spec`` (an
+    :class:`AutoencoderSpec`: the encoder's layers, the decoder's seed_shape / blocks) says; the
+    decoder's norms and last activation are those its decoder.json records."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     size = meta["input_size"]
-    gen, dae = sized_generator(cfg["generator"], size), cfg["dae"]
-    encoder = build_encoder((size, size, 3), dae["encoder_filters"], dae["dense"], math.prod(gen["seed_shape"]))
-    decoder = build_decoder(gen["seed_shape"], gen["blocks"], head="decoder", norm=meta.get("norm", "image"),
+    seed_shape, blocks = spec.sized(size)
+    encoder = build_encoder((size, size, 3), spec.encoder_filters, spec.dense, math.prod(seed_shape))
+    decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),
                             output_norm=meta.get("output_norm", "image"))
     load_parts(folder, encoder, decoder)
@@ -489,13 +572,14 @@ def load_parts(folder, encoder, decoder, space=None):
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
 
-def center_crops(data, data_dir, size, split="all", limit=None):
+def center_crops(training, data_dir, size, split="all", limit=None):
     """(uint8 centre crops (n, size, size, 3), unreadable paths) of ``data_dir``'s images: all, or
-    train-dae's ``train`` / ``val`` split of them; the first ``limit`` only if given."""
+    train-dae's ``train`` / ``val`` split of them (``training``: the :class:`DaeTraining` whose
+    ``wnids`` and ``validation`` split them); the first ``limit`` only if given."""
     from dgn.data import list_and_split, load_images
     from dgn.images import center_crop, eval_short_side
 
-    paths, train, val = list_and_split(data_dir, data["dae"]["wnids"], data["dae"]["validation"])
+    paths, train, val = list_and_split(data_dir, training.wnids, training.validation)
     if split != "all":
         paths = val if split == "val" else train
     if limit:
@@ -504,16 +588,16 @@ def center_crops(data, data_dir, size, split="all", limit=None):
     return np.stack([center_crop(img, size) for img in images]), skipped
 
 
-def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
+def eval_dae(spec, training, data_dir, folder=None, limit=None, split="all"):
     """PSNR (dB, from the mean squared error over all 8-bit RGB pixels) of clean reconstructions
     of the images of ``data_dir`` (``split`` val / train: train-dae's held-out / training part),
     next to the PSNR of thumbnails of the same crops (:func:`thumbnail_baselines`): a code-sized one
-    and a 16x16 one."""
-    data = cfg.data
-    folder = folder or data["dae"]["out"] or os.path.join("runs", cfg.name)
-    encoder, decoder, meta = load_trained(data, folder)
+    and a 16x16 one. The autoencoder of ``spec`` (:class:`AutoencoderSpec`) trained in ``folder``
+    (default ``training.out``)."""
+    folder = folder or training.out
+    encoder, decoder, meta = load_trained(spec, folder)
     size, space = meta["input_size"], meta["preprocessing"]
-    crops, skipped = center_crops(data, data_dir, size, split, limit)
+    crops, skipped = center_crops(training, data_dir, size, split, limit)
     recon = reconstruct(encoder, decoder, crops, space)
     value, mse = psnr(crops, recon)
     code_size = int(encoder.output_shape[-1])
@@ -524,19 +608,20 @@ def eval_dae(cfg, data_dir, folder=None, limit=None, split="all"):
     return summary, crops, recon
 
 
-def code_statistics(cfg, folder, data_dir=None, limit=None, batch_size=16):
+def code_statistics(spec, training, folder, data_dir=None, limit=None, batch_size=16):
     """Per-unit mean and standard deviation of the encoder's codes of the training photos (center
     crops and their mirror images, no noise), written to ``folder/code_stats.npz`` for
-    ``generator.code_stats``: the distribution a decoder-prior generator keeps its code in."""
+    ``generator.code_stats``: the distribution a decoder-prior generator keeps its code in. The
+    autoencoder of ``spec`` trained in ``folder``; the photos: ``data_dir`` (default ``training.data``),
+    ``training``'s training split of them."""
     import io
 
-    data = cfg.data
-    data_dir = data_dir or data["dae"]["data"]
+    data_dir = data_dir or training.data
     if not data_dir:
         raise DgnError("no image folder: give --data DIR or set dae.data")
-    encoder, _, meta = load_trained(data, folder)
+    encoder, _, meta = load_trained(spec, folder)
     size, space = meta["input_size"], meta["preprocessing"]
-    crops, skipped = center_crops(data, data_dir, size, "train", limit)
+    crops, skipped = center_crops(training, data_dir, size, "train", limit)
     total = np.zeros(encoder.output_shape[-1], "float64")
     squares = np.zeros_like(total)
     count = 0

@@ -104,3 +104,39 @@ def build_generator_for(data, classifier, rows=1, seed=0):
     what ``dgn generate`` optimizes (the transforms act while optimizing only)."""
     built = parameterization(data).build(classifier, rows, seed)
     return transforms(data).wrap(built.model, classifier.preprocessing, seed), built.f0
+
+
+# ---------------------------------------------------------------- the autoencoder (dgn train-dae)
+
+def autoencoder(data):
+    """The :class:`dgn.autoencoder.AutoencoderSpec` of a train-dae config: ``generator.seed_shape`` /
+    ``blocks``, the ``dae:`` section's layer keys, ``seed``."""
+    from dataclasses import fields
+
+    from dgn.autoencoder import AutoencoderSpec
+
+    dae, gen = data["dae"], data["generator"]
+    layers = {f.name: dae[f.name] for f in fields(AutoencoderSpec) if f.name in dae}
+    return AutoencoderSpec(seed_shape=gen["seed_shape"], blocks=gen["blocks"], seed=data["seed"], **layers)
+
+
+def dae_training(data):
+    """The :class:`dgn.autoencoder.DaeTraining` of a train-dae config: the ``dae:`` section's training
+    keys (``dae.out`` null: runs/<name>) and ``classifier.model`` (part of the run's identity)."""
+    import os
+    from dataclasses import fields
+
+    from dgn.autoencoder import DaeTraining
+
+    dae = dict(data["dae"])
+    dae["out"] = dae["out"] or os.path.join("runs", data["name"])
+    keys = {f.name: dae[f.name] for f in fields(DaeTraining) if f.name in dae}
+    return DaeTraining(classifier_model=data["classifier"]["model"], **keys)
+
+
+def dae_classifier(data):
+    """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
+    perceptual term's layers."""
+    from dgn.classifiers import load_classifier
+
+    return load_classifier(data["classifier"])

@@ -90,6 +90,7 @@ def describe_parameterization(cfg, classifier):
 
 
 def cmd_train_dae(args):
+    from dgn import build
     from dgn.autoencoder import train_dae
     from dgn.config import load_config
     from dgn.errors import DgnError
@@ -98,8 +99,11 @@ def cmd_train_dae(args):
         raise DgnError(f"--time-limit {args.time_limit:g}: give a positive number of minutes, e.g. --time-limit 30")
     overrides = list(args.set or [])
     cfg = load_config(args.config, overrides)
-    out = train_dae(cfg, data_dir=args.data, out_dir=args.out, epochs=args.epochs,
-                    verbose=1 if not args.quiet else 2, time_limit=args.time_limit)
+    training = build.dae_training(cfg.data)
+    data_dir = training.images(args.data)   # before D is loaded: no folder fails at once
+    out = train_dae(build.autoencoder(cfg.data), training, build.dae_classifier(cfg.data), data_dir=data_dir,
+                    out_dir=args.out, epochs=args.epochs, verbose=1 if not args.quiet else 2,
+                    time_limit=args.time_limit, record=cfg.data)
     print(f"trained autoencoder: {out}/decoder.weights.h5 (and encoder.weights.h5, log.csv)")
     return 0
 
@@ -116,11 +120,13 @@ def cmd_export_dae(args):
 def cmd_eval_dae(args):
     import json
 
+    from dgn import build
     from dgn.autoencoder import eval_dae
     from dgn.config import load_config
 
     cfg = load_config(args.config, args.set or [])
-    summary, crops, recon = eval_dae(cfg, args.data, folder=args.weights, limit=args.limit, split=args.split)
+    summary, crops, recon = eval_dae(build.autoencoder(cfg.data), build.dae_training(cfg.data), args.data,
+                                     folder=args.weights, limit=args.limit, split=args.split)
     if args.sheet:
         from dgn.sheets import pairs_sheet
         pairs_sheet(args.sheet, crops[:8], recon[:8])
@@ -138,11 +144,13 @@ def cmd_eval_dae(args):
 def cmd_code_stats(args):
     import json
 
+    from dgn import build
     from dgn.autoencoder import code_statistics
     from dgn.config import load_config
 
     cfg = load_config(args.config, args.set or [])
-    print(json.dumps(code_statistics(cfg, args.weights, data_dir=args.data, limit=args.limit)))
+    print(json.dumps(code_statistics(build.autoencoder(cfg.data), build.dae_training(cfg.data), args.weights,
+                                     data_dir=args.data, limit=args.limit)))
     return 0
 
 

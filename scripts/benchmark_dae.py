@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from dgn import build  # noqa: E402
 from dgn.autoencoder import build_autoencoder, make_dae_optimizer, pixel_mse  # noqa: E402
 from dgn.config import load_config  # noqa: E402
 from dgn.generator import output_size  # noqa: E402
@@ -28,10 +29,10 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 TRAINING_PHOTOS = 1327  # ../shared/data/imagenet-dogs, train-dae's training split
 
 
-def build_step(cfg, precision):
-    size = output_size(cfg["generator"]["seed_shape"], cfg["generator"]["blocks"], "decoder")
-    model, _, _ = build_autoencoder(cfg, size, precision)
-    model.compile(optimizer=make_dae_optimizer(cfg["dae"]), loss=pixel_mse)
+def build_step(spec, training, precision):
+    size = output_size(spec.seed_shape, spec.blocks, "decoder")
+    model, _, _ = build_autoencoder(spec, size, precision)
+    model.compile(optimizer=make_dae_optimizer(training), loss=pixel_mse)
     return model, size
 
 
@@ -50,7 +51,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds; the best round counts")
     args = parser.parse_args()
     cfg = load_config(args.config).data
-    models = {p: build_step(cfg, p) for p in PRECISIONS}
+    spec, training = build.autoencoder(cfg), build.dae_training(cfg)
+    models = {p: build_step(spec, training, p) for p in PRECISIONS}
     rng = np.random.default_rng(0)
     best = {}
     for p, (model, size) in models.items():

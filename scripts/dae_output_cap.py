@@ -35,6 +35,7 @@ def best_constrained(x, groups):
 
 
 def main():
+    from dgn import build
     from dgn.autoencoder import psnr, thumbnail
     from dgn.config import load_config
 
@@ -47,7 +48,7 @@ def main():
     args = p.parse_args()
     from dgn.autoencoder import center_crops
 
-    crops, _ = center_crops(load_config(args.config).data, args.data, args.size, args.split)
+    crops, _ = center_crops(build.dae_training(load_config(args.config).data), args.data, args.size, args.split)
     x = crops.astype("float64")
     n = len(x)
     print(f"{n} centre crops of {args.size}x{args.size} ({args.split})")

@@ -349,12 +349,15 @@ def device(args):
                                    f"epoch was saved; see {DEVICE_LOG}")
                 check_parts(run_dir)
                 # here, not in a child: the GPU is free now that train-dae has ended
+                from dgn import build
                 from dgn.autoencoder import code_statistics, export_trained
                 from dgn.config import load_config
 
                 export_trained(run_dir, export_dir)
                 if time.monotonic() - start < plan["code_stats_before_seconds"]:
-                    stats = code_statistics(load_config(config, sets), export_dir, os.path.join(travel, "photos"))
+                    data = load_config(config, sets).data
+                    stats = code_statistics(build.autoencoder(data), build.dae_training(data), export_dir,
+                                            os.path.join(travel, "photos"))
                     log.write(f"code statistics: {json.dumps(stats)}\n")
                 else:
                     log.write("no time left for the code statistics; finish computes them\n")
@@ -472,6 +475,7 @@ def baseline_key(weights, data, limit):
 def evaluate(cfg, folder, data, limit, split, sheet=None, cache=None):
     """eval-dae's summary of the autoencoder in ``folder`` on ``data`` (and its sheet); cached by the
     weights' sha256 when ``cache`` (a json path) is given."""
+    from dgn import build
     from dgn.autoencoder import eval_dae
 
     key = baseline_key(folder, data, limit) + split if cache else None
@@ -481,7 +485,8 @@ def evaluate(cfg, folder, data, limit, split, sheet=None, cache=None):
             stored = json.load(fh)
         if key in stored and not sheet:
             return stored[key]
-    summary, crops, recon = eval_dae(cfg, data, folder=folder, limit=limit, split=split)
+    summary, crops, recon = eval_dae(build.autoencoder(cfg.data), build.dae_training(cfg.data), data,
+                                     folder=folder, limit=limit, split=split)
     if sheet:
         from dgn.sheets import pairs_sheet
 
@@ -523,10 +528,12 @@ def finish(args):
         f"({train.get('updates_per_second')} a second), {train.get('passes')} passes over {plan['window']['photos']} "
         f"photos, loss {train.get('logs', {}).get('loss')}, {result['device_seconds']} s on the device")
     if not os.path.isfile(os.path.join(dest, "code_stats.npz")):
+        from dgn import build
         from dgn.autoencoder import code_statistics
 
         say("the device left no code_stats.npz; computing it here (--code-stats-limit photos)")
-        code_statistics(cfg, dest, data_dir=data, limit=args.code_stats_limit)
+        code_statistics(build.autoencoder(cfg.data), build.dae_training(cfg.data), dest, data_dir=data,
+                        limit=args.code_stats_limit)
     cache = os.path.join(args.gpu_dir, "baselines.json")
     old = evaluate(cfg, args.weights, data, args.limit, "val", cache=cache)
     new = evaluate(cfg, dest, data, args.limit, "val", sheet=os.path.join(dest, "recon-val.png"))

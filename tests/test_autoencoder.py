@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgn.autoencoder import eval_dae, psnr, train_dae
+from dgn import build
+from dgn.autoencoder import DaeTraining, eval_dae, psnr, train_dae
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.errors import DgnError
@@ -55,9 +56,19 @@ def write_config(tmp_path, data):
     return str(path)
 
 
+def dae_objects(cfg):
+    """(AutoencoderSpec, DaeTraining) of a config, made by dgn.build as the commands make them."""
+    return build.autoencoder(cfg.data), build.dae_training(cfg.data)
+
+
+def trains(cfg):
+    """train_dae's objects of a config: dae_objects and D, made by dgn.build as `dgn train-dae` makes them."""
+    return dae_objects(cfg) + (build.dae_classifier(cfg.data),)
+
+
 def test_loss_goes_down_and_bad_images_are_handled(tmp_path, image_folder, capsys):
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
     printed = capsys.readouterr().out
     assert "24 images" in printed and "2 unreadable skipped" in printed
     assert printed.count("skipped: cannot read image") == 2
@@ -71,10 +82,10 @@ def test_loss_goes_down_and_bad_images_are_handled(tmp_path, image_folder, capsy
 
 def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
     cfg = load_config(write_config(tmp_path, image_folder))
-    straight = train_dae(cfg, out_dir=str(tmp_path / "straight"), epochs=2, verbose=0)
+    straight = train_dae(*trains(cfg), out_dir=str(tmp_path / "straight"), epochs=2, verbose=0)
     resumed = str(tmp_path / "resumed")
-    train_dae(cfg, out_dir=resumed, epochs=1, verbose=0)  # "killed" after epoch 1
-    train_dae(cfg, out_dir=resumed, epochs=2, verbose=0)
+    train_dae(*trains(cfg), out_dir=resumed, epochs=1, verbose=0)  # "killed" after epoch 1
+    train_dae(*trains(cfg), out_dir=resumed, epochs=2, verbose=0)
     rows = list(csv.DictReader(open(os.path.join(resumed, "log.csv"))))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     # the wall time goes on from the checkpoint's: one run of 2 epochs in the history
@@ -94,10 +105,10 @@ def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
 
 def test_other_configuration_in_the_same_folder_is_refused(tmp_path, image_folder):
     cfg = load_config(write_config(tmp_path, image_folder))
-    train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     other = load_config(write_config(tmp_path, image_folder), ["dae.dense=16"])
     with pytest.raises(DgnError, match="another configuration"):
-        train_dae(other, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+        train_dae(*trains(other), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
 
 
 def test_empty_or_missing_folder_is_a_clear_error(tmp_path, capfd):
@@ -111,8 +122,8 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path, capfd):
 
 def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
-    summary, crops, recon = eval_dae(cfg, str(image_folder), folder=out, limit=5)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    summary, crops, recon = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=5)
     mse = np.mean((crops.astype("float64") - recon.astype("float64")) ** 2)
     assert summary["images"] == 5 and crops.shape == (5, 32, 32, 3)
     assert summary["mse"] == pytest.approx(mse, abs=1e-3)
@@ -130,7 +141,7 @@ def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(
     from dgn.generate import generate
 
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     decoder = os.path.join(out, "decoder.weights.h5")
     gen_cfg = tmp_path / "pretrained.yaml"
     gen_cfg.write_text(
@@ -177,7 +188,7 @@ def test_perceptual_term_adds_the_feature_distance_under_d(tmp_path, image_folde
     # through train-dae: the CSV logs the pixel MSE beside the combined loss
     cfg = load_config(write_config(tmp_path, image_folder),
                       ["dae.perceptual_weight=0.1", "dae.perceptual_layers=[conv1]"])
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     row = next(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert float(row["loss"]) > float(row["pixel_mse"]) > 0 and "val_pixel_mse" in row
 
@@ -185,10 +196,10 @@ def test_perceptual_term_adds_the_feature_distance_under_d(tmp_path, image_folde
 def test_time_limit_stops_after_a_complete_epoch_and_resumes(tmp_path, image_folder, capsys):
     cfg = load_config(write_config(tmp_path, image_folder))
     out = str(tmp_path / "run")
-    train_dae(cfg, out_dir=out, epochs=3, verbose=0, time_limit=1e-6)
+    train_dae(*trains(cfg), out_dir=out, epochs=3, verbose=0, time_limit=1e-6)
     assert "time limit" in capsys.readouterr().out
     assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 1
-    train_dae(cfg, out_dir=out, epochs=3, verbose=0)
+    train_dae(*trains(cfg), out_dir=out, epochs=3, verbose=0)
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
 
@@ -197,12 +208,12 @@ def test_eval_on_the_validation_split_only(tmp_path, image_folder):
     from dgn.data import list_images, split
 
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     train, val = split(list_images(str(image_folder)), str(image_folder), 0.25)
     readable = [p for p in val if not p.endswith(("corrupt.jpg", "empty.png"))]
-    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, split="val")
+    summary, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, split="val")
     assert summary["images"] == len(readable) and 0 < len(readable) < 10
-    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, split="train")
+    summary, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, split="train")
     assert summary["images"] + summary["skipped"] == len(train)
 
 
@@ -212,8 +223,8 @@ def test_decoder_norms_follow_the_config_and_the_last_uses_batch_statistics(tmp_
     from dgn.generator import IMAGE_LAYER
 
     cfg = load_config(write_config(tmp_path, image_folder), [f"dae.decoder_norm={hidden}"])
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
-    _, decoder, meta = load_trained(cfg.data, out)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    _, decoder, meta = load_trained(build.autoencoder(cfg.data), out)
     assert meta["norm"] == hidden and meta["output_norm"] == "batch"
     last = decoder.get_layer(IMAGE_LAYER)
     assert last.mode == "batch" and {layer.mode for layer in decoder.layers[:-1] if hasattr(layer, "mode")} == {hidden}
@@ -225,7 +236,7 @@ def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_f
     import h5py
 
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     dest = str(tmp_path / "weights" / "dae")
     # a decoder.json from before: the data folder as this machine's path, wall_hours in the history
     meta_path = os.path.join(out, "decoder.json")
@@ -244,8 +255,8 @@ def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_f
         fh.visititems(lambda name, obj: dtypes.add(obj.dtype) if isinstance(obj, h5py.Dataset) else None)
     assert dtypes == {np.dtype("float16")}
     assert json.load(open(os.path.join(dest, "decoder.json")))["encoder_dtype"] == "float16"
-    original, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=6)
-    exported, _, _ = eval_dae(cfg, str(image_folder), folder=dest, limit=6)
+    original, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=6)
+    exported, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=dest, limit=6)
     assert exported["psnr"] == pytest.approx(original["psnr"], abs=0.05)
     assert main(["export-dae", str(tmp_path / "nothing"), dest]) == 2
 
@@ -256,20 +267,20 @@ def test_mixed_bfloat16_trains_in_bfloat16_keeps_float32_weights_and_restores_th
     from dgn.autoencoder import build_autoencoder, load_trained
 
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.precision=mixed_bfloat16"])
-    model, encoder, decoder = build_autoencoder(cfg.data, 32, "mixed_bfloat16")
+    model, encoder, decoder = build_autoencoder(build.autoencoder(cfg.data), 32, "mixed_bfloat16")
     assert keras.config.dtype_policy().name == "float32"
     assert {layer.compute_dtype for layer in decoder.layers if layer.weights} == {"bfloat16"}
     assert {w.dtype for w in model.weights} == {"float32"}
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=3, verbose=0)
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     # the float32 models of eval-dae and of generation load what bfloat16 training saved
-    _, trained_decoder, _ = load_trained(cfg.data, out)
+    _, trained_decoder, _ = load_trained(build.autoencoder(cfg.data), out)
     assert trained_decoder.layers[-1].compute_dtype == "float32"
-    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=4)
+    summary, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=4)
     assert np.isfinite(summary["psnr"])
     # a run may change precision and resume (same weights, other arithmetic)
-    train_dae(load_config(write_config(tmp_path, image_folder)), out_dir=out, epochs=4, verbose=0)
+    train_dae(*trains(load_config(write_config(tmp_path, image_folder))), out_dir=out, epochs=4, verbose=0)
     assert len(list(csv.DictReader(open(os.path.join(out, "log.csv"))))) == 4
 
 
@@ -278,16 +289,16 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
 
     path = write_config(tmp_path, image_folder)
     cfg = load_config(path)
-    first = train_dae(cfg, out_dir=str(tmp_path / "first"), epochs=3, verbose=0)
+    first = train_dae(*trains(cfg), out_dir=str(tmp_path / "first"), epochs=3, verbose=0)
     dest = str(tmp_path / "export")
     assert main(["export-dae", first, dest, "--encoder-dtype", "float32"]) == 0
     # 0 epochs are impossible, so compare the exported model with the new run's starting point: a
     # run of 1 epoch at learning rate 0 keeps the exported weights exactly (moving statistics aside)
     frozen = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0"])
-    second = train_dae(frozen, out_dir=str(tmp_path / "second"), epochs=1, verbose=0)
+    second = train_dae(*trains(frozen), out_dir=str(tmp_path / "second"), epochs=1, verbose=0)
     assert "starting from the trained weights" in capfd.readouterr().out
-    encoder_a, decoder_a, _ = load_trained(cfg.data, first)
-    encoder_b, decoder_b, _ = load_trained(cfg.data, second)
+    encoder_a, decoder_a, _ = load_trained(build.autoencoder(cfg.data), first)
+    encoder_b, decoder_b, _ = load_trained(build.autoencoder(cfg.data), second)
     for a, b in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
                     encoder_b.trainable_weights + decoder_b.trainable_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -295,7 +306,7 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     history = json.load(open(os.path.join(second, "decoder.json")))["history"]
     assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == "export"  # folder name
     assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
-    fresh = train_dae(cfg, out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
+    fresh = train_dae(*trains(cfg), out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
     assert float(list(csv.DictReader(open(os.path.join(second, "log.csv"))))[0]["loss"]) < \
         float(list(csv.DictReader(open(os.path.join(fresh, "log.csv"))))[0]["loss"])
     # a folder without the weights is one line at load time
@@ -342,7 +353,7 @@ def test_shipped_decoder_fits_the_pretrained_configuration():
     assert image.shape == (1, 224, 224, 3) and np.isfinite(image).all()
     # the exported encoder (float16 on disk) and decoder reconstruct a smooth image better than its mean
     dae = load_config(os.path.join(root, "configs", "dae-dogs.yaml"))
-    encoder, decoder, meta = load_trained(dae.data, os.path.join(root, "weights", "dae-dogs-efficientnet_lite0"))
+    encoder, decoder, meta = load_trained(build.autoencoder(dae.data), os.path.join(root, "weights", "dae-dogs-efficientnet_lite0"))
     assert meta["preprocessing"] == classifier.preprocessing and meta["history"][0]["passes"] >= 12
     photo = smooth_image(np.random.default_rng(1), 224).astype("float32") / 127.5 - 1
     recon = np.asarray(decoder(encoder(photo[None], training=False), training=False))[0]
@@ -362,13 +373,13 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
 
     config = write_config(tmp_path, image_folder)
     cfg = load_config(config)
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     assert main(["code-stats", config, "--weights", out, "--limit", "6"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["photos"] == 6 and summary["codes"] == 12 and summary["units"] == 200
     stats = np.load(os.path.join(out, "code_stats.npz"))
     # by hand: the same six training photos, center-cropped, and mirrored
-    encoder, _, _ = load_trained(cfg.data, out)
+    encoder, _, _ = load_trained(build.autoencoder(cfg.data), out)
     train, _ = split(list_images(str(image_folder)), str(image_folder), 0.25)
     images, _, _ = load_images(train[:6], 37)
     crops = np.stack([center_crop(img, 32) for img in images]).astype("float32")
@@ -429,12 +440,12 @@ def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, 
 
     schedule = learning_rate_schedule(0.01, 4)
     assert [round(float(schedule(s)), 6) for s in range(6)] == [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
-    optimizer = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 4})
+    optimizer = make_dae_optimizer(DaeTraining(optimizer="adam", learning_rate=0.01, warmup_steps=4))
     assert float(optimizer.learning_rate) == pytest.approx(0.0025)  # at its first update
     # a run with warm-up checkpoints and resumes like any other; the history records it
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.warmup_steps=7"])
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
-    out = train_dae(cfg, out_dir=out, epochs=2, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=out, epochs=2, verbose=0)
     rows = list(csv.DictReader(open(os.path.join(out, "log.csv"))))
     assert len(rows) == 2
     assert json.load(open(os.path.join(out, "decoder.json")))["history"][-1]["warmup_steps"] == 7
@@ -449,19 +460,19 @@ def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_
     expected = [0.005] + [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)] + [0.0, 0.0]
     assert [float(schedule(s)) for s in range(8)] == pytest.approx(expected, abs=1e-7)
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
-    no_warmup = make_dae_optimizer({"optimizer": "adam", "learning_rate": 0.01, "warmup_steps": 0,
-                                    "decay_steps": 10})
+    no_warmup = make_dae_optimizer(DaeTraining(optimizer="adam", learning_rate=0.01, warmup_steps=0,
+                                               decay_steps=10))
     assert float(no_warmup.learning_rate) == pytest.approx(0.01)  # the first update at the full rate
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=3"])
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     assert json.load(open(os.path.join(out, "decoder.json")))["history"][-1]["decay_steps"] == 3
     # resuming with another schedule would change the run: refused
     other = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=30"])
     with pytest.raises(DgnError, match="another configuration"):
-        train_dae(other, out_dir=out, epochs=2, verbose=0)
+        train_dae(*trains(other), out_dir=out, epochs=2, verbose=0)
     # a run without decay keeps the identity it had before dae.decay_steps existed
     from dgn.autoencoder import _training_identity
-    assert "decay_steps" not in _training_identity(load_config(write_config(tmp_path, image_folder)).data)["dae"]
+    assert "decay_steps" not in _training_identity(*dae_objects(load_config(write_config(tmp_path, image_folder))))["dae"]
 
 
 def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image():
@@ -484,8 +495,8 @@ def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(tmp_path
     from dgn.autoencoder import thumbnail
 
     cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
-    summary, crops, _ = eval_dae(cfg, str(image_folder), folder=out, limit=5)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    summary, crops, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=5)
     thumbs = summary["thumbnails"]
     assert summary["code_size"] == 200 and thumbs["code"]["side"] == 8 and thumbs["code"]["numbers"] == 192
     assert thumbs["16x16"]["side"] == 16
@@ -504,22 +515,22 @@ def test_output_norm_and_activation_are_config_fields_that_keep_old_identities(t
     from dgn.generator import IMAGE_LAYER
 
     path = write_config(tmp_path, image_folder)
-    default = _training_identity(load_config(path).data)["dae"]
+    default = _training_identity(*dae_objects(load_config(path)))["dae"]
     assert "output_norm" not in default and "output_activation" not in default
     sets = ["dae.output_norm=moving", "dae.output_activation=linear"]
     cfg = load_config(path, sets)
-    assert _training_identity(cfg.data)["dae"]["output_norm"] == "moving"
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
-    _, decoder, meta = load_trained(cfg.data, out)
+    assert _training_identity(*dae_objects(cfg))["dae"]["output_norm"] == "moving"
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    _, decoder, meta = load_trained(build.autoencoder(cfg.data), out)
     assert meta["output_norm"] == "moving" and meta["output_activation"] == "linear"
     last = decoder.get_layer(IMAGE_LAYER)
     # moving: the stored statistics are never updated, so the last norm is gamma * x + beta
     assert last.mode == "moving" and np.allclose(np.asarray(last.moving_mean), 0.0)
     assert decoder.get_layer("head_conv3").activation.__name__ == "linear"
-    summary, _, _ = eval_dae(cfg, str(image_folder), folder=out, limit=4)
+    summary, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=4)
     assert np.isfinite(summary["psnr"])
     with pytest.raises(DgnError, match="another configuration"):
-        train_dae(load_config(path), out_dir=out, epochs=2, verbose=0)
+        train_dae(*trains(load_config(path)), out_dir=out, epochs=2, verbose=0)
 
 
 def second_folder(tmp_path, n=6):
@@ -546,11 +557,11 @@ def test_data_may_be_a_list_of_folders_relative_to_the_config_and_split_each_alo
     alone = split(list_images(str(image_folder)), str(image_folder), 0.25)
     assert [p for p in val if p.startswith(str(image_folder))] == alone[1]
     assert len(paths) == len(train) + len(val) == len(list_images(str(image_folder))) + 6
-    out = train_dae(cfg, out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     assert f"in {image_folder} + {more}" in capsys.readouterr().out
     meta = json.load(open(os.path.join(out, "decoder.json")))
     assert meta["data"] == ["images", "photos"]
-    crops, _ = center_crops(cfg.data, cfg["dae"]["data"], 32, "val")
+    crops, _ = center_crops(build.dae_training(cfg.data), cfg["dae"]["data"], 32, "val")
     assert len(crops) == len([p for p in val if not p.endswith(("corrupt.jpg", "empty.png"))])
     # --set gives a list of folders relative to the current folder
     monkeypatch.chdir(tmp_path)

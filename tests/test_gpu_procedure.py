@@ -85,7 +85,10 @@ def test_gpu_procedure_end_to_end(tmp_path):
     config = tmp_path / "dae-tiny.yaml"
     config.write_text(CONFIG)
     shipped = str(tmp_path / "weights" / "dae-tiny")
-    train_dae(load_config(str(config)), out_dir=str(tmp_path / "init-run"), verbose=0)
+    from dgn import build
+    data = load_config(str(config)).data
+    train_dae(build.autoencoder(data), build.dae_training(data), build.dae_classifier(data),
+              out_dir=str(tmp_path / "init-run"), verbose=0, record=data)
     export_trained(str(tmp_path / "init-run"), shipped)
     before = {n: sha(os.path.join(shipped, n)) for n in os.listdir(shipped)}
     gpu_dir = str(tmp_path / "gpu")
