@@ -28,6 +28,7 @@ class Field:
     path: bool = False          # resolve relative to the config file's folder
     keywords: tuple = ()        # string values that are not paths (e.g. "imagenet", "auto")
     item: Any = None            # for lists: a check applied to each element
+    empty: bool = False         # for lists: [] is valid
     help: str = ""
 
 
@@ -154,7 +155,8 @@ SCHEMA = {
         "noise_stddev": Field((int, float), 0.1, minimum=0, help="Gaussian noise on the input, in D's input space"),
         "validation": Field((int, float), 0.1, minimum=0, maximum=0.9),
         "augment": Field((bool,), True),
-        "encoder_filters": Field((list,), [32, 64, 128, 256, 512], item=lambda v: isinstance(v, int) and v > 0),
+        "encoder_filters": Field((list,), [32, 64, 128, 256, 512], item=lambda v: isinstance(v, int) and v > 0,
+                                   empty=True, help="filters of each conv block (one pool each); [] for none"),
         "dense": Field((int,), 2048, minimum=1),
         "decoder_norm": Field((str,), "batch", choices=("image", "batch"),
                               help="decoder's hidden norms while training: per-image or batch statistics"),
@@ -271,7 +273,7 @@ def _check_value(key, value, spec, base_dir, where):
         raise ConfigError(f"{where}: '{key}' must be <= {spec.maximum}, got {value!r}")
     if spec.item is not None and isinstance(value, list):
         bad = [v for v in value if not spec.item(v)]
-        if bad or not value:
+        if bad or not (value or spec.empty):
             raise ConfigError(f"{where}: '{key}' has an invalid element {bad[0] if bad else '(empty list)'!r}; "
                               f"expected {spec.help or 'valid elements'}")
     if spec.path and isinstance(value, str) and value not in spec.keywords:

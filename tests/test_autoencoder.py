@@ -579,3 +579,16 @@ def test_a_missing_or_empty_folder_in_the_list_is_a_one_line_error(tmp_path, ima
     path.write_text(DAE.format(data="[]"))
     assert main(["train-dae", str(path)]) == 2
     assert len(capfd.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_encoder_without_conv_blocks_is_valid_and_other_empty_lists_are_not(tmp_path, image_folder):
+    from dgn.autoencoder import build_autoencoder
+    from dgn.config import ConfigError
+
+    path = write_config(tmp_path, image_folder)
+    spec = build.autoencoder(load_config(path, ["dae.encoder_filters=[]"]).data)
+    _, encoder, _ = build_autoencoder(spec, 32)
+    assert not [layer for layer in encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert encoder.get_layer("fc").kernel.shape == (32 * 32 * 3, 32)
+    with pytest.raises(ConfigError, match="perceptual_layers' has an invalid element '\\(empty list\\)'"):
+        load_config(path, ["dae.perceptual_layers=[]"])
