@@ -30,7 +30,7 @@ from dgn.objectives import BatchChannelObjective, BatchClassObjective, ChannelOb
 from dgn.records import image_record, input_files
 from dgn.runs import RUN_FILE, differences, finished, run_identity
 from dgn import outputs
-from dgn.outputs import json_bytes, jsonable, png_bytes
+from dgn.outputs import json_bytes, jsonable, png_bytes, read_json
 from dgn.progress import Progress
 
 MANIFEST = "manifest.jsonl"
@@ -132,14 +132,6 @@ def fingerprint(data):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def sidecar_paths(run_dir):
     if not os.path.isdir(run_dir):
         return []
@@ -152,12 +144,12 @@ def check_run_dir(run_dir, data, force=False):
     ``RUN_DIR/replaced-<fingerprint>/``); writes ``run.json`` for this config."""
     mine = run_identity(data)
     theirs, where = None, None
-    info = _read_json(os.path.join(run_dir, RUN_FILE)) if os.path.isdir(run_dir) else None
+    info = read_json(os.path.join(run_dir, RUN_FILE)) if os.path.isdir(run_dir) else None
     if info is not None and run_identity(info.get("config", {})) != mine:
         theirs, where = info.get("config", {}), RUN_FILE
     if theirs is None:
         for path in sidecar_paths(run_dir):
-            side = _read_json(path)
+            side = read_json(path)
             if isinstance(side, dict) and isinstance(side.get("config"), dict) and "image" in side \
                     and run_identity(side["config"]) != mine:
                 theirs, where = side["config"], os.path.basename(path)
@@ -179,7 +171,7 @@ def _move_aside(run_dir, mine):
     moved = 0
     target = None
     for path in sidecar_paths(run_dir) + [os.path.join(run_dir, RUN_FILE)]:
-        side = _read_json(path)
+        side = read_json(path)
         if not isinstance(side, dict) or not isinstance(side.get("config"), dict):
             continue
         if run_identity(side["config"]) == mine:

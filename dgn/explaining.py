@@ -28,7 +28,7 @@ from PIL import Image
 
 from dgn import attribution
 from dgn.errors import DgnError
-from dgn.outputs import slug, write_atomic, write_json, write_png
+from dgn.outputs import read_json, slug, write_atomic, write_json, write_png
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 SETTING_FLAGS = {"layer": "--layer", "samples": "--samples", "noise": "--noise", "seed": "--seed",
@@ -158,14 +158,6 @@ def _npy_bytes(array):
     return buffer.getvalue()
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def _sha1(path):
     """The photo's sha1, or the one-line reason it cannot be read."""
     try:
@@ -245,7 +237,7 @@ def explain_photos(cfg, images=(), data=None, targets=None, methods=None, out_di
 
     def finished(stem, sha, spec, method):
         png, npy, side = names(stem, spec, method)
-        sidecar = _read_json(side)
+        sidecar = read_json(side)
         return bool(sidecar) and sidecar.get("key") == key_of(sha, spec, method) and os.path.isfile(png) \
             and os.path.isfile(npy)
 

@@ -50,6 +50,16 @@ def json_bytes(obj, indent=2):
     return (json.dumps(obj, indent=indent, default=jsonable) + "\n").encode("utf-8")
 
 
+def read_json(path):
+    """The JSON object in ``path``, or None where it is missing, unreadable or not JSON (a sidecar
+    half-written by a killed run, or never written)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path, obj):
     write_atomic(path, json_bytes(obj))
 
