@@ -306,6 +306,16 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     history = json.load(open(os.path.join(second, "decoder.json")))["history"]
     assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == "export"  # folder name
     assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
+    # weights trained with the paper's last norm (batch statistics, ReLU) start a run whose last norm is
+    # affine and last conv linear (configs/dae-dogs.yaml, the GPU procedure): the same layers and weights
+    switched = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0", "dae.output_norm=moving",
+                                  "dae.output_activation=linear"])
+    third = train_dae(*trains(switched), out_dir=str(tmp_path / "third"), epochs=1, verbose=0)
+    encoder_c, decoder_c, meta_c = load_trained(build.autoencoder(switched.data), third)
+    assert (meta_c["output_norm"], meta_c["output_activation"]) == ("moving", "linear")
+    for a, c in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
+                    encoder_c.trainable_weights + decoder_c.trainable_weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     fresh = train_dae(*trains(cfg), out_dir=str(tmp_path / "fresh"), epochs=1, verbose=0)
     assert float(list(csv.DictReader(open(os.path.join(second, "log.csv"))))[0]["loss"]) < \
         float(list(csv.DictReader(open(os.path.join(fresh, "log.csv"))))[0]["loss"])
