@@ -235,9 +235,10 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: the full training state (weights and optimizer) and the epoch number,
-    each written to a temporary file and renamed, so a kill at any moment leaves the last
-    complete checkpoint."""
+    """After every epoch: the full training state (weights and optimizer), then the exported parts
+    (``on_saved``), then the epoch number (checkpoint.json), each written to a temporary file and
+    renamed. checkpoint.json comes last and is what a resumed run trusts, so a kill at any moment
+    leaves a complete epoch: the one it names, whose every file is written."""
 
     def __init__(self, folder, on_saved=None, wall_seconds=0.0):
         super().__init__()
@@ -249,9 +250,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.save_weights(tmp)
         os.replace(tmp, os.path.join(self.folder, CHECKPOINT))
         wall = round(self.wall_before + time.monotonic() - self.start, 1)
-        write_json(os.path.join(self.folder, STATE), {"epoch": epoch + 1, "logs": logs or {}, "wall_seconds": wall})
         if self.on_saved:
             self.on_saved(epoch + 1, logs or {}, wall)
+        write_json(os.path.join(self.folder, STATE), {"epoch": epoch + 1, "logs": logs or {}, "wall_seconds": wall})
 
 
 def _metadata(spec, space, input_size, epoch, logs, history, data_dir, images):
@@ -261,7 +262,8 @@ def _metadata(spec, space, input_size, epoch, logs, history, data_dir, images):
     return {"preprocessing": space, "input_size": input_size, "norm": spec.decoder_norm,
             "output_norm": spec.output_norm, "output_activation": spec.output_activation,
             "seed_shape": spec.seed_shape,
-            "blocks": spec.blocks, "epochs": epoch, "logs": logs,
+            "blocks": spec.blocks, "encoder_filters": list(spec.encoder_filters), "dense": spec.dense,
+            "epochs": epoch, "logs": logs,
             "noise_stddev": spec.noise_stddev,
             "data": folder_names(data_dir), "images": images, "history": history}
 
@@ -342,7 +344,14 @@ def export_trained(folder, dest, encoder_dtype="float16"):
     missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
     if missing:
         raise DgnError(f"{folder} has no {missing[0]}; export a folder written by `dgn train-dae`")
-    os.makedirs(dest, exist_ok=True)
+    if os.path.exists(dest) and os.path.samefile(folder, dest):
+        raise DgnError(f"export-dae: {dest} is the training folder itself; give another folder, e.g. "
+                       f"weights/<name>")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        raise DgnError(f"export-dae: cannot make the folder {dest!r} ({exc.strerror or exc}); give a folder "
+                       f"path that can be created, e.g. weights/<name>") from None
     with open(os.path.join(folder, "decoder.weights.h5"), "rb") as fh:
         write_atomic(os.path.join(dest, "decoder.weights.h5"), fh.read())
     write_atomic(os.path.join(dest, "encoder.weights.h5"),
@@ -359,6 +368,10 @@ def export_trained(folder, dest, encoder_dtype="float16"):
         with open(os.path.join(folder, CODE_STATS), "rb") as fh:
             write_atomic(os.path.join(dest, CODE_STATS), fh.read())
         names += (CODE_STATS,)
+    elif os.path.isfile(os.path.join(dest, CODE_STATS)):
+        os.remove(os.path.join(dest, CODE_STATS))  # another decoder's statistics: `dgn code-stats` makes new ones
+        print(f"removed {os.path.join(dest, CODE_STATS)}: it described the decoder this export replaces; "
+              f"run `dgn code-stats` for the new one", flush=True)
     return {n: os.path.getsize(os.path.join(dest, n)) for n in names}
 
 
@@ -473,7 +486,9 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
 
     data_dir = training.images(data_dir)
     out_dir = out_dir or training.out
-    epochs = epochs or training.epochs
+    epochs = training.epochs if epochs is None else epochs
+    if epochs < 1:
+        raise DgnError(f"epochs {epochs}: give a whole number of at least 1")
     space, size = classifier.preprocessing, classifier.input_shape[0]
     # a misspelt layer fails here, before the images are read
     features = perceptual_features(classifier, training.perceptual_layers) if training.perceptual_weight else None
@@ -481,15 +496,23 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     state_path = os.path.join(out_dir, STATE)
     identity = _training_identity(spec, training)
     ident_path = os.path.join(out_dir, "training.json")
-    if os.path.isfile(ident_path):
+    # only a folder holding a checkpoint holds a run: one that failed before its first epoch (a wrong
+    # folder, no photos) does not keep the corrected command from starting there
+    if os.path.isfile(ident_path) and os.path.isfile(state_path):
         with open(ident_path, encoding="utf-8") as fh:
-            if json.load(fh)["identity"] != identity:
-                raise DgnError(f"{out_dir} holds a training run of another configuration; use another --out "
-                               f"or delete that folder")
+            held = json.load(fh)["identity"]
+        if held != identity:
+            differ = sorted({f"{part}.{k}" for part in identity if isinstance(identity[part], dict)
+                             for k in set(identity[part]) | set((held.get(part) or {}))
+                             if identity[part].get(k) != (held.get(part) or {}).get(k)}
+                            | {part for part in identity if not isinstance(identity[part], dict)
+                               and identity[part] != held.get(part)})
+            raise DgnError(f"{out_dir} holds a training run of another configuration (differs in "
+                           f"{', '.join(differ) or 'its identity'}); use another --out or delete that folder")
+    train_images, val_images, skipped, total = _dataset_images(training, data_dir, size)
     if record is None:
         record = {"autoencoder": asdict(spec), "training": asdict(training)}
     write_json(ident_path, {"identity": identity, "config": record})
-    train_images, val_images, skipped, total = _dataset_images(training, data_dir, size)
     where = data_dir if isinstance(data_dir, str) else " + ".join(data_dir)
     print(f"{total} images in {where}: {len(train_images)} train, {len(val_images)} validation, "
           f"{skipped} unreadable skipped", flush=True)
@@ -513,6 +536,7 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     elif training.init:
         load_parts(training.init, encoder, decoder, space)
         print(f"starting from the trained weights in {training.init}", flush=True)
+    _keep_log_rows(os.path.join(out_dir, "log.csv"), initial)
     if initial >= epochs:
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
@@ -526,13 +550,26 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
         save_parts(out_dir, encoder, decoder, _metadata(spec, space, size, epoch, logs, history, data_dir,
                                                         {"train": len(train_images), "validation": len(val_images)}))
 
-    callbacks = [EpochCheckpoint(out_dir, saved, wall_before),
-                 keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True)]
+    # the log's row before the checkpoint, whose checkpoint.json marks the epoch done
+    callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=True),
+                 EpochCheckpoint(out_dir, saved, wall_before)]
     if time_limit:
         callbacks.append(TimeLimit(time_limit))
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial,
               callbacks=callbacks, verbose=verbose)
     return out_dir
+
+
+def _keep_log_rows(path, epochs):
+    """log.csv with its header and the rows of the first ``epochs`` epochs only: a kill after an
+    epoch's row but before its checkpoint leaves a row that the resumed run writes again."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    keep = lines[:1 + epochs] if epochs else []
+    if keep != lines:
+        write_atomic(path, "".join(keep).encode("utf-8"))
 
 
 def reconstruct(encoder, decoder, images_uint8, space, batch_size=8):
@@ -548,14 +585,16 @@ def reconstruct(encoder, decoder, images_uint8, space, batch_size=8):
 def load_trained(spec, folder):
     """(encoder, decoder, metadata) of a trained autoencoder folder, built as ``spec`` (an
     :class:`AutoencoderSpec`: the encoder's layers, the decoder's seed_shape / blocks) says; the
-    decoder's norms and last activation are those its decoder.json records."""
+    decoder's norms and last activation are those its decoder.json records, and so are the encoder's
+    layers where it records them (``encoder_filters``, ``dense``: written since 2026-12-01)."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     size = meta["input_size"]
     seed_shape, blocks = spec.sized(size)
-    encoder = build_encoder((size, size, 3), spec.encoder_filters, spec.dense, math.prod(seed_shape))
+    filters, dense = meta.get("encoder_filters", spec.encoder_filters), meta.get("dense", spec.dense)
+    encoder = build_encoder((size, size, 3), filters, dense, math.prod(seed_shape))
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),
                             output_norm=meta.get("output_norm", "image"))
@@ -568,7 +607,11 @@ def load_parts(folder, encoder, decoder, space=None):
     refusing weights trained for another classifier's input space when ``space`` is given."""
     if space is not None:
         checked_metadata(os.path.join(folder, "decoder.weights.h5"), space)
-    load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder")
+    filters = [int(layer.filters) for layer in encoder.layers if layer.name.endswith("_conv1")]
+    dense = next(int(layer.units) for layer in encoder.layers if isinstance(layer, keras.layers.Dense))
+    load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder",
+                        hint=f" (built with dae.encoder_filters={filters} and dae.dense={dense}: give the values "
+                             f"it was trained with, e.g. --set 'dae.encoder_filters=[...]')")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
 
@@ -585,6 +628,12 @@ def center_crops(training, data_dir, size, split="all", limit=None):
     if limit:
         paths = paths[:limit]
     images, _, skipped = load_images(paths, eval_short_side(size))
+    if not images:
+        part = {"val": "validation split of", "train": "training split of"}.get(split, "")
+        why = f"{len(skipped)} unreadable" if skipped else "none"
+        raise DgnError(f"no readable photo in the {part + ' ' if part else ''}{data_dir} ({why}); give a folder "
+                       f"of JPEG/PNG photos" + (" with more photos (the split holds out a share of each folder)"
+                                                if part else ""))
     return np.stack([center_crop(img, size) for img in images]), skipped
 
 

@@ -3,8 +3,8 @@
 import os
 import sys
 
-from dgn.cli_common import (SET_HELP_CLASSIFIER, SET_HELP_DAE, Parser, config_overrides, out_option, quiet_option,
-                            run_options, set_option)
+from dgn.cli_common import (SET_HELP_CLASSIFIER, SET_HELP_DAE, Parser, config_overrides, out_option, positive_int,
+                            quiet_option, run_options, set_option)
 
 
 def _quiet_backend():
@@ -124,12 +124,16 @@ def cmd_eval_dae(args):
     from dgn.autoencoder import eval_dae
     from dgn.config import load_config
 
+    if args.sheet and not args.sheet.lower().endswith(".png"):
+        from dgn.errors import DgnError
+        raise DgnError(f"--sheet {args.sheet}: the sheet is a PNG file; give a name ending in .png")
     cfg = load_config(args.config, args.set or [])
     summary, crops, recon = eval_dae(build.autoencoder(cfg.data), build.dae_training(cfg.data), args.data,
                                      folder=args.weights, limit=args.limit, split=args.split)
     if args.sheet:
         from dgn.sheets import pairs_sheet
         pairs_sheet(args.sheet, crops[:8], recon[:8])
+        print(f"sheet: {args.sheet} (the first {min(8, len(crops))} photos over their reconstructions)")
     thumbs = {}  # one entry a side: the code-sized thumbnail may be the 16x16 one
     for key, t in summary["thumbnails"].items():
         thumbs.setdefault(t["side"], (f"{t['side']}x{t['side']} thumbnail ({t['numbers']} numbers"
@@ -212,7 +216,7 @@ def build_parser():
                                 quiet_option("one line per epoch instead of a progress bar")])
     p.add_argument("config", help="e.g. configs/dae-dogs.yaml")
     p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
-    p.add_argument("--epochs", type=int, help="total epochs (overrides dae.epochs)")
+    p.add_argument("--epochs", type=positive_int, help="total epochs (overrides dae.epochs)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop after the first epoch that ends past this many minutes (resume later)")
     p.set_defaults(func=cmd_train_dae)
@@ -229,7 +233,7 @@ def build_parser():
     p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
     p.add_argument("--data", metavar="DIR", required=True, help="a folder of photos (searched recursively)")
     p.add_argument("--weights", metavar="DIR", help="trained autoencoder folder (default dae.out)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N photos")
     p.add_argument("--split", choices=("all", "train", "val"), default="all",
                    help="val / train: only the images train-dae held out / trained on (its split of DIR)")
     p.add_argument("--sheet", metavar="PNG", help="also write originals next to reconstructions")
@@ -241,7 +245,7 @@ def build_parser():
     p.add_argument("config", help="the autoencoder's training config, e.g. configs/dae-dogs.yaml")
     p.add_argument("--weights", metavar="DIR", required=True, help="trained autoencoder folder; the file goes there")
     p.add_argument("--data", metavar="DIR", help="image folder (default dae.data; its training split is used)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N training photos")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N training photos")
     p.set_defaults(func=cmd_code_stats)
 
     p = sub.add_parser("classify", help="top-K classes of image files under a classifier",

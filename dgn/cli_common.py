@@ -18,6 +18,17 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def positive_int(text):
+    """argparse type: a whole number of at least 1 (epochs, photos), else dgn's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
+
+
 def _parent():
     return argparse.ArgumentParser(add_help=False)
 

@@ -103,12 +103,66 @@ def test_resume_continues_from_the_checkpoint(tmp_path, image_folder):
     assert float(rows[-1]["loss"]) == pytest.approx(float(straight_rows[-1]["loss"]), rel=0.25)
 
 
-def test_other_configuration_in_the_same_folder_is_refused(tmp_path, image_folder):
+def test_other_configuration_in_the_same_folder_is_refused(tmp_path, image_folder, capfd):
     cfg = load_config(write_config(tmp_path, image_folder))
     train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     other = load_config(write_config(tmp_path, image_folder), ["dae.dense=16"])
-    with pytest.raises(DgnError, match="another configuration"):
+    with pytest.raises(DgnError, match=r"another configuration \(differs in dae.dense\)"):
         train_dae(*trains(other), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    # a run that failed before its first checkpoint (no photos there) holds nothing: the corrected
+    # command, with other settings too, starts in that folder
+    config = write_config(tmp_path, image_folder)
+    fresh = str(tmp_path / "fresh")
+    assert main(["train-dae", config, "--data", str(tmp_path / "typo"), "--out", fresh, "--quiet"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["train-dae", config, "--data", str(tmp_path / "empty"), "--out", fresh, "--quiet"]) == 2
+    assert main(["train-dae", config, "--out", fresh, "--epochs", "1", "--quiet", "--set", "dae.dense=16"]) == 0
+    capfd.readouterr()
+    for bad in ("0", "-2", "x"):
+        with pytest.raises(SystemExit) as stop:
+            main(["train-dae", config, "--out", fresh, "--epochs", bad])
+        assert stop.value.code == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--epochs" in err[0] and "at least 1" in err[0], err
+
+
+def test_a_kill_while_an_epoch_is_saved_resumes_from_the_last_complete_one(tmp_path, image_folder, monkeypatch):
+    """checkpoint.json is written last: killed after epoch 2's checkpoint, log row and decoder but
+    before its encoder, the run is at epoch 1, and the rerun trains epoch 2 again into one whole set."""
+    import dgn.autoencoder as autoencoder
+
+    cfg = load_config(write_config(tmp_path, image_folder))
+    out = str(tmp_path / "run")
+    real = autoencoder.save_parts
+    calls = []
+
+    def killed_in_epoch_2(folder, encoder, decoder, metadata):
+        calls.append(metadata["epochs"])
+        if metadata["epochs"] == 2:
+            decoder.save_weights(os.path.join(folder, "decoder.weights.h5"))
+            raise KeyboardInterrupt("killed")
+        real(folder, encoder, decoder, metadata)
+
+    monkeypatch.setattr(autoencoder, "save_parts", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_dae(*trains(cfg), out_dir=out, epochs=2, verbose=0)
+    assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 1
+    assert len(list(csv.DictReader(open(os.path.join(out, "log.csv"))))) == 2   # epoch 2's row was written
+    monkeypatch.setattr(autoencoder, "save_parts", real)
+    train_dae(*trains(cfg), out_dir=out, epochs=2, verbose=0)
+    assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 2
+    assert [r["epoch"] for r in csv.DictReader(open(os.path.join(out, "log.csv")))] == ["0", "1"]
+    assert json.load(open(os.path.join(out, "decoder.json")))["epochs"] == 2
+    # the decoder and the encoder belong together: the export reconstructs as the checkpoint does
+    from dgn.autoencoder import load_trained
+
+    model, _, _ = autoencoder.build_autoencoder(build.autoencoder(cfg.data), 32)
+    model.load_weights(os.path.join(out, "checkpoint.weights.h5"))
+    encoder, decoder, _ = load_trained(build.autoencoder(cfg.data), out)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(decoder(encoder(x, training=False), training=False)),
+                               np.asarray(model.get_layer("decoder")(model.get_layer("encoder")(x, training=False),
+                                                                     training=False)), atol=1e-5)
 
 
 def test_empty_or_missing_folder_is_a_clear_error(tmp_path, capfd):
@@ -602,3 +656,41 @@ def test_an_encoder_without_conv_blocks_is_valid_and_other_empty_lists_are_not(t
     assert encoder.get_layer("fc").kernel.shape == (32 * 32 * 3, 32)
     with pytest.raises(ConfigError, match="perceptual_layers' has an invalid element '\\(empty list\\)'"):
         load_config(path, ["dae.perceptual_layers=[]"])
+
+
+def test_export_and_eval_refuse_bad_folders_in_one_line(tmp_path, image_folder, capfd):
+    config = write_config(tmp_path, image_folder)
+    run = str(tmp_path / "run")
+    # trained with other encoder layers than the config's: decoder.json records them, eval needs no --set
+    assert main(["train-dae", config, "--out", run, "--epochs", "1", "--quiet",
+                 "--set", "dae.encoder_filters=[8]", "--set", "dae.dense=16"]) == 0
+    assert json.load(open(os.path.join(run, "decoder.json")))["encoder_filters"] == [8]
+    capfd.readouterr()
+    assert main(["eval-dae", config, "--data", str(image_folder), "--weights", run, "--limit", "4"]) == 0
+    assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["images"] == 4
+
+    def one_line(argv, *words):
+        try:
+            code = main(argv)
+        except SystemExit as stop:   # argparse's refusals
+            code = stop.code
+        assert code == 2
+        err = capfd.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("dgn: error: "), err
+        for word in words:
+            assert word in err[0], err[0]
+
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.png").write_text("not a photo")
+    one_line(["eval-dae", config, "--data", str(tmp_path / "text"), "--weights", run], "no readable photo")
+    one_line(["eval-dae", config, "--data", str(image_folder), "--weights", run, "--limit", "-1"], "at least 1")
+    one_line(["eval-dae", config, "--data", str(image_folder), "--weights", run, "--sheet", "s.jpg"], ".png")
+    one_line(["export-dae", run, run], "training folder itself")
+    (tmp_path / "file").write_text("x")
+    one_line(["export-dae", run, str(tmp_path / "file" / "below")], "cannot make the folder")
+    # an export over a folder with another decoder's code statistics removes them
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "code_stats.npz").write_bytes(b"stale")
+    assert main(["export-dae", run, str(dest)]) == 0
+    assert not (dest / "code_stats.npz").exists() and "removed" in capfd.readouterr().out
