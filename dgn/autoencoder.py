@@ -15,6 +15,7 @@ makes them from a config. No function here takes a config dict.
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -42,6 +43,7 @@ DECODER_OUTPUT_NORM = "batch"
 CHECKPOINT = "checkpoint.weights.h5"
 STATE = "checkpoint.json"
 CODE_STATS = "code_stats.npz"
+MIN_CODE_STATS_PHOTOS = 100  # fewer: `dgn code-stats` warns (its spreads are rough)
 
 # The config's dae: section's keys in its order (dgn.config.SCHEMA): the order of a run's identity
 # (training.json), each key a field of AutoencoderSpec or of DaeTraining.
@@ -133,6 +135,28 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
     return keras.Model(image, features, name=name)
 
 
+def check_decoder_size(spec, input_size):
+    """(seed_shape, blocks) of ``spec``'s decoder if it makes input_size x input_size images.
+
+    Raises:
+        DgnError: it makes another size (or none: a seed too small for the blocks' kernels); the
+            message names the seed side that would fit, if one does, and the sizes near it."""
+    seed_shape, blocks = spec.sized(input_size)
+    size = output_size(seed_shape, blocks, "decoder")
+    if size == input_size:
+        return seed_shape, blocks
+    fits = [s for s in range(1, input_size + 1) if output_size([s], blocks) == input_size]
+    made = sorted({output_size([s], blocks) for s in range(1, input_size + 2)})
+    made = [m for m in made if m > 0]
+    near = sorted(made, key=lambda m: abs(m - input_size))[:3]
+    hint = (f"generator.seed_shape [{fits[0]}, {fits[0]}, c] fits these blocks" if fits else
+            f"these blocks make {', '.join(f'{m}x{m}' for m in sorted(near))} images, not "
+            f"{input_size}x{input_size}: change generator.blocks or the classifier's input_size")
+    made_text = f"{size}x{size} images" if size > 0 else "no image (the seed is too small for its kernels)"
+    raise DgnError(f"the decoder (generator.seed_shape {list(seed_shape)}, blocks {list(map(list, blocks))}) "
+                   f"makes {made_text} but the autoencoder trains on {input_size}x{input_size}; {hint}")
+
+
 def build_autoencoder(spec, input_size, precision="float32"):
     """(autoencoder, encoder, decoder) of an :class:`AutoencoderSpec` for input_size x input_size images.
     ``precision`` "mixed_bfloat16" computes in bfloat16 with float32 weights (training speed)."""
@@ -141,11 +165,7 @@ def build_autoencoder(spec, input_size, precision="float32"):
 
 
 def _build_autoencoder(spec, input_size):
-    seed_shape, blocks = spec.sized(input_size)
-    size = output_size(seed_shape, blocks, "decoder")
-    if size != input_size:
-        raise DgnError(f"the decoder makes {size}x{size} images but the autoencoder trains on {input_size}x"
-                       f"{input_size}; change generator.seed_shape / blocks or classifier")
+    seed_shape, blocks = check_decoder_size(spec, input_size)
     keras.utils.set_random_seed(spec.seed)
     m = math.prod(seed_shape)
     encoder = build_encoder((input_size, input_size, 3), spec.encoder_filters, spec.dense, m)
@@ -490,6 +510,7 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     if epochs < 1:
         raise DgnError(f"epochs {epochs}: give a whole number of at least 1")
     space, size = classifier.preprocessing, classifier.input_shape[0]
+    check_decoder_size(spec, size)  # a decoder of another size fails before the images are read
     # a misspelt layer fails here, before the images are read
     features = perceptual_features(classifier, training.perceptual_layers) if training.perceptual_weight else None
     os.makedirs(out_dir, exist_ok=True)
@@ -687,6 +708,14 @@ def code_statistics(spec, training, folder, data_dir=None, limit=None, batch_siz
     buffer = io.BytesIO()
     np.savez(buffer, mean=mean.astype("float32"), std=std.astype("float32"), images=count)
     write_atomic(os.path.join(folder, CODE_STATS), buffer.getvalue())
-    return {"codes": count, "photos": len(crops), "skipped": len(skipped), "units": int(mean.size),
-            "mean_abs": round(float(np.abs(mean).mean()), 4), "std_mean": round(float(std.mean()), 4),
-            "file": os.path.join(folder, CODE_STATS)}
+    summary = {"codes": count, "photos": len(crops), "skipped": len(skipped), "units": int(mean.size),
+               "mean_abs": round(float(np.abs(mean).mean()), 4), "std_mean": round(float(std.mean()), 4),
+               "file": os.path.join(folder, CODE_STATS)}
+    if len(crops) < MIN_CODE_STATS_PHOTOS:
+        # a unit's standard deviation from n codes is off by about 1 / sqrt(2 (n - 1)) of itself; from
+        # one photo and its mirror image it is near 0, and the generator could not leave that code
+        summary["warning"] = (f"statistics of {len(crops)} photo(s) only: each unit's spread is a rough "
+                              f"guess (use at least {MIN_CODE_STATS_PHOTOS}: more photos in --data or a "
+                              f"larger --limit)")
+        print(f"warning: {summary['warning']}", file=sys.stderr, flush=True)
+    return summary

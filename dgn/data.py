@@ -22,7 +22,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 def list_images(root, wnids=None):
     """Sorted image paths below ``root``; with ``wnids``, only files in those top-level folders."""
     if not root or not os.path.isdir(root):
-        raise DgnError(f"image folder not found: {root}; give a folder of images (e.g. ../shared/data/imagenet-dogs)")
+        raise DgnError(f"image folder not found: {root}; give a folder that holds .jpg/.png photos (in subfolders or not)")
     keep = set(wnids) if wnids else None
     paths = []
     for folder, dirs, files in os.walk(root):

@@ -9,17 +9,31 @@ averages) and in training mode (batch statistics in the hidden norms).
 """
 
 import argparse
+import sys
 
 import numpy as np
 
+from dgn.errors import DgnError
 
-def main():
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="a photo folder; its validation split (train-dae's) is used")
     p.add_argument("--config", default="configs/dae-dogs.yaml")
     p.add_argument("--weights", default="weights/dae-dogs-efficientnet_lite0")
     p.add_argument("--limit", type=int, default=48, help="the first N validation photos")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.limit < 1:
+        p.error(f"--limit {args.limit}: give a whole number of at least 1")
+    try:
+        compare(args)
+    except DgnError as exc:  # a bad folder, config or weights: one line, exit 2
+        print(f"dae_last_layer_switch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def compare(args):
 
     from dgn import build, preprocessing
     from dgn.autoencoder import center_crops, load_trained
@@ -52,4 +66,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -439,8 +439,11 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
     cfg = load_config(config)
     out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     assert main(["code-stats", config, "--weights", out, "--limit", "6"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["photos"] == 6 and summary["codes"] == 12 and summary["units"] == 200
+    # six photos are too few for a unit's spread: said once, on stderr and in the summary
+    assert "6 photo(s) only" in summary["warning"] and captured.err.count("warning: statistics of 6") == 1
     stats = np.load(os.path.join(out, "code_stats.npz"))
     # by hand: the same six training photos, center-cropped, and mirrored
     encoder, _, _ = load_trained(build.autoencoder(cfg.data), out)

@@ -102,3 +102,16 @@ def test_bad_command_lines(capfd, argv, words):
     except SystemExit as exc:  # argparse's own exit, raised by dgn's parser
         code = exc.code
     assert_one_line(code, capfd.readouterr().err.strip().splitlines(), *words)
+
+
+def test_autoencoder_of_another_size_fails_before_the_photos_are_read(tmp_path, capfd):
+    # the photo folder does not exist: the size check must come first, and name a seed that fits
+    cfg = os.path.join(CONFIGS, "dae-dogs-58px.yaml")
+    missing = str(tmp_path / "no-photos")
+    out = str(tmp_path / "run")
+    assert_one_line(*run_cli(capfd, "train-dae", cfg, "--data", missing, "--out", out,
+                             "--set", "generator.seed_shape=[1, 1, 1]"),
+                    "makes no image", "58x58", "generator.seed_shape [5, 5, c]")
+    assert_one_line(*run_cli(capfd, "train-dae", cfg, "--data", missing, "--out", out,
+                             "--set", "classifier.input_size=57"),
+                    "57x57", "42x42, 58x58, 74x74", "generator.blocks")
