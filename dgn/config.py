@@ -78,7 +78,9 @@ SCHEMA = {
         "norm": Field((str,), "image", choices=("image", "batch", "moving"),
                       help="statistics of the generator's batch norms while optimizing"),
         "output_norm": Field((str,), None, nullable=True, choices=("image", "batch", "moving"),
-                             help="statistics of G's last norm (on the image); default: generator.norm"),
+                             help="statistics of G's last norm (on the image); default: generator.norm, or "
+                                  "moving for a decoder whose last norm trained as an affine map "
+                                  "(dae.output_norm: moving)"),
         "code_stats": Field((str,), None, nullable=True, path=True,
                             help="code_stats.npz of the decoder (dgn code-stats): optimize z in "
                                  "f = mean + std * z, the encoder's code distribution of real photos"),

@@ -2,7 +2,9 @@
 start a run whose last norm is an affine map after a linear conv (``dae.output_norm: moving``,
 ``dae.output_activation: linear``) where it left off? Prints the validation PSNR (dB, 8-bit RGB, as
 eval-dae computes it) of the trained weights rebuilt with each last layer, in evaluation mode (moving
-averages) and in training mode (batch statistics in the hidden norms).
+averages) and in training mode (batch statistics in the hidden norms), and with the last norm on
+each image's own statistics (``generator.norm: image``, how the paper's pretrained configuration
+generates).
 
     python scripts/dae_last_layer_switch.py DIR [--config configs/dae-dogs.yaml]
         [--weights weights/dae-dogs-efficientnet_lite0] [--limit 48]
@@ -57,7 +59,9 @@ def compare(args):
           f"(last norm {meta.get('output_norm')}, last conv {meta.get('output_activation') or 'as built'})")
     print(f"  as trained, evaluation mode: {psnr(decoder, False):.3f} dB")
     seed_shape, blocks = spec.sized(size)
-    for activation, norm in (("relu", "batch"), ("linear", "moving"), ("relu", "moving")):
+    # "image": each image normalized by its own statistics, then gamma and beta, as the paper's
+    # pretrained configuration generates (generator.norm: image)
+    for activation, norm in (("relu", "batch"), ("linear", "moving"), ("relu", "moving"), ("linear", "image")):
         rebuilt = build_decoder(seed_shape, blocks, head="decoder", norm=meta["norm"],
                                 output_activation=activation, output_norm=norm)
         rebuilt.set_weights(decoder.get_weights())

@@ -697,3 +697,37 @@ def test_export_and_eval_refuse_bad_folders_in_one_line(tmp_path, image_folder, 
     (dest / "code_stats.npz").write_bytes(b"stale")
     assert main(["export-dae", run, str(dest)]) == 0
     assert not (dest / "code_stats.npz").exists() and "removed" in capfd.readouterr().out
+
+
+def test_generator_draws_with_the_last_norm_the_decoder_trained(tmp_path, image_folder):
+    """A decoder whose last norm trained as an affine map (dae.output_norm: moving) generates with that
+    map unless generator.output_norm says otherwise; one trained on batch statistics follows
+    generator.norm, as in the paper."""
+    from dgn.classifiers import load_classifier
+    from dgn.build import build_generator_for
+    from dgn.generator import IMAGE_LAYER
+
+    def last_norm_mode(model):
+        found = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                 if layer.name == IMAGE_LAYER]
+        assert len(found) == 1, found
+        return found[0].mode
+
+    def generator_config(decoder_dir, extra=""):
+        path = tmp_path / "gen.yaml"
+        path.write_text(
+            "classifier: {model: tiny, weights: none, class_index: none}\n"
+            f"generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder, norm: image,\n"
+            f"  decoder_weights: {decoder_dir}/decoder.weights.h5, trainable: alpha{extra}}}\n")
+        cfg = load_config(str(path))
+        return build_generator_for(cfg.data, load_classifier(cfg["classifier"]))[0]
+
+    config = write_config(tmp_path, image_folder)
+    modes = {}
+    for norm, activation in (("moving", "linear"), ("batch", "relu")):
+        cfg = load_config(config, [f"dae.output_norm={norm}", f"dae.output_activation={activation}"])
+        out = train_dae(*trains(cfg), out_dir=str(tmp_path / norm), epochs=1, verbose=0)
+        assert json.load(open(os.path.join(out, "decoder.json")))["output_norm"] == norm
+        modes[norm] = last_norm_mode(generator_config(out))
+    assert modes == {"moving": "moving", "batch": "image"}
+    assert last_norm_mode(generator_config(str(tmp_path / "moving"), ", output_norm: image")) == "image"
