@@ -94,7 +94,9 @@ class ImageDataset(keras.utils.PyDataset):
     Batches are numbered globally across epochs, so ``steps_per_epoch`` (shorter epochs, hence more
     frequent checkpoints) still walks through every image: global batch g belongs to pass
     ``g // batches_per_pass``, whose order and crops are drawn from ``seed`` and the pass number.
-    Resuming at epoch e continues exactly where an uninterrupted run would be."""
+    Resuming at epoch e continues exactly where an uninterrupted run would be. A shuffled pass has
+    ``len(images) // batch_size`` batches, all of ``batch_size`` (the remainder waits for another
+    pass's order); an unshuffled one (validation) ends with a short batch if need be."""
 
     def __init__(self, images, crop, space, batch_size=24, augment=True, seed=0, shuffle=True,
                  steps_per_epoch=None, **kwargs):
@@ -103,7 +105,11 @@ class ImageDataset(keras.utils.PyDataset):
             raise DgnError("no readable images to train on")
         self.images, self.crop, self.space = images, int(crop), space
         self.batch_size, self.augment, self.seed, self.shuffle = int(batch_size), augment, seed, shuffle
-        self.batches_per_pass = int(np.ceil(len(images) / self.batch_size))
+        # a shuffled pass drops its last, short batch (its photos come back in the next pass's order):
+        # a batch of another size makes JAX and tf.function compile the step again, and a batch of one
+        # photo is one noisy update on batch statistics
+        whole = shuffle and len(images) >= self.batch_size
+        self.batches_per_pass = len(images) // self.batch_size if whole else int(np.ceil(len(images) / self.batch_size))
         self.steps_per_epoch = int(steps_per_epoch or self.batches_per_pass)
         self.epoch = 0
 

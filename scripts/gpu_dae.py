@@ -49,6 +49,11 @@ DEFAULT_UPDATES_PER_SECOND = 20.0   # batch 24 at 224 px until a GPU run measure
 COMMAND = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "
            "{travel}/wheels/*.whl && export PYTHONPATH=/tmp/site KERAS_BACKEND=jax PYTHONUNBUFFERED=1 && "
            "python3 scripts/gpu_dae.py device --travel {travel}")
+# the run tool's limit for that command: the device step is killed at --kill-after (330 s), then exports,
+# computes the code statistics if started before --code-stats-before (300 s) and packs (about a minute);
+# with the machine's start (1 to 2 minutes) a call takes about 9 of the session's 15 device minutes,
+# leaving the 4 a second start needs
+TIMEOUT_S = 420
 
 
 def say(text):
@@ -112,7 +117,8 @@ def measured_speed(init_meta, batch, state):
     if state.get("batch") == batch and state.get("updates_per_second"):
         return state["updates_per_second"]
     for run in reversed(init_meta.get("history", [])):
-        if run.get("devices") and run.get("backend") == "jax" and run.get("batch_size") == batch \
+        on_gpu = any(str(d).lower() != "cpu" for d in run.get("devices") or [])  # a CPU dry run is no speed
+        if on_gpu and run.get("backend") == "jax" and run.get("batch_size") == batch \
                 and run.get("wall_seconds"):
             return run["images_seen"] / batch / run["wall_seconds"]
     return None
@@ -211,7 +217,8 @@ def prepare(args):
     report = check_travel(root, [travel_rel], assume_away=args.no_away)
     if report["total"] > gpu_travel.TREE_LIMIT:
         raise DgnError(f"the call would send {report['total']} bytes, over {gpu_travel.TREE_LIMIT}")
-    say(f"run tool: command {COMMAND.format(travel=travel_rel)!r}, carry [\"{travel_rel}\"], timeout_s 600")
+    say(f"run tool: command {COMMAND.format(travel=travel_rel)!r}, carry [\"{travel_rel}\"], timeout_s {TIMEOUT_S}; "
+        f"then give_back")
     return plan
 
 
@@ -338,6 +345,7 @@ def device(args):
                     plan = json.load(fh)
                 result["plan"] = plan
                 verify_travel(travel)
+                result["devices"] = accelerators(log, args.allow_cpu)
                 sets, config = device_sets(plan, travel), os.path.join(travel, plan["config"])
                 kill_at = start + plan["kill_after_seconds"]
                 train = dgn_command(sets, "train-dae", config, "--out", run_dir, "--quiet",
@@ -377,6 +385,27 @@ def device(args):
         f"{len(back['files'])} files, {back['bytes'] / gpu_travel.MIB:.2f} MiB in $OUT, {result['device_seconds']} s"
         + (f"; OVER THE LIMITS: {'; '.join(back['problems'])}" if back["problems"] else ""))
     return 0 if result["status"] == "ok" and not back["problems"] else 1
+
+
+def accelerators(log, allow_cpu=False):
+    """JAX's devices as a child process sees them (the parent keeps off the GPU while train-dae runs),
+    written to the log.
+
+    Raises:
+        DgnError: JAX sees only the CPU (its CUDA plugin did not load) and ``allow_cpu`` is False: the
+            minutes would go to a CPU run that saves nothing before its deadline."""
+    probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend()); "
+                            "print([d.device_kind for d in jax.devices()])"],
+                           capture_output=True, text=True, timeout=120)
+    lines = probe.stdout.strip().splitlines()
+    log.write(f"jax: {' '.join(lines) or probe.stderr.strip()[-2000:]}\n")
+    log.flush()
+    if probe.returncode != 0 or not lines:
+        raise DgnError(f"JAX does not start there: {(probe.stderr.strip().splitlines() or ['no output'])[-1]}")
+    if lines[0] == "cpu" and not allow_cpu:
+        raise DgnError("JAX sees no GPU there (its CUDA plugin did not load; device.log has its devices); "
+                       "nothing was trained")
+    return lines[1:] and lines[1]
 
 
 def check_parts(run_dir):
@@ -596,12 +625,12 @@ def build_parser():
     p.add_argument("--max-photos", type=int, help="pack at most this many photos")
     p.add_argument("--quality", type=int, default=40, help="WebP quality (default 40)")
     p.add_argument("--margin-mib", type=float, default=1.0, help="room left under 64 MiB (default 1)")
-    p.add_argument("--minutes", type=float, default=6.0, help="train-dae --time-limit there (default 6)")
+    p.add_argument("--minutes", type=float, default=4.0, help="train-dae --time-limit there (default 4)")
     p.add_argument("--compile-seconds", type=float, default=45.0, help="of those minutes, not training (default 45)")
-    p.add_argument("--kill-after", type=float, default=450.0,
-                   help="seconds after the device step starts at which training is killed (default 450)")
-    p.add_argument("--code-stats-before", type=float, default=470.0,
-                   help="code statistics are computed there only if training ended this early (default 470 s)")
+    p.add_argument("--kill-after", type=float, default=330.0,
+                   help="seconds after the device step starts at which training is killed (default 330)")
+    p.add_argument("--code-stats-before", type=float, default=300.0,
+                   help="code statistics are computed there only if training ended this early (default 300 s)")
     p.add_argument("--epochs", type=int, help="epochs (default: from the speed estimate and --minutes)")
     p.add_argument("--steps-per-epoch", type=int, default=600)
     p.add_argument("--batch", type=int, default=24)
@@ -616,11 +645,12 @@ def build_parser():
     p = sub.add_parser("command", help="print the run tool's command and carry list")
     p.add_argument("--travel", default=TRAVEL)
     p.set_defaults(func=lambda a: say(json.dumps({"command": COMMAND.format(travel=a.travel), "carry": [a.travel],
-                                                  "timeout_s": 600})) or 0)
+                                                  "timeout_s": TIMEOUT_S})) or 0)
     p = sub.add_parser("device", help="(on the GPU machine) train, export, leave the result in $OUT")
     p.add_argument("--travel", default=TRAVEL)
     p.add_argument("--out", help="default: $OUT")
     p.add_argument("--work", help=argparse.SUPPRESS)
+    p.add_argument("--allow-cpu", action="store_true", help="train even if JAX sees no GPU (the CPU dry run)")
     p.set_defaults(func=device)
     p = sub.add_parser("finish", help="check what came back, evaluate, replace the shipped weights if better")
     p.add_argument("--from", dest="source", required=True, help="the folder the run's files came back to")

@@ -731,3 +731,20 @@ def test_generator_draws_with_the_last_norm_the_decoder_trained(tmp_path, image_
         modes[norm] = last_norm_mode(generator_config(out))
     assert modes == {"moving": "moving", "batch": "image"}
     assert last_norm_mode(generator_config(str(tmp_path / "moving"), ", output_norm: image")) == "image"
+
+
+def test_a_shuffled_pass_has_only_whole_batches_and_sees_every_photo_over_passes():
+    """ImageDataset: 10 photos at batch 4 make passes of 2 whole batches (a batch of 2 would compile
+    the step again); across passes every photo is drawn; validation keeps its short last batch."""
+    from dgn.data import ImageDataset
+
+    photos = [np.full((8, 8, 3), i, "uint8") for i in range(10)]
+    train = ImageDataset(photos, 8, "raw", batch_size=4, augment=False, seed=0, steps_per_epoch=6)
+    seen = set()
+    for index in range(len(train)):
+        x, _ = train[index]
+        assert x.shape == (4, 8, 8, 3)
+        seen |= {int(v) for v in x[:, 0, 0, 0]}
+    assert seen == set(range(10))  # 6 batches = 3 passes of 8 photos, each pass in another order
+    val = ImageDataset(photos, 8, "raw", batch_size=4, augment=False, shuffle=False)
+    assert len(val) == 3 and val[2][0].shape == (2, 8, 8, 3)

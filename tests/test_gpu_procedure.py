@@ -114,7 +114,13 @@ def test_gpu_procedure_end_to_end(tmp_path):
     device_tree(tree, travel)
     env = {**os.environ, "KERAS_BACKEND": "jax", "OUT": out, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("PYTHONPATH", None)
-    done = subprocess.run([sys.executable, "scripts/gpu_dae.py", "device"], cwd=tree, env=env,
+    # without a GPU the device step trains nothing and says why (a CUDA plugin that failed to load)
+    refused = subprocess.run([sys.executable, "scripts/gpu_dae.py", "device"], cwd=tree, env=env,
+                             capture_output=True, text=True, timeout=240)
+    assert refused.returncode == 1 and "JAX sees no GPU" in refused.stdout, refused.stdout + refused.stderr[-2000:]
+    assert json.load(open(os.path.join(out, "result.json")))["status"] == "failed"
+    shutil.rmtree(out)
+    done = subprocess.run([sys.executable, "scripts/gpu_dae.py", "device", "--allow-cpu"], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     back = gpu_travel.check_back(out)
