@@ -409,15 +409,18 @@ def accelerators(log, allow_cpu=False):
 
 
 def check_parts(run_dir):
-    """The decoder, encoder and decoder.json of one epoch: train-dae writes the checkpoint, then the
-    decoder, the encoder and decoder.json last, so a kill while saving leaves decoder.json behind."""
-    with open(os.path.join(run_dir, "checkpoint.json"), encoding="utf-8") as fh:
-        epoch = json.load(fh).get("epoch")
-    with open(os.path.join(run_dir, "decoder.json"), encoding="utf-8") as fh:
-        saved = json.load(fh).get("epochs")
-    if None not in (epoch, saved) and saved != epoch:
-        raise DgnError(f"train-dae was killed while saving epoch {epoch} (decoder.json is from epoch {saved}): "
-                       f"its parts may be from two epochs; give it more time (prepare --kill-after)")
+    """The decoder, encoder and decoder.json of one epoch. train-dae writes, each by an atomic rename,
+    the checkpoint, the decoder, the encoder, decoder.json, and checkpoint.json last, so after a kill
+    the three parts are of one epoch exactly when they were written in that order (a kill between
+    decoder.json and checkpoint.json leaves a whole epoch that checkpoint.json does not name yet).
+
+    Raises:
+        DgnError: a kill while saving left parts of two epochs."""
+    times = [os.stat(os.path.join(run_dir, name)).st_mtime_ns
+             for name in ("decoder.weights.h5", "encoder.weights.h5", "decoder.json")]
+    if not times[0] <= times[1] <= times[2]:
+        raise DgnError("train-dae was killed while saving an epoch: its decoder, encoder and decoder.json may "
+                       "be from two epochs; give it more time (prepare --kill-after)")
 
 
 def train_summary(run_dir, plan, code, killed, seconds):

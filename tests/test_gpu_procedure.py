@@ -245,3 +245,23 @@ def test_docs_give_the_run_tools_call():
         text = fh.read()
     assert gpu_dae.COMMAND.format(travel=gpu_dae.TRAVEL) in text
     assert f'`["{gpu_dae.TRAVEL}"]`' in text and len(gpu_dae.COMMAND.format(travel=gpu_dae.TRAVEL)) <= 2000
+
+
+def test_parts_of_two_epochs_are_refused(tmp_path):
+    """check_parts: the decoder, encoder and decoder.json written in train-dae's order are one epoch,
+    also when checkpoint.json does not name it yet; a decoder newer than the encoder (a kill between
+    the two) or a decoder.json older than them is refused."""
+    names = ("decoder.weights.h5", "encoder.weights.h5", "decoder.json")
+    for name in names:
+        (tmp_path / name).write_text("x")
+
+    def stamp(*seconds):
+        for name, t in zip(names, seconds):
+            os.utime(tmp_path / name, ns=(t * 10 ** 9, t * 10 ** 9))
+
+    stamp(1, 2, 3)
+    gpu_dae.check_parts(str(tmp_path))
+    for bad in ((3, 2, 4), (1, 3, 2)):
+        stamp(*bad)
+        with pytest.raises(gpu_dae.DgnError, match="two epochs"):
+            gpu_dae.check_parts(str(tmp_path))
