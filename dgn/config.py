@@ -72,7 +72,7 @@ SCHEMA = {
         "head": Field((str,), "image", choices=("image", "decoder"),
                       help="image: paper's 8a (no pretraining); decoder: 8b (autoencoder's decoder)"),
         "decoder_weights": Field((str,), None, nullable=True, path=True,
-                                 help="weights of a trained decoder (dgn train-dae)"),
+                                 help="weights of a trained decoder (dgn train-dae), or the folder holding them"),
         "trainable": Field((str,), "all", choices=("all", "alpha"),
                            help="all: train the whole generator; alpha: only the feature scale"),
         "norm": Field((str,), "image", choices=("image", "batch", "moving"),
@@ -336,6 +336,14 @@ def _check_whole(cfg, where):
     if gen["code_stats"] and not gen["decoder_weights"]:
         raise ConfigError(f"{where}: 'generator.code_stats' describes a trained decoder's codes; set "
                           f"'generator.decoder_weights' to that decoder too")
+    # a folder written by `dgn train-dae` / `dgn export-dae` stands for its file
+    for key, name in (("decoder_weights", "decoder.weights.h5"), ("code_stats", "code_stats.npz")):
+        value = cfg["generator"][key]
+        if isinstance(value, str) and os.path.isdir(value):
+            if not os.path.isfile(os.path.join(value, name)):
+                raise ConfigError(f"{where}: 'generator.{key}' {value} is a folder without {name}; give a folder "
+                                  f"written by `dgn train-dae` or `dgn export-dae`, or the file itself")
+            cfg["generator"][key] = os.path.join(value, name)
     for section, key in (("classifier", "model"), ("classifier", "weights"), ("classifier", "class_index"),
                          ("generator", "decoder_weights"), ("generator", "code_stats")):
         value = cfg[section][key]
@@ -345,7 +353,8 @@ def _check_whole(cfg, where):
                     "weights": "'imagenet', 'none' or an existing weights file",
                     "class_index": "'auto', 'none' or an existing class names file (one name per line, a JSON "
                                    "list or object, or Keras's imagenet_class_index.json)",
-                    "decoder_weights": "a decoder weights file written by `dgn train-dae`",
+                    "decoder_weights": "a decoder weights file or folder written by `dgn train-dae` or "
+                                       "`dgn export-dae`",
                     "code_stats": "a code_stats.npz written by `dgn code-stats` for the decoder"}[key]
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
     for code in cfg["classifier"]["custom_code"] or []:

@@ -248,6 +248,9 @@ def check(args):
     root = args.root
     travel_rel = os.path.relpath(os.path.join(args.gpu_dir, "travel"), root)
     carry = [travel_rel] if os.path.isdir(os.path.join(root, travel_rel)) else []
+    if not carry:
+        say(f"no {travel_rel} yet: the figures below leave out the photos and weights that `prepare` packs "
+            f"into the room left under 64 MiB")
     away = gpu_travel.away_paths(os.path.join(args.gpu_dir, "stash"))
     say(f"big tracked files away now: {len(away)}")
     now = check_travel(root, carry, assume_away=False)

@@ -14,7 +14,7 @@ from dgn import build
 from dgn.autoencoder import DaeTraining, eval_dae, psnr, train_dae
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.errors import DgnError
+from dgn.errors import ConfigError, DgnError
 
 DAE = """
 classifier: {{model: tiny, weights: none, class_index: none}}
@@ -469,6 +469,12 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
         "objective: {targets: ['3'], activation: logit, others: 0.0}\nsteps: 15\n"
         "transform: {jitter: 0, scale: [1.0, 1.0], rotate: 0, samples: 1}\n")
     prior = load_config(str(gen_cfg))
+    # the exported folder stands for its files; a folder without them is one clear line
+    by_folder = load_config(str(gen_cfg), [f"generator.decoder_weights={dest}", f"generator.code_stats={dest}"])
+    assert by_folder["generator"]["decoder_weights"] == prior["generator"]["decoder_weights"]
+    assert by_folder["generator"]["code_stats"] == prior["generator"]["code_stats"]
+    with pytest.raises(ConfigError, match="is a folder without decoder.weights.h5"):
+        load_config(str(gen_cfg), [f"generator.decoder_weights={tmp_path}"])
     model, f0 = build_generator_for(prior.data, load_classifier(prior["classifier"]))
     start = np.asarray(model(f0, training=True))  # z = 0: the decoder's image of the mean code
     alone = build_decoder([5, 5, 8], [[16, 2], [16, 2]], head="decoder", norm="moving")
