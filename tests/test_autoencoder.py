@@ -726,6 +726,9 @@ def test_generator_draws_with_the_last_norm_the_decoder_trained(tmp_path, image_
             f"generator: {{seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]], head: decoder, norm: image,\n"
             f"  decoder_weights: {decoder_dir}/decoder.weights.h5, trainable: alpha{extra}}}\n")
         cfg = load_config(str(path))
+        # the config records the last norm as it is built (so does each image's sidecar)
+        expected = extra.split(": ")[1] if extra else ("moving" if decoder_dir.endswith("moving") else None)
+        assert cfg["generator"]["output_norm"] == expected
         return build_generator_for(cfg.data, load_classifier(cfg["classifier"]))[0]
 
     config = write_config(tmp_path, image_folder)
