@@ -29,7 +29,7 @@ from dgn.generator import PAPER_BLOCKS, PAPER_SEED_CHANNELS, build_decoder, outp
 from dgn.layers import FeatureNoise
 from dgn.outputs import write_atomic, write_json
 from dgn.precision import dtype_policy
-from dgn.weights import load_weights_strict
+from dgn.weights import decoder_metadata, load_weights_strict
 
 # The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
 # statistics while training, evaluating and generating (as the authors' Keras 1 code did when it
@@ -146,11 +146,10 @@ def check_decoder_size(spec, input_size):
     if size == input_size:
         return seed_shape, blocks
     fits = [s for s in range(1, input_size + 1) if output_size([s], blocks) == input_size]
-    made = sorted({output_size([s], blocks) for s in range(1, input_size + 2)})
-    made = [m for m in made if m > 0]
-    near = sorted(made, key=lambda m: abs(m - input_size))[:3]
+    made = {m for m in (output_size([s], blocks) for s in range(1, input_size + 2)) if m > 0}
+    near = sorted(sorted(made, key=lambda m: abs(m - input_size))[:3])
     hint = (f"generator.seed_shape [{fits[0]}, {fits[0]}, c] fits these blocks" if fits else
-            f"these blocks make {', '.join(f'{m}x{m}' for m in sorted(near))} images, not "
+            f"these blocks make {', '.join(f'{m}x{m}' for m in near)} images, not "
             f"{input_size}x{input_size}: change generator.blocks or the classifier's input_size")
     made_text = f"{size}x{size} images" if size > 0 else "no image (the seed is too small for its kernels)"
     raise DgnError(f"the decoder (generator.seed_shape {list(seed_shape)}, blocks {list(map(list, blocks))}) "
@@ -393,14 +392,6 @@ def export_trained(folder, dest, encoder_dtype="float16"):
         print(f"removed {os.path.join(dest, CODE_STATS)}: it described the decoder this export replaces; "
               f"run `dgn code-stats` for the new one", flush=True)
     return {n: os.path.getsize(os.path.join(dest, n)) for n in names}
-
-
-def decoder_metadata(path):
-    meta = os.path.splitext(os.path.splitext(path)[0])[0] + ".json"
-    if not os.path.isfile(meta):
-        raise DgnError(f"decoder weights {path} have no metadata file {meta}; it is written by `dgn train-dae`")
-    with open(meta, encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def checked_metadata(path, space):

@@ -5,7 +5,6 @@ what is wrong and what would be valid. Relative paths in a config resolve agains
 """
 
 import copy
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from dgn.errors import ConfigError
+from dgn.weights import trained_output_norm
 
 
 @dataclass
@@ -345,16 +345,10 @@ def _check_whole(cfg, where):
                 raise ConfigError(f"{where}: 'generator.{key}' {value} is a folder without {name}; give a folder "
                                   f"written by `dgn train-dae` or `dgn export-dae`, or the file itself")
             cfg["generator"][key] = os.path.join(value, name)
-    # recorded as it will be built (dgn.param.trained_output_norm), so the sidecar says which last norm drew
+    # recorded as G will build it, so the sidecar says which last norm drew
     gen = cfg["generator"]
-    meta = os.path.splitext(os.path.splitext(gen["decoder_weights"] or "")[0])[0] + ".json"
-    if gen["decoder_weights"] and gen["output_norm"] is None and os.path.isfile(meta):
-        try:
-            with open(meta, encoding="utf-8") as fh:
-                if json.load(fh).get("output_norm") == "moving":
-                    gen["output_norm"] = "moving"
-        except (OSError, ValueError):
-            pass  # an unreadable decoder.json is refused with its own message when the decoder loads
+    if gen["decoder_weights"] and gen["output_norm"] is None:
+        gen["output_norm"] = trained_output_norm(gen["decoder_weights"])
     for section, key in (("classifier", "model"), ("classifier", "weights"), ("classifier", "class_index"),
                          ("generator", "decoder_weights"), ("generator", "code_stats")):
         value = cfg[section][key]

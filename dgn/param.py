@@ -26,6 +26,7 @@ from dgn import preprocessing
 from dgn.errors import ConfigError
 from dgn.optimize import Problem, Result, optimize
 from dgn.precision import dtype_policy, float32_output
+from dgn.weights import trained_output_norm
 
 IMAGE_FLOAT32 = "image_float32"
 
@@ -141,7 +142,7 @@ class Generator(Parameterization):
         keras.utils.set_random_seed(seed)
         output_norm = self.output_norm
         if self.decoder_weights and output_norm is None:
-            output_norm = trained_output_norm(self.decoder_weights, classifier.preprocessing)
+            output_norm = trained_output_norm(self.decoder_weights)
         decoder = build_decoder(seed_shape, blocks, self.head, self.norm, image_gamma_l1=self.image_gamma_l1,
                                 output_norm=output_norm, channels=channels, space=classifier.preprocessing,
                                 size=crop, squash=self.squash)
@@ -163,20 +164,6 @@ class Generator(Parameterization):
             parts["float32"] = image._keras_history.operation
             model = keras.Model(model.input, image, name=model.name)
         return Built(model, np.full((rows, f_dim), self.f0, dtype="float32"), parts=parts)
-
-
-def trained_output_norm(decoder_weights, space):
-    """G's last norm for a trained decoder when ``generator.output_norm`` is not given: "moving" for
-    one whose last norm trained as an affine map (``dae.output_norm: moving``, recorded in its
-    decoder.json), so that G draws what the decoder learned to draw; None (``generator.norm``) for
-    one trained on batch statistics, the paper's setting. Re-normalizing each image instead drops a
-    58 px decoder's reconstructions from 15.4 to 10.7 dB (docs/autoencoder.md).
-
-    Raises:
-        DgnError: no decoder.json beside the weights, or one for another input space."""
-    from dgn.autoencoder import checked_metadata
-
-    return "moving" if checked_metadata(decoder_weights, space).get("output_norm") == "moving" else None
 
 
 def load_code_stats(path, units):

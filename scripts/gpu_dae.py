@@ -408,7 +408,7 @@ def accelerators(log, allow_cpu=False):
     if lines[0] == "cpu" and not allow_cpu:
         raise DgnError("JAX sees no GPU there (its CUDA plugin did not load; device.log has its devices); "
                        "nothing was trained")
-    return lines[1:] and lines[1]
+    return lines[1] if len(lines) > 1 else ""
 
 
 def check_parts(run_dir):
