@@ -48,7 +48,7 @@ MIN_CODE_STATS_PHOTOS = 100  # fewer: `dgn code-stats` warns (its spreads are ro
 # The config's dae: section's keys in its order (dgn.config.SCHEMA): the order of a run's identity
 # (training.json), each key a field of AutoencoderSpec or of DaeTraining.
 DAE_KEYS = ("data", "wnids", "out", "epochs", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
-            "warmup_steps", "decay_steps", "noise_stddev", "validation", "augment", "encoder_filters", "dense",
+            "warmup_steps", "decay_steps", "schedule_start", "noise_stddev", "validation", "augment", "encoder_filters", "dense",
             "decoder_norm", "output_norm", "output_activation", "perceptual_weight", "perceptual_layers",
             "precision", "init")
 
@@ -86,8 +86,8 @@ class DaeTraining:
     """How the autoencoder trains: the image folder(s) ``data`` (only the top-level folders ``wnids``
     if given, ``validation`` of each held out), the training folder ``out``, ``epochs`` of
     ``steps_per_epoch`` batches (None: one pass) of ``batch_size``, ``augment``, the ``optimizer``
-    ("adam" or "adadelta") at ``learning_rate`` with ``warmup_steps`` / ``decay_steps``
-    (:func:`learning_rate_schedule`), the loss's ``perceptual_weight`` on D's ``perceptual_layers``,
+    ("adam" or "adadelta") at ``learning_rate`` with ``warmup_steps`` / ``decay_steps`` /
+    ``schedule_start`` (:func:`learning_rate_schedule`), the loss's ``perceptual_weight`` on D's ``perceptual_layers``,
     the compute ``precision``, the trained folder ``init`` to start from, and ``classifier_model``
     (the config's ``classifier.model``: part of the run's identity)."""
 
@@ -101,6 +101,7 @@ class DaeTraining:
     learning_rate: float = 0.001
     warmup_steps: int = 0
     decay_steps: int = 0
+    schedule_start: int = 0
     validation: float = 0.1
     augment: bool = True
     perceptual_weight: float = 0.0
@@ -176,8 +177,41 @@ def _build_autoencoder(spec, input_size):
     return model, encoder, decoder
 
 
-def learning_rate_schedule(rate, warmup=0, decay=0):
-    """The autoencoder's learning rate: Keras's ``CosineDecay`` with a linear warm-up, or ``rate`` itself.
+class ContinuedCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Half a cosine from ``rate`` to 0 over ``decay`` updates, entered at update ``start`` of it by a run
+    that goes on from an earlier run's weights with a fresh optimizer, and warmed up there: the rate at
+    this run's update ``step`` (0, 1, ...) is
+
+        rate * min(1, (step + 1) / warmup) * (1 + cos(pi * min(start + step, decay) / decay)) / 2
+
+    (``warmup`` 0: no warm-up), so runs of any length, each with its own Adam, follow one cosine
+    together (docs/autoencoder.md, "Runs that add up"). Unit: the optimizer's learning rate.
+
+    Raises:
+        DgnError: ``decay`` not above ``start``."""
+
+    def __init__(self, rate, start, decay, warmup=0):
+        rate, start, decay, warmup = float(rate), int(start), int(decay), int(warmup)
+        if decay <= start:
+            raise DgnError(f"dae.schedule_start {start} must be below dae.decay_steps {decay} (the cosine's "
+                           f"length from its first update)")
+        self.rate, self.start, self.decay, self.warmup = rate, start, decay, warmup
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        where = ops.minimum(step + self.start, float(self.decay)) / self.decay
+        rate = self.rate * 0.5 * (1.0 + ops.cos(math.pi * where))
+        if self.warmup:
+            rate = rate * ops.minimum(1.0, (step + 1.0) / self.warmup)
+        return rate
+
+    def get_config(self):
+        return {"rate": self.rate, "start": self.start, "decay": self.decay, "warmup": self.warmup}
+
+
+def learning_rate_schedule(rate, warmup=0, decay=0, start=0):
+    """The autoencoder's learning rate: Keras's ``CosineDecay`` with a linear warm-up, or ``rate`` itself,
+    or (``start`` > 0) the rest of a cosine begun by earlier runs (:class:`ContinuedCosine`).
 
     Warm-up (``warmup`` updates): ``rate * (step + 1) / warmup``, reaching ``rate`` at update
     ``warmup - 1``: a run that starts from trained weights with a fresh Adam (``dae.init``) would
@@ -185,8 +219,15 @@ def learning_rate_schedule(rate, warmup=0, decay=0):
     part of the training (measured at 1e-3: the loss rose from 0.124 to 0.138 and the validation loss,
     read with moving averages that lag such jumps, to 0.73 in the first 83 steps). Decay (``decay`` > 0):
     from there down to 0 along half a cosine over ``decay`` updates, then 0; at a constant 2e-4 the loss
-    had stopped falling. Without decay the rate stays at ``rate`` after the warm-up."""
-    rate, warmup, decay = float(rate), int(warmup), int(decay)
+    had stopped falling. Without decay the rate stays at ``rate`` after the warm-up. ``start`` > 0: the
+    cosine is ``decay`` updates long from its first update in an earlier run, ``start`` of them made;
+    the warm-up scales it.
+
+    Raises:
+        DgnError: ``start`` > 0 and ``decay`` not above it."""
+    rate, warmup, decay, start = float(rate), int(warmup), int(decay), int(start)
+    if start:
+        return ContinuedCosine(rate, start, decay, warmup)
     if not warmup and not decay:
         return rate
     if not warmup:
@@ -201,7 +242,8 @@ def make_dae_optimizer(training):
     """A fresh Keras optimizer of a :class:`DaeTraining` (``optimizer``, ``learning_rate`` with its
     warm-up and decay)."""
     name = training.optimizer
-    lr = learning_rate_schedule(training.learning_rate, training.warmup_steps or 0, training.decay_steps or 0)
+    lr = learning_rate_schedule(training.learning_rate, training.warmup_steps or 0, training.decay_steps or 0,
+                                training.schedule_start or 0)
     if name == "adadelta":
         return keras.optimizers.Adadelta(lr)
     if name == "adam":
@@ -309,7 +351,7 @@ def run_record(training, epoch, wall_seconds, images):
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "backend": keras.backend.backend(),
             "devices": [str(d) for d in _devices()], "precision": t.precision,
             "batch_size": t.batch_size, "learning_rate": t.learning_rate,
-            "warmup_steps": t.warmup_steps, "decay_steps": t.decay_steps,
+            "warmup_steps": t.warmup_steps, "decay_steps": t.decay_steps, "schedule_start": t.schedule_start,
             "init": folder_name(t.init) if t.init else None}
 
 
@@ -467,7 +509,7 @@ def _dataset_images(training, data_dir, crop, warn=print):
 
 
 # dae fields added after runs were made: at these values they leave those runs' identity unchanged
-IDENTITY_DEFAULTS = {"decay_steps": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
+IDENTITY_DEFAULTS = {"decay_steps": 0, "schedule_start": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
 
 
 def _dae_value(spec, training, key):

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from dgn.errors import ConfigError
-from dgn.weights import trained_output_norm
+from dgn.errors import ConfigError, DgnError
+from dgn.weights import decoder_metadata, trained_output_norm
 
 
 @dataclass
@@ -155,6 +155,9 @@ SCHEMA = {
         "decay_steps": Field((int,), 0, minimum=0,
                              help="after the warm-up, the learning rate falls to 0 along a cosine over this "
                                   "many updates (0: constant)"),
+        "schedule_start": Field((int,), 0, minimum=0,
+                                help="updates of the decay_steps cosine made by earlier runs (dae.init, each "
+                                     "with its own optimizer): this run goes on from there, warmed up"),
         "noise_stddev": Field((int, float), 0.1, minimum=0, help="Gaussian noise on the input, in D's input space"),
         "validation": Field((int, float), 0.1, minimum=0, maximum=0.9),
         "augment": Field((bool,), True),
@@ -366,12 +369,27 @@ def _check_whole(cfg, where):
         if not os.path.isfile(code):
             raise ConfigError(f"{where}: 'classifier.custom_code' file not found: {code}; give the .py files that "
                               f"define the model's custom classes")
+    dae = cfg["dae"]
+    if dae["schedule_start"] and dae["decay_steps"] <= dae["schedule_start"]:
+        raise ConfigError(f"{where}: 'dae.schedule_start' {dae['schedule_start']} must be below 'dae.decay_steps' "
+                          f"({dae['decay_steps']}), the cosine's length counted from its first update")
     init = cfg["dae"]["init"]
     if init is not None:
         for part in ("encoder", "decoder"):
             if not os.path.isfile(os.path.join(init, f"{part}.weights.h5")):
                 raise ConfigError(f"{where}: 'dae.init' {init} has no {part}.weights.h5; give a folder written "
                                   f"by `dgn train-dae` or `dgn export-dae`")
+        # the last conv's activation is part of the decoder the weights were trained as: the shipped
+        # decoder's ReLU cuts rare large negative values (2.5 % of them, down to -356), which a linear
+        # conv passes, so a linear run from it starts at loss 4.5 instead of 0.083 (docs/autoencoder.md)
+        try:
+            trained = decoder_metadata(os.path.join(init, "decoder.weights.h5")).get("output_activation") or "relu"
+        except (DgnError, OSError, ValueError):
+            trained = None  # no readable decoder.json: loading the weights says so
+        if trained and trained != dae["output_activation"]:
+            raise ConfigError(f"{where}: 'dae.init' {init} was trained with a {trained} last conv, but "
+                              f"'dae.output_activation' is {dae['output_activation']}: that is another decoder, "
+                              f"whose loss starts far above the trained one's; set dae.output_activation={trained}")
 
 
 def transforms_active(jitter, scale, rotate):

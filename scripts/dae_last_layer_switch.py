@@ -1,7 +1,8 @@
 """Does a decoder trained with the paper's last layer (ReLU conv, then a norm on batch statistics)
 start a run whose last norm is an affine map after a linear conv (``dae.output_norm: moving``,
 ``dae.output_activation: linear``) where it left off? Prints the validation PSNR (dB, 8-bit RGB, as
-eval-dae computes it) of the trained weights rebuilt with each last layer, in evaluation mode (moving
+eval-dae computes it, clipped to 0..255) and the loss training sees (the unclipped mean squared
+error in D's input space) of the trained weights rebuilt with each last layer, in evaluation mode (moving
 averages) and in training mode (batch statistics in the hidden norms), and with the last norm on
 each image's own statistics (``generator.norm: image``, how the paper's pretrained configuration
 generates).
@@ -51,13 +52,16 @@ def compare(args):
     codes = [encoder(x[i:i + 8], training=False) for i in range(0, len(x), 8)]
 
     def psnr(model, training_mode):
-        y = np.concatenate([np.asarray(model(c, training=training_mode)) for c in codes])
+        """PSNR of the 8-bit reconstructions (clipped to 0..255, as eval-dae) and, after a slash, the
+        loss training sees: the mean squared error in D's input space, unclipped."""
+        y = np.concatenate([np.asarray(model(c, training=training_mode)).astype("float64") for c in codes])
         err = preprocessing.to_uint8_batch(y, space).astype("float64") - crops
-        return 10 * np.log10(255.0 ** 2 / np.mean(err ** 2))
+        loss = np.mean((y - x) ** 2)
+        return f"{10 * np.log10(255.0 ** 2 / np.mean(err ** 2)):.3f} dB / loss {loss:.4f}"
 
     print(f"{len(crops)} validation photos of {args.data}, weights {args.weights} "
           f"(last norm {meta.get('output_norm')}, last conv {meta.get('output_activation') or 'as built'})")
-    print(f"  as trained, evaluation mode: {psnr(decoder, False):.3f} dB")
+    print(f"  as trained, evaluation mode: {psnr(decoder, False)}")
     seed_shape, blocks = spec.sized(size)
     # "image": each image normalized by its own statistics, then gamma and beta, as the paper's
     # pretrained configuration generates (generator.norm: image)
@@ -65,8 +69,8 @@ def compare(args):
         rebuilt = build_decoder(seed_shape, blocks, head="decoder", norm=meta["norm"],
                                 output_activation=activation, output_norm=norm)
         rebuilt.set_weights(decoder.get_weights())
-        print(f"  last conv {activation:6s} last norm {norm:6s}: evaluation mode {psnr(rebuilt, False):.3f} dB, "
-              f"training mode {psnr(rebuilt, True):.3f} dB")
+        print(f"  last conv {activation:6s} last norm {norm:6s}: evaluation mode {psnr(rebuilt, False)}, "
+              f"training mode {psnr(rebuilt, True)}")
 
 
 if __name__ == "__main__":

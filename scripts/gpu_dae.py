@@ -124,8 +124,24 @@ def measured_speed(init_meta, batch, state):
     return None
 
 
-def training_plan(args, init_meta, state, photo_folders, window):
-    """plan.json: what the GPU machine runs (paths relative to the travel folder)."""
+def cosine_position(init_meta, length, rate):
+    """Updates of the GPU runs' shared cosine (``length`` updates from ``rate`` to 0, each run with its
+    own Adam: ``dae.schedule_start``) already made by the starting weights: the last run in their
+    history followed it (its ``decay_steps`` and ``learning_rate``) and ended ``schedule_start`` plus its
+    updates into it; 0 when it did not or when that cosine has ended (a new one begins)."""
+    history = init_meta.get("history") or []
+    last = history[-1] if history else {}
+    if not length or last.get("decay_steps") != length or last.get("learning_rate") != rate \
+            or "schedule_start" not in last or not last.get("batch_size"):
+        return 0
+    done = int(last["schedule_start"]) + int(last["images_seen"]) // int(last["batch_size"])
+    return done if done < length else 0
+
+
+def training_plan(args, init_meta, state, photo_folders, window, rate):
+    """plan.json: what the GPU machine runs (paths relative to the travel folder). The learning rate
+    follows one cosine of ``--cosine-updates`` over successive runs (:func:`cosine_position`; 0: each
+    run its own cosine)."""
     speed, source = args.updates_per_second, "--updates-per-second"
     if not speed:
         speed, source = measured_speed(init_meta, args.batch, state), "the last GPU run"
@@ -133,17 +149,24 @@ def training_plan(args, init_meta, state, photo_folders, window):
         speed, source = DEFAULT_UPDATES_PER_SECOND, "a default (no GPU run measured yet)"
     train_seconds = max(30.0, args.minutes * 60.0 - args.compile_seconds)
     epochs = max(1, int(round(speed * train_seconds / args.steps_per_epoch)))
+    start = cosine_position(init_meta, args.cosine_updates, rate)
+    if args.cosine_updates:  # no epochs past the cosine's end, where the rate is 0
+        epochs = min(epochs, max(1, math.ceil((args.cosine_updates - start) / args.steps_per_epoch)))
     if args.epochs:
         epochs = args.epochs
     updates = epochs * args.steps_per_epoch
     init = os.path.basename(os.path.normpath(args.weights))
+    if args.cosine_updates:
+        schedule = [f"dae.decay_steps={args.cosine_updates}", f"dae.schedule_start={start}"]
+    else:
+        schedule = [f"dae.decay_steps={max(0, updates - args.warmup)}", "dae.schedule_start=0"]
     sets = ["dae.validation=0",
             f"dae.batch_size={args.batch}", f"dae.steps_per_epoch={args.steps_per_epoch}",
-            f"dae.learning_rate={args.learning_rate}", f"dae.warmup_steps={args.warmup}",
-            f"dae.decay_steps={max(0, updates - args.warmup)}",
+            f"dae.learning_rate={rate}", f"dae.warmup_steps={args.warmup}", *schedule,
             "classifier.weights=none", "classifier.class_index=none"]
     return {"config": "config.yaml", "init": init, "photos": photo_folders, "sets": sets,
             "epochs": epochs, "updates": updates, "time_limit_minutes": args.minutes,
+            "cosine": {"updates": args.cosine_updates, "start": start, "learning_rate": rate},
             "kill_after_seconds": args.kill_after, "code_stats_before_seconds": args.code_stats_before,
             "shard_bytes": gpu_travel.SHARD_BYTES, "window": window,
             "speed_estimate": {"updates_per_second": round(speed, 2), "from": source},
@@ -159,6 +182,10 @@ def prepare(args):
     if gpu_travel.away_paths(stash):
         say("big files are still away from an earlier prepare; bringing them back first")
         gpu_travel.bring_back(root, stash)
+    if args.cosine_updates < 0:
+        raise DgnError(f"--cosine-updates {args.cosine_updates}: give 0 (each run its own cosine) or more updates")
+    if not args.learning_rate > 0:
+        raise DgnError(f"--learning-rate {args.learning_rate:g}: give a rate above 0, e.g. 0.001")
     cfg = load_config(args.config)
     dae = cfg["dae"]
     data = args.data or dae["data"]
@@ -194,7 +221,7 @@ def prepare(args):
     folders = [f"photos/{name}" for name in sorted(packed["folders"])]
     window = {"offset": offset % len(items), "photos": packed["photos"], "of": len(items), "quality": args.quality,
               "bytes": packed["bytes"], "folders": packed["folders"], "skipped": packed["skipped"]}
-    plan = training_plan(args, init_meta, state, folders, window)
+    plan = training_plan(args, init_meta, state, folders, window, args.learning_rate)
     write_json(os.path.join(travel, "plan.json"), plan)
     digest, count = gpu_pack.photos_digest(photos)
     files = {os.path.relpath(os.path.join(init_dir, n), travel): gpu_travel.sha256_file(os.path.join(init_dir, n))
@@ -211,6 +238,12 @@ def prepare(args):
     say(f"plan: {plan['epochs']} epochs x {args.steps_per_epoch} updates of {args.batch} = {plan['updates']} updates "
         f"(at {plan['speed_estimate']['updates_per_second']} a second, from {plan['speed_estimate']['from']}), "
         f"--time-limit {args.minutes:g} min")
+    cos = plan["cosine"]
+    if cos["updates"]:
+        say(f"learning rate: updates {cos['start']} to {cos['start'] + plan['updates']} of one cosine of "
+            f"{cos['updates']} from {args.learning_rate:g} to 0 over successive GPU runs" +
+            (" (a new cosine: the starting weights' last run did not follow this one, or it ended)"
+             if not cos["start"] else ""))
     if away:
         say(f"sent away until `finish` or `back`: {len(away)} tracked files ({', '.join(away[:4])}"
             f"{', ...' if len(away) > 4 else ''}); links stand in their place")
@@ -640,7 +673,13 @@ def build_parser():
     p.add_argument("--epochs", type=int, help="epochs (default: from the speed estimate and --minutes)")
     p.add_argument("--steps-per-epoch", type=int, default=600)
     p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--learning-rate", type=float, default=2e-4)
+    p.add_argument("--learning-rate", type=float, default=2e-4,
+                   help="the cosine's peak (default 2e-4; at 1e-3 a fresh Adam took the shipped weights' loss from "
+                        "0.08 to 1.6 within 83 updates, docs/gpu-training.md)")
+    p.add_argument("--cosine-updates", type=int, default=18000,
+                   help="the learning rate falls to 0 along one cosine of this many updates over successive GPU "
+                        "runs, each taking it up where the starting weights' run left it (default 18000, about "
+                        "5 runs; 0: each run its own cosine)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--updates-per-second", type=float, help="speed estimate (default: the last GPU run's)")
     p.add_argument("--wheels", help="folder with keras, namex and optree wheels (default: .whl/ if it has them, "

@@ -360,13 +360,19 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     history = json.load(open(os.path.join(second, "decoder.json")))["history"]
     assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == "export"  # folder name
     assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
-    # weights trained with the paper's last norm (batch statistics, ReLU) start a run whose last norm is
-    # affine and last conv linear (configs/dae-dogs.yaml, the GPU procedure): the same layers and weights
-    switched = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0", "dae.output_norm=moving",
-                                  "dae.output_activation=linear"])
+    # weights trained with the paper's last norm (batch statistics) start a run whose last norm is
+    # affine (configs/dae-dogs.yaml, the GPU procedure): the same layers and weights
+    switched = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0", "dae.output_norm=moving"])
     third = train_dae(*trains(switched), out_dir=str(tmp_path / "third"), epochs=1, verbose=0)
     encoder_c, decoder_c, meta_c = load_trained(build.autoencoder(switched.data), third)
-    assert (meta_c["output_norm"], meta_c["output_activation"]) == ("moving", "linear")
+    assert (meta_c["output_norm"], meta_c["output_activation"]) == ("moving", "relu")
+    # but not a linear last conv: another decoder (the ReLU cut values a linear conv passes), refused
+    with pytest.raises(ConfigError, match="trained with a relu last conv, but 'dae.output_activation' is linear"):
+        load_config(path, [f"dae.init={dest}", "dae.output_activation=linear"])
+    assert main(["train-dae", path, "--set", f"dae.init={dest}", "--set", "dae.output_activation=linear",
+                 "--out", str(tmp_path / "y")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dae.output_activation=relu" in err[0]
     for a, c in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
                     encoder_c.trainable_weights + decoder_c.trainable_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
@@ -546,6 +552,30 @@ def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_
     # a run without decay keeps the identity it had before dae.decay_steps existed
     from dgn.autoencoder import _training_identity
     assert "decay_steps" not in _training_identity(*dae_objects(load_config(write_config(tmp_path, image_folder))))["dae"]
+
+
+def test_a_run_can_go_on_along_the_cosine_an_earlier_run_began(tmp_path, image_folder):
+    from dgn.autoencoder import _training_identity, learning_rate_schedule, run_record
+
+    # the cosine is 10 updates long, 6 made before; a 2-update warm-up scales it; 0 from update 10 on
+    schedule = learning_rate_schedule(0.01, 2, 10, 6)
+    cosine = [0.01 * (1 + math.cos(math.pi * min(6 + s, 10) / 10)) / 2 for s in range(6)]
+    expected = [c * min(1.0, (s + 1) / 2) for s, c in enumerate(cosine)]
+    assert [float(schedule(s)) for s in range(6)] == pytest.approx(expected, abs=1e-7)
+    assert float(schedule(4)) == 0.0
+    # without warm-up the run takes up the cosine where it was
+    assert float(learning_rate_schedule(0.01, 0, 10, 5)(0)) == pytest.approx(0.005)
+    with pytest.raises(DgnError, match="schedule_start 10 must be below dae.decay_steps 10"):
+        learning_rate_schedule(0.01, 0, 10, 10)
+    with pytest.raises(ConfigError, match="'dae.schedule_start' 30 must be below 'dae.decay_steps' \\(20\\)"):
+        load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=20", "dae.schedule_start=30"])
+    cfg = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=20", "dae.schedule_start=8"])
+    assert _training_identity(*dae_objects(cfg))["dae"]["schedule_start"] == 8
+    # the decoder's history records it, so the next run knows where the cosine stands
+    assert run_record(dae_objects(cfg)[1], 1, 1.0, 20)["schedule_start"] == 8
+    # a run that starts the cosine keeps the identity it had before dae.schedule_start existed
+    plain = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=20"])
+    assert "schedule_start" not in _training_identity(*dae_objects(plain))["dae"]
 
 
 def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image():

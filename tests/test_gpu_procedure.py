@@ -157,6 +157,14 @@ def test_gpu_procedure_end_to_end(tmp_path):
     history = json.load(open(os.path.join(shipped, "decoder.json")))["history"]
     assert len(history) == 2 and history[-1]["backend"] == "jax" and history[-1]["init"] == "dae-tiny"
     assert os.path.isfile(os.path.join(report["result"], "recon-val.png"))
+    assert plan["cosine"] == {"updates": 18000, "start": 0, "learning_rate": 0.0002}
+    assert "dae.decay_steps=18000" in plan["sets"] and "dae.schedule_start=0" in plan["sets"]
+    # the next run takes up the learning rate's cosine where this one left it: 2 epochs x 2 updates
+    assert gpu_dae.main(common + ["prepare", "--config", str(config), "--weights", shipped, "--no-wheels",
+                                  "--no-away", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "4",
+                                  "--warmup", "0", "--minutes", "1"]) == 0
+    again = json.load(open(os.path.join(travel, "plan.json")))
+    assert again["cosine"]["start"] == 4 and "dae.schedule_start=4" in again["sets"]
 
     # not replaced when it is not better: the same weights again give the same PSNR
     replaced = {n: sha(os.path.join(shipped, n)) for n in os.listdir(shipped)}
@@ -167,6 +175,20 @@ def test_gpu_procedure_end_to_end(tmp_path):
     assert {n: sha(os.path.join(shipped, n)) for n in os.listdir(shipped)} == replaced
     state = json.load(open(os.path.join(gpu_dir, "state.json")))
     assert state["next_offset"] == 0  # every training photo travelled: the next window starts over
+
+
+def test_runs_follow_one_cosine_until_it_ends():
+    run = {"decay_steps": 1000, "learning_rate": 0.001, "schedule_start": 600, "images_seen": 2400, "batch_size": 24}
+    assert gpu_dae.cosine_position({"history": [run]}, 1000, 0.001) == 700
+    # another cosine, another peak, a run from before schedule_start existed: a new cosine begins
+    assert gpu_dae.cosine_position({"history": [run]}, 2000, 0.001) == 0
+    assert gpu_dae.cosine_position({"history": [run]}, 1000, 0.0002) == 0
+    assert gpu_dae.cosine_position({"history": []}, 1000, 0.001) == 0
+    old = {k: v for k, v in run.items() if k != "schedule_start"}
+    assert gpu_dae.cosine_position({"history": [old]}, 1000, 0.001) == 0
+    # the cosine has ended (its last run reached update 1000): a new one begins
+    assert gpu_dae.cosine_position({"history": [{**run, "images_seen": 9600}]}, 1000, 0.001) == 0
+    assert gpu_dae.cosine_position({"history": [run]}, 0, 0.001) == 0  # --cosine-updates 0: each run its own
 
 
 def test_shards_round_trip_and_refuse_damage(tmp_path):
