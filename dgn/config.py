@@ -371,8 +371,9 @@ def _check_whole(cfg, where):
                               f"define the model's custom classes")
     dae = cfg["dae"]
     if dae["schedule_start"] and dae["decay_steps"] <= dae["schedule_start"]:
-        raise ConfigError(f"{where}: 'dae.schedule_start' {dae['schedule_start']} must be below 'dae.decay_steps' "
-                          f"({dae['decay_steps']}), the cosine's length counted from its first update")
+        raise ConfigError(f"{where}: 'dae.schedule_start' {dae['schedule_start']} needs 'dae.decay_steps' above it "
+                          f"(the cosine's length counted from its first update; 0, a constant rate, has no "
+                          f"position), got {dae['decay_steps']}")
     init = cfg["dae"]["init"]
     if init is not None:
         for part in ("encoder", "decoder"):
@@ -382,11 +383,18 @@ def _check_whole(cfg, where):
         # the last conv's activation is part of the decoder the weights were trained as: the shipped
         # decoder's ReLU cuts rare large negative values (2.5 % of them, down to -356), which a linear
         # conv passes, so a linear run from it starts at loss 4.5 instead of 0.083 (docs/autoencoder.md)
+        meta_path = os.path.join(init, "decoder.json")
         try:
-            trained = decoder_metadata(os.path.join(init, "decoder.weights.h5")).get("output_activation") or "relu"
-        except (DgnError, OSError, ValueError):
-            trained = None  # no readable decoder.json: loading the weights says so
-        if trained and trained != dae["output_activation"]:
+            meta = decoder_metadata(os.path.join(init, "decoder.weights.h5"))
+            trained = meta.get("output_activation") or "relu"
+        except (DgnError, OSError, ValueError, AttributeError):
+            raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} is missing or unreadable; give a folder "
+                              f"written by `dgn train-dae` or `dgn export-dae`") from None
+        valid = SCHEMA["dae"]["output_activation"].choices
+        if trained not in valid:
+            raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} records output_activation {trained!r}, "
+                              f"not one of {', '.join(valid)}; give a folder written by `dgn train-dae`")
+        if trained != dae["output_activation"]:
             raise ConfigError(f"{where}: 'dae.init' {init} was trained with a {trained} last conv, but "
                               f"'dae.output_activation' is {dae['output_activation']}: that is another decoder, "
                               f"whose loss starts far above the trained one's; set dae.output_activation={trained}")

@@ -128,14 +128,22 @@ def cosine_position(init_meta, length, rate):
     """Updates of the GPU runs' shared cosine (``length`` updates from ``rate`` to 0, each run with its
     own Adam: ``dae.schedule_start``) already made by the starting weights: the last run in their
     history followed it (its ``decay_steps`` and ``learning_rate``) and ended ``schedule_start`` plus its
-    updates into it; 0 when it did not or when that cosine has ended (a new one begins)."""
-    history = init_meta.get("history") or []
-    last = history[-1] if history else {}
-    if not length or last.get("decay_steps") != length or last.get("learning_rate") != rate \
-            or "schedule_start" not in last or not last.get("batch_size"):
+    updates into it (a run that began the cosine, at 0, spent its warm-up before it: Keras's
+    ``CosineDecay``); 0 when it did not, when its record is incomplete, or when that cosine has ended
+    (a new one begins)."""
+    history = init_meta.get("history") if isinstance(init_meta, dict) else None
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    try:
+        if not length or last.get("decay_steps") != length or float(last.get("learning_rate")) != rate:
+            return 0
+        start, seen, batch = int(last["schedule_start"]), int(last["images_seen"]), int(last["batch_size"])
+        warmup = int(last.get("warmup_steps") or 0)
+    except (KeyError, TypeError, ValueError):
         return 0
-    done = int(last["schedule_start"]) + int(last["images_seen"]) // int(last["batch_size"])
-    return done if done < length else 0
+    if batch < 1 or start < 0:
+        return 0
+    done = start + seen // batch - (max(warmup - 1, 0) if start == 0 else 0)
+    return done if 0 < done < length else 0
 
 
 def training_plan(args, init_meta, state, photo_folders, window, rate):
@@ -149,11 +157,11 @@ def training_plan(args, init_meta, state, photo_folders, window, rate):
         speed, source = DEFAULT_UPDATES_PER_SECOND, "a default (no GPU run measured yet)"
     train_seconds = max(30.0, args.minutes * 60.0 - args.compile_seconds)
     epochs = max(1, int(round(speed * train_seconds / args.steps_per_epoch)))
+    if args.epochs:
+        epochs = args.epochs
     start = cosine_position(init_meta, args.cosine_updates, rate)
     if args.cosine_updates:  # no epochs past the cosine's end, where the rate is 0
         epochs = min(epochs, max(1, math.ceil((args.cosine_updates - start) / args.steps_per_epoch)))
-    if args.epochs:
-        epochs = args.epochs
     updates = epochs * args.steps_per_epoch
     init = os.path.basename(os.path.normpath(args.weights))
     if args.cosine_updates:
@@ -184,15 +192,31 @@ def prepare(args):
         gpu_travel.bring_back(root, stash)
     if args.cosine_updates < 0:
         raise DgnError(f"--cosine-updates {args.cosine_updates}: give 0 (each run its own cosine) or more updates")
-    if not args.learning_rate > 0:
-        raise DgnError(f"--learning-rate {args.learning_rate:g}: give a rate above 0, e.g. 0.001")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        raise DgnError(f"--learning-rate {args.learning_rate:g}: give a finite rate above 0, e.g. 0.0002")
+    for name, value, low in (("--batch", args.batch, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
+                             ("--warmup", args.warmup, 0), ("--epochs", args.epochs, 1)):
+        if value is not None and value < low:
+            raise DgnError(f"{name} {value}: give a whole number of at least {low}")
+    if not (args.minutes > 0 and math.isfinite(args.minutes)):
+        raise DgnError(f"--minutes {args.minutes:g}: give the training minutes there, above 0 (default 4)")
+    if not os.path.isfile(os.path.join(args.weights, "decoder.json")):
+        raise DgnError(f"--weights {args.weights}: no decoder.json there; give a folder written by `dgn train-dae` "
+                       f"or `dgn export-dae` (default: {SHIPPED})")
     cfg = load_config(args.config)
     dae = cfg["dae"]
     data = args.data or dae["data"]
     if not data:
         raise DgnError(f"{args.config} names no photos (dae.data); give --data FOLDER")
-    with open(os.path.join(args.weights, "decoder.json"), encoding="utf-8") as fh:
-        init_meta = json.load(fh)
+    try:
+        with open(os.path.join(args.weights, "decoder.json"), encoding="utf-8") as fh:
+            init_meta = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DgnError(f"--weights {args.weights}: decoder.json is unreadable ({type(exc).__name__}); give a folder "
+                       f"written by `dgn train-dae` or `dgn export-dae`") from None
+    if not isinstance(init_meta, dict):
+        raise DgnError(f"--weights {args.weights}: decoder.json holds no object; give a folder written by "
+                       f"`dgn train-dae` or `dgn export-dae`")
     # a fresh travel folder; wheels are kept from the last prepare
     os.makedirs(travel, exist_ok=True)
     for name in os.listdir(travel):
@@ -674,8 +698,8 @@ def build_parser():
     p.add_argument("--steps-per-epoch", type=int, default=600)
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--learning-rate", type=float, default=2e-4,
-                   help="the cosine's peak (default 2e-4; at 1e-3 a fresh Adam took the shipped weights' loss from "
-                        "0.08 to 1.6 within 83 updates, docs/gpu-training.md)")
+                   help="the cosine's peak (default 2e-4; at 1e-3 a fresh Adam raised an earlier export's loss, "
+                        "docs/gpu-training.md)")
     p.add_argument("--cosine-updates", type=int, default=18000,
                    help="the learning rate falls to 0 along one cosine of this many updates over successive GPU "
                         "runs, each taking it up where the starting weights' run left it (default 18000, about "

@@ -373,6 +373,15 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
                  "--out", str(tmp_path / "y")]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dae.output_activation=relu" in err[0]
+    # an unreadable decoder.json there is one line too, before any photo loads
+    import shutil
+    broken = str(tmp_path / "broken")
+    shutil.copytree(dest, broken)
+    for text in ("{", "[]", '{"output_activation": "tanh"}'):
+        with open(os.path.join(broken, "decoder.json"), "w") as fh:
+            fh.write(text)
+        with pytest.raises(ConfigError, match="missing or unreadable|records output_activation 'tanh'"):
+            load_config(path, [f"dae.init={broken}"])
     for a, c in zip(encoder_a.trainable_weights + decoder_a.trainable_weights,
                     encoder_c.trainable_weights + decoder_c.trainable_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
@@ -567,7 +576,7 @@ def test_a_run_can_go_on_along_the_cosine_an_earlier_run_began(tmp_path, image_f
     assert float(learning_rate_schedule(0.01, 0, 10, 5)(0)) == pytest.approx(0.005)
     with pytest.raises(DgnError, match="schedule_start 10 must be below dae.decay_steps 10"):
         learning_rate_schedule(0.01, 0, 10, 10)
-    with pytest.raises(ConfigError, match="'dae.schedule_start' 30 must be below 'dae.decay_steps' \\(20\\)"):
+    with pytest.raises(ConfigError, match="'dae.schedule_start' 30 needs 'dae.decay_steps' above it .*got 20"):
         load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=20", "dae.schedule_start=30"])
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.decay_steps=20", "dae.schedule_start=8"])
     assert _training_identity(*dae_objects(cfg))["dae"]["schedule_start"] == 8

@@ -184,6 +184,11 @@ def test_runs_follow_one_cosine_until_it_ends():
     assert gpu_dae.cosine_position({"history": [run]}, 2000, 0.001) == 0
     assert gpu_dae.cosine_position({"history": [run]}, 1000, 0.0002) == 0
     assert gpu_dae.cosine_position({"history": []}, 1000, 0.001) == 0
+    assert gpu_dae.cosine_position({"history": [{**run, "schedule_start": None}]}, 1000, 0.001) == 0
+    assert gpu_dae.cosine_position({"history": [{**run, "images_seen": None}]}, 1000, 0.001) == 0
+    # the run that began the cosine spent its warm-up before it (Keras's CosineDecay): 100 updates, 99 of them
+    first = {**run, "schedule_start": 0, "warmup_steps": 100}
+    assert gpu_dae.cosine_position({"history": [first]}, 1000, 0.001) == 1
     old = {k: v for k, v in run.items() if k != "schedule_start"}
     assert gpu_dae.cosine_position({"history": [old]}, 1000, 0.001) == 0
     # the cosine has ended (its last run reached update 1000): a new one begins
