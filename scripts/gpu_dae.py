@@ -162,12 +162,11 @@ def training_plan(args, init_meta, state, photo_folders, window, rate):
     start = cosine_position(init_meta, args.cosine_updates, rate)
     if args.cosine_updates:  # no epochs past the cosine's end, where the rate is 0
         epochs = min(epochs, max(1, math.ceil((args.cosine_updates - start) / args.steps_per_epoch)))
-    updates = epochs * args.steps_per_epoch
-    init = os.path.basename(os.path.normpath(args.weights))
-    if args.cosine_updates:
         schedule = [f"dae.decay_steps={args.cosine_updates}", f"dae.schedule_start={start}"]
-    else:
+    updates = epochs * args.steps_per_epoch
+    if not args.cosine_updates:
         schedule = [f"dae.decay_steps={max(0, updates - args.warmup)}", "dae.schedule_start=0"]
+    init = os.path.basename(os.path.normpath(args.weights))
     sets = ["dae.validation=0",
             f"dae.batch_size={args.batch}", f"dae.steps_per_epoch={args.steps_per_epoch}",
             f"dae.learning_rate={rate}", f"dae.warmup_steps={args.warmup}", *schedule,
@@ -200,9 +199,6 @@ def prepare(args):
             raise DgnError(f"{name} {value}: give a whole number of at least {low}")
     if not (args.minutes > 0 and math.isfinite(args.minutes)):
         raise DgnError(f"--minutes {args.minutes:g}: give the training minutes there, above 0 (default 4)")
-    if not os.path.isfile(os.path.join(args.weights, "decoder.json")):
-        raise DgnError(f"--weights {args.weights}: no decoder.json there; give a folder written by `dgn train-dae` "
-                       f"or `dgn export-dae` (default: {SHIPPED})")
     cfg = load_config(args.config)
     dae = cfg["dae"]
     data = args.data or dae["data"]
@@ -212,8 +208,8 @@ def prepare(args):
         with open(os.path.join(args.weights, "decoder.json"), encoding="utf-8") as fh:
             init_meta = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise DgnError(f"--weights {args.weights}: decoder.json is unreadable ({type(exc).__name__}); give a folder "
-                       f"written by `dgn train-dae` or `dgn export-dae`") from None
+        raise DgnError(f"--weights {args.weights}: decoder.json is missing or unreadable ({type(exc).__name__}); "
+                       f"give a folder written by `dgn train-dae` or `dgn export-dae` (default: {SHIPPED})") from None
     if not isinstance(init_meta, dict):
         raise DgnError(f"--weights {args.weights}: decoder.json holds no object; give a folder written by "
                        f"`dgn train-dae` or `dgn export-dae`")
