@@ -30,10 +30,8 @@ def smooth_image(rng, size=40):
     return (np.stack(channels, -1) * 100 + 128).clip(0, 255).astype("uint8")
 
 
-@pytest.fixture
-def image_folder(tmp_path):
+def make_image_folder(root):
     rng = np.random.default_rng(0)
-    root = tmp_path / "images"
     for i in range(16):
         folder = root / f"n{i % 2:08d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,6 +46,29 @@ def image_folder(tmp_path):
     (root / "n00000001" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "n00000001" / "empty.png").write_bytes(b"")
     return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """(config path, image folder, run folder) of one 1-epoch run of the default config, shared by the
+    tests that only read it (a test that changes a file copies the run first: :func:`copy_run`)."""
+    root = tmp_path_factory.mktemp("trained_once")
+    images = make_image_folder(root / "images")
+    config = write_config(root, images)
+    out = train_dae(*trains(load_config(config)), out_dir=str(root / "run"), epochs=1, verbose=0)
+    return config, images, out
+
+
+def copy_run(run, tmp_path):
+    """A copy of a shared run folder that a test may change."""
+    import shutil
+
+    return shutil.copytree(run, str(tmp_path / "run"))
 
 
 def write_config(tmp_path, data):
@@ -174,9 +195,9 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path, capfd):
         assert "no images found" in err[0] or "image folder not found" in err[0]
 
 
-def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
-    cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+def test_eval_psnr_matches_hand_computation(trained_once, capsys):
+    config, image_folder, out = trained_once
+    cfg = load_config(config)
     summary, crops, recon = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=5)
     mse = np.mean((crops.astype("float64") - recon.astype("float64")) ** 2)
     assert summary["images"] == 5 and crops.shape == (5, 32, 32, 3)
@@ -185,17 +206,15 @@ def test_eval_psnr_matches_hand_computation(tmp_path, image_folder, capsys):
     assert psnr(crops, crops)[0] == float("inf")
     r, g = crops[..., 0].ravel().astype("float64"), crops[..., 1].ravel().astype("float64")
     assert summary["channel_correlation"]["photos"][0] == pytest.approx(np.corrcoef(r, g)[0, 1], abs=1e-4)
-    assert main(["eval-dae", write_config(tmp_path, image_folder), "--data", str(image_folder),
-                 "--weights", out, "--limit", "5"]) == 0
+    assert main(["eval-dae", config, "--data", str(image_folder), "--weights", out, "--limit", "5"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["images"] == 5
 
 
-def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(tmp_path, image_folder):
+def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(tmp_path, trained_once):
     from dgn.generate import generate
 
-    cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = copy_run(trained_once[2], tmp_path)
     decoder = os.path.join(out, "decoder.weights.h5")
     gen_cfg = tmp_path / "pretrained.yaml"
     gen_cfg.write_text(
@@ -258,11 +277,11 @@ def test_time_limit_stops_after_a_complete_epoch_and_resumes(tmp_path, image_fol
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
 
 
-def test_eval_on_the_validation_split_only(tmp_path, image_folder):
+def test_eval_on_the_validation_split_only(trained_once):
     from dgn.data import list_images, split
 
-    cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    config, image_folder, out = trained_once
+    cfg = load_config(config)
     train, val = split(list_images(str(image_folder)), str(image_folder), 0.25)
     readable = [p for p in val if not p.endswith(("corrupt.jpg", "empty.png"))]
     summary, _, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, split="val")
@@ -286,11 +305,12 @@ def test_decoder_norms_follow_the_config_and_the_last_uses_batch_statistics(tmp_
     assert not np.allclose(np.asarray(last.moving_mean), 0.0)
 
 
-def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, image_folder, capsys):
+def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, trained_once, capsys):
     import h5py
 
-    cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    config, image_folder, run = trained_once
+    cfg = load_config(config)
+    out = copy_run(run, tmp_path)
     dest = str(tmp_path / "weights" / "dae")
     # a decoder.json from before: the data folder as this machine's path, wall_hours in the history
     meta_path = os.path.join(out, "decoder.json")
@@ -439,7 +459,7 @@ def test_shipped_decoder_fits_the_pretrained_configuration():
     assert np.mean((recon - photo) ** 2) < np.mean((photo.mean((0, 1)) - photo) ** 2)
 
 
-def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, capsys):
+def test_code_stats_and_the_decoder_prior_generator(tmp_path, trained_once, capsys):
     """dgn code-stats: per-unit mean / std of the encoder's codes of the training photos and their
     mirror images; generator.code_stats then optimizes z in f = mean + std * z (z = 0: the mean code)."""
     from dgn.autoencoder import load_trained
@@ -450,9 +470,9 @@ def test_code_stats_and_the_decoder_prior_generator(tmp_path, image_folder, caps
     from dgn.generator import build_decoder
     from dgn.images import center_crop
 
-    config = write_config(tmp_path, image_folder)
+    config, image_folder, run = trained_once
     cfg = load_config(config)
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    out = copy_run(run, tmp_path)
     assert main(["code-stats", config, "--weights", out, "--limit", "6"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
@@ -603,11 +623,11 @@ def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image
     assert [code_thumbnail_side(n) for n in (3200, 800, 200, 1)] == [33, 16, 8, 1]
 
 
-def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(tmp_path, image_folder, capsys):
+def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(trained_once, capsys):
     from dgn.autoencoder import thumbnail
 
-    cfg = load_config(write_config(tmp_path, image_folder))
-    out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
+    config, image_folder, out = trained_once
+    cfg = load_config(config)
     summary, crops, _ = eval_dae(*dae_objects(cfg), str(image_folder), folder=out, limit=5)
     thumbs = summary["thumbnails"]
     assert summary["code_size"] == 200 and thumbs["code"]["side"] == 8 and thumbs["code"]["numbers"] == 192
@@ -615,8 +635,7 @@ def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(tmp_path
     for t in thumbs.values():
         assert t["psnr"] == pytest.approx(psnr(crops, thumbnail(crops, t["side"]))[0], abs=1e-3)
     assert thumbs["16x16"]["psnr"] > thumbs["code"]["psnr"]
-    assert main(["eval-dae", write_config(tmp_path, image_folder), "--data", str(image_folder),
-                 "--weights", out, "--limit", "5"]) == 0
+    assert main(["eval-dae", config, "--data", str(image_folder), "--weights", out, "--limit", "5"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out.strip().splitlines()[-1])["thumbnails"] == thumbs
     assert "8x8 thumbnail (192 numbers, code-sized)" in captured.err and "16x16 thumbnail" in captured.err
