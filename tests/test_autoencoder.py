@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -66,8 +67,6 @@ def trained_once(tmp_path_factory):
 
 def copy_run(run, tmp_path):
     """A copy of a shared run folder that a test may change."""
-    import shutil
-
     return shutil.copytree(run, str(tmp_path / "run"))
 
 
@@ -394,7 +393,6 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dae.output_activation=relu" in err[0]
     # an unreadable decoder.json there is one line too, before any photo loads
-    import shutil
     broken = str(tmp_path / "broken")
     shutil.copytree(dest, broken)
     for text in ("{", "[]", '{"output_activation": "tanh"}'):
