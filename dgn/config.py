@@ -180,6 +180,14 @@ SCHEMA = {
         "precision": Field((str,), "float32", choices=("float32", "mixed_bfloat16"),
                            help="compute dtype while training (weights stay float32); mixed_bfloat16 measured "
                                 "1.6x faster on an AVX-512-BF16 CPU"),
+        "norm_photos": Field((int,), 512, minimum=0,
+                             help="the saved weights' norm statistics: averaged over the batch statistics of "
+                                  "this many training photos (PreciseBN), not the moving averages of the last "
+                                  "updates; 0: the moving averages"),
+        "freeze_norms": Field((bool,), False,
+                              help="for dae.init runs: the norms normalize with fixed statistics (those of "
+                                   "norm_photos training photos, or the init's moving averages if 0) instead of "
+                                   "each batch's, as at inference; the encoder's norms do not train at all"),
         "init": Field((str,), None, nullable=True, path=True,
                       help="start from these trained weights (a folder with encoder.weights.h5 and "
                            "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),

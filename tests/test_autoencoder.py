@@ -151,7 +151,9 @@ def test_a_kill_while_an_epoch_is_saved_resumes_from_the_last_complete_one(tmp_p
     before its encoder, the run is at epoch 1, and the rerun trains epoch 2 again into one whole set."""
     import dgn.autoencoder as autoencoder
 
-    cfg = load_config(write_config(tmp_path, image_folder))
+    # the moving averages in the saved parts too (norm_photos 0), so that they reconstruct exactly as
+    # the checkpoint does (precise statistics: tests/test_norm_statistics.py)
+    cfg = load_config(write_config(tmp_path, image_folder), ["dae.norm_photos=0"])
     out = str(tmp_path / "run")
     real = autoencoder.save_parts
     calls = []
