@@ -91,7 +91,7 @@ class DaeTraining:
     ``schedule_start`` (:func:`learning_rate_schedule`), the loss's ``perceptual_weight`` on D's ``perceptual_layers``,
     the compute ``precision``, the trained folder ``init`` to start from, ``norm_photos`` (training
     photos that set the saved weights' norm statistics, :func:`precise_norm_statistics`; 0: the moving
-    averages), ``freeze_norms`` (train on those statistics, fixed: :func:`freeze_norms`; needs ``init``), and ``classifier_model`` (the config's ``classifier.model``: part of the run's identity)."""
+    averages), ``freeze_norms`` (train on ``init``'s statistics, fixed: :func:`freeze_norms`), and ``classifier_model`` (the config's ``classifier.model``: part of the run's identity)."""
 
     data: object = None
     wnids: list = None
@@ -661,15 +661,12 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     if training.init and not resuming:
         load_parts(training.init, encoder, decoder, space)
         print(f"starting from the trained weights in {training.init}", flush=True)
-    # the norm statistics of the saved weights (PreciseBN, each epoch), or the fixed ones of freeze_norms
+    # the norm statistics of the saved weights (PreciseBN, each epoch; frozen norms keep theirs)
     stats_batches = norm_batches(train_images, size, space, training.batch_size, training.norm_photos, spec.seed)
     if training.freeze_norms:
-        if not resuming:   # a resumed run's checkpoint holds the statistics it froze
-            precise_norm_statistics(encoder, decoder, stats_batches)
+        # on the statistics dae.init's weights trained with (a resumed run: its checkpoint's, the same)
         count = freeze_norms(encoder, decoder)
-        where = (f"averaged over {sum(len(b) for b in stats_batches)} training photos" if stats_batches
-                 else f"those of {training.init}")
-        print(f"{count} norms frozen on their statistics ({where})", flush=True)
+        print(f"{count} norms frozen on the statistics of {training.init}", flush=True)
     model.compile(optimizer=make_dae_optimizer(training),
                   loss=reconstruction_loss(features, training.perceptual_weight),
                   metrics=[pixel_mse] if features is not None else None)
@@ -691,8 +688,12 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     earlier = decoder_metadata(os.path.join(training.init, "decoder.weights.h5")).get("history", []) \
         if training.init else []
 
+    # what the history records: photos whose batch statistics the saved weights carry (0: frozen or the
+    # moving averages; fewer than norm_photos when the training photos or whole batches run out)
+    used = 0 if training.freeze_norms else sum(len(b) for b in stats_batches)
+
     def saved(epoch, logs, wall):
-        history = earlier + [run_record(training, epoch, wall, len(train_images))]
+        history = earlier + [{**run_record(training, epoch, wall, len(train_images)), "norm_photos": used}]
         # the checkpoint that training resumes from keeps the moving averages; frozen norms have no
         # layer here (norm_layers) and keep their statistics
         with kept_norm_statistics(encoder, decoder):

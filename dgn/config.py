@@ -185,9 +185,9 @@ SCHEMA = {
                                   "this many training photos (PreciseBN), not the moving averages of the last "
                                   "updates; 0: the moving averages"),
         "freeze_norms": Field((bool,), False,
-                              help="for dae.init runs: the norms normalize with fixed statistics (those of "
-                                   "norm_photos training photos, or the init's moving averages if 0) instead of "
-                                   "each batch's, as at inference; the encoder's norms do not train at all"),
+                              help="for dae.init runs: the norms normalize with the statistics the init's weights "
+                                   "came with, fixed, instead of each batch's, as at inference; the encoder's norms "
+                                   "do not train at all"),
         "init": Field((str,), None, nullable=True, path=True,
                       help="start from these trained weights (a folder with encoder.weights.h5 and "
                            "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),

@@ -170,6 +170,7 @@ def training_plan(args, init_meta, state, photo_folders, window, rate):
     sets = ["dae.validation=0",
             f"dae.batch_size={args.batch}", f"dae.steps_per_epoch={args.steps_per_epoch}",
             f"dae.learning_rate={rate}", f"dae.warmup_steps={args.warmup}", *schedule,
+            f"dae.freeze_norms={'true' if args.norms == 'frozen' else 'false'}",
             "classifier.weights=none", "classifier.class_index=none"]
     return {"config": "config.yaml", "init": init, "photos": photo_folders, "sets": sets,
             "epochs": epochs, "updates": updates, "time_limit_minutes": args.minutes,
@@ -701,6 +702,10 @@ def build_parser():
                         "runs, each taking it up where the starting weights' run left it (default 18000, about "
                         "5 runs; 0: each run its own cosine)")
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--norms", choices=("frozen", "batch"), default="frozen",
+                   help="frozen (default): the norms train on fixed statistics of the photos (dae.freeze_norms); "
+                        "batch: on each batch's, which first undid 0.4 dB of the shipped weights on the CPU "
+                        "(docs/autoencoder.md)")
     p.add_argument("--updates-per-second", type=float, help="speed estimate (default: the last GPU run's)")
     p.add_argument("--wheels", help="folder with keras, namex and optree wheels (default: .whl/ if it has them, "
                                     "else download with pip)")

@@ -159,6 +159,8 @@ def test_gpu_procedure_end_to_end(tmp_path):
     assert os.path.isfile(os.path.join(report["result"], "recon-val.png"))
     assert plan["cosine"] == {"updates": 18000, "start": 0, "learning_rate": 0.0002}
     assert "dae.decay_steps=18000" in plan["sets"] and "dae.schedule_start=0" in plan["sets"]
+    # the norms trained on fixed statistics there (prepare --norms frozen, the default)
+    assert "dae.freeze_norms=true" in plan["sets"] and history[-1]["freeze_norms"] is True
     # the next run takes up the learning rate's cosine where this one left it (2 epochs x 2 updates),
     # read from the replaced weights' decoder.json, as the next prepare reads it
     meta = json.load(open(os.path.join(shipped, "decoder.json")))
