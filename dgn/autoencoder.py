@@ -341,12 +341,13 @@ def kept_norm_statistics(encoder, decoder):
 
 
 def precise_norm_statistics(encoder, decoder, batches):
-    """Sets each norm's moving mean and variance (:func:`norm_layers`) to the average of its batch
-    statistics over ``batches`` (arrays (B, H, W, 3) in D's input space, run through encoder and
-    decoder in training mode one after the other, no noise): the precise statistics of Wu & Johnson
-    2021 ("Rethinking 'Batch' in BatchNorm", section 3, PreciseBN) in place of the exponential moving
-    averages, which at batch 8 follow the last few updates (the encoder's momentum 0.9: about 10
-    batches). Measured on the shipped 224 px weights with photos of the folder they trained on: 0.11
+    """Sets each norm's moving mean and variance (:func:`norm_layers`) to the mean of its batch means
+    and the mean of its batch variances over ``batches`` (arrays (B, H, W, 3) in D's input space, run
+    through encoder and decoder in training mode one after the other, no noise), in place of the
+    exponential moving averages of the same quantities, which at batch 8 follow the last few updates
+    (the encoder's momentum 0.9: about 10 batches). After PreciseBN (Wu & Johnson 2021, "Rethinking
+    'Batch' in BatchNorm", section 3), which averages over many batches in the same way; its
+    "population" variant, which adds the spread of the batch means to the variance, is not used. Measured on the shipped 224 px weights with photos of the folder they trained on: 0.11
     to 0.14 dB higher validation PSNR than their moving averages; 0.08 to 0.12 dB at 58 px
     (docs/autoencoder.md, "The jolt is the norms' statistics").
     Returns the number of batches; none leaves the statistics as they were."""
@@ -662,8 +663,9 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     if training.init and not resuming:
         load_parts(training.init, encoder, decoder, space)
         print(f"starting from the trained weights in {training.init}", flush=True)
-    # the norm statistics of the saved weights (PreciseBN, each epoch; frozen norms keep theirs)
-    stats_batches = norm_batches(train_images, size, space, training.batch_size, training.norm_photos, spec.seed)
+    # the norm statistics of the saved weights (PreciseBN, each epoch); frozen norms keep theirs
+    stats_batches = [] if training.freeze_norms else \
+        norm_batches(train_images, size, space, training.batch_size, training.norm_photos, spec.seed)
     if training.freeze_norms:
         # on the statistics dae.init's weights trained with (a resumed run: its checkpoint's, the same)
         count = freeze_norms(encoder, decoder)
@@ -691,7 +693,7 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
 
     # what the history records: photos whose batch statistics the saved weights carry (0: frozen or the
     # moving averages; fewer than norm_photos when the training photos or whole batches run out)
-    used = 0 if training.freeze_norms else sum(len(b) for b in stats_batches)
+    used = sum(len(b) for b in stats_batches)
 
     def saved(epoch, logs, wall):
         history = earlier + [{**run_record(training, epoch, wall, len(train_images)), "norm_photos": used}]

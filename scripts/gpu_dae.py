@@ -703,7 +703,8 @@ def build_parser():
                         "5 runs; 0: each run its own cosine)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--norms", choices=("frozen", "batch"), default="frozen",
-                   help="frozen (default): the norms train on fixed statistics of the photos (dae.freeze_norms); "
+                   help="frozen (default): the norms train on the starting weights' statistics, fixed "
+                        "(dae.freeze_norms); "
                         "batch: on each batch's, which first undid 0.4 dB of the shipped weights on the CPU "
                         "(docs/autoencoder.md)")
     p.add_argument("--updates-per-second", type=float, help="speed estimate (default: the last GPU run's)")

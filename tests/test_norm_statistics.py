@@ -90,7 +90,7 @@ def _moving(path, name):
 
 
 @pytest.mark.parametrize("photos", [0, 16])
-def test_saved_parts_carry_precise_statistics_and_training_is_unchanged(tmp_path, photos):
+def test_saved_parts_carry_the_averaged_statistics_and_the_checkpoint_the_moving_averages(tmp_path, photos):
     from test_autoencoder import make_image_folder
 
     images = make_image_folder(tmp_path / "images")
@@ -172,3 +172,31 @@ def test_freeze_norms_without_trained_weights_is_a_one_line_error(tmp_path, capf
     assert code == 2 and len(err) == 1
     assert "dae.freeze_norms" in err[0] and "dae.init" in err[0]
     assert not os.path.exists(tmp_path / "run" / "checkpoint.json")
+
+
+def test_averaging_for_the_saved_parts_leaves_training_as_it_was(tmp_path):
+    """Two epochs with and without the averaged statistics: the same checkpoint (weights, moving
+    averages, optimizer), so the statistics set for a save are put back before training goes on."""
+    from test_autoencoder import make_image_folder
+
+    images = make_image_folder(tmp_path / "images")
+    config = write_config(tmp_path, images)
+    runs = {}
+    for photos in (0, 16):
+        cfg = load_config(config, [f"dae.norm_photos={photos}"])
+        runs[photos] = train_dae(*trains(cfg), out_dir=str(tmp_path / f"run{photos}"), epochs=2, verbose=0)
+
+    def arrays(path):
+        found = {}
+        with h5py.File(path) as fh:
+            fh.visititems(lambda key, obj: found.__setitem__(key, np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+        return found
+
+    plain, averaged = (arrays(os.path.join(runs[p], "checkpoint.weights.h5")) for p in (0, 16))
+    assert plain.keys() == averaged.keys() and len(plain) > 20
+    for key in plain:
+        np.testing.assert_allclose(averaged[key], plain[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # while the saved parts differ in their statistics only
+    enc = [arrays(os.path.join(runs[p], "encoder.weights.h5")) for p in (0, 16)]
+    differ = [k for k in enc[0] if not np.allclose(enc[0][k], enc[1][k], rtol=1e-5, atol=1e-6)]
+    assert differ and all(k.split("/")[-1] in ("2", "3") for k in differ), differ   # moving mean, variance
