@@ -91,7 +91,8 @@ class DaeTraining:
     ``schedule_start`` (:func:`learning_rate_schedule`), the loss's ``perceptual_weight`` on D's ``perceptual_layers``,
     the compute ``precision``, the trained folder ``init`` to start from, ``norm_photos`` (training
     photos that set the saved weights' norm statistics, :func:`precise_norm_statistics`; 0: the moving
-    averages), ``freeze_norms`` (train on ``init``'s statistics, fixed: :func:`freeze_norms`), and ``classifier_model`` (the config's ``classifier.model``: part of the run's identity)."""
+    averages), ``freeze_norms`` (train on ``init``'s statistics, fixed: :func:`freeze_norms`), and
+    ``classifier_model`` (the config's ``classifier.model``: part of the run's identity)."""
 
     data: object = None
     wnids: list = None
@@ -347,10 +348,10 @@ def precise_norm_statistics(encoder, decoder, batches):
     exponential moving averages of the same quantities, which at batch 8 follow the last few updates
     (the encoder's momentum 0.9: about 10 batches). After PreciseBN (Wu & Johnson 2021, "Rethinking
     'Batch' in BatchNorm", section 3), which averages over many batches in the same way; its
-    "population" variant, which adds the spread of the batch means to the variance, is not used. Measured on the shipped 224 px weights with photos of the folder they trained on: 0.11
-    to 0.14 dB higher validation PSNR than their moving averages; 0.08 to 0.12 dB at 58 px
-    (docs/autoencoder.md, "The jolt is the norms' statistics").
-    Returns the number of batches; none leaves the statistics as they were."""
+    "population" variant, which adds the spread of the batch means to the variance, is not used.
+    Measured on the shipped 224 px weights with photos of the folder they trained on: 0.11 to 0.14 dB
+    higher validation PSNR than their moving averages; 0.08 to 0.12 dB at 58 px (docs/autoencoder.md,
+    "The jolt is the norms' statistics"). Returns the number of batches; none leaves the statistics as they were."""
     layers = norm_layers(encoder, decoder)
     momenta = [layer.momentum for layer in layers]
     count = 0
@@ -363,7 +364,6 @@ def precise_norm_statistics(encoder, decoder, batches):
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
     return count
-
 
 
 def freeze_norms(encoder, decoder):
@@ -380,6 +380,7 @@ def freeze_norms(encoder, decoder):
             layer.trainable = False
     return len(layers)
 
+
 def norm_batches(images, crop, space, batch_size, photos, seed=0):
     """Batches for :func:`precise_norm_statistics`: centre crops (crop x crop) of ``photos`` of
     ``images`` (uint8 arrays, short side at least ``crop``) drawn with ``seed``, in D's input
@@ -391,7 +392,7 @@ def norm_batches(images, crop, space, batch_size, photos, seed=0):
     if count <= 0:
         return []
     pick = np.random.default_rng([seed, 7]).choice(len(images), count, replace=False)
-    whole = max(count // batch_size, 1) * batch_size if count >= batch_size else count
+    whole = count - count % batch_size or count   # whole batches, or all if fewer than one batch
     crops = np.stack([center_crop(images[i], crop) for i in pick[:whole]]).astype("float32")
     return [preprocessing.from_rgb(crops[i:i + batch_size], space).astype("float32")
             for i in range(0, whole, batch_size)]
@@ -433,7 +434,7 @@ def run_record(training, epoch, wall_seconds, images):
             "devices": [str(d) for d in _devices()], "precision": t.precision,
             "batch_size": t.batch_size, "learning_rate": t.learning_rate,
             "warmup_steps": t.warmup_steps, "decay_steps": t.decay_steps, "schedule_start": t.schedule_start,
-            "norm_photos": t.norm_photos, "freeze_norms": t.freeze_norms, "init": folder_name(t.init) if t.init else None}
+            "freeze_norms": t.freeze_norms, "init": folder_name(t.init) if t.init else None}
 
 
 def _devices():
@@ -663,13 +664,13 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     if training.init and not resuming:
         load_parts(training.init, encoder, decoder, space)
         print(f"starting from the trained weights in {training.init}", flush=True)
-    # the norm statistics of the saved weights (PreciseBN, each epoch); frozen norms keep theirs
-    stats_batches = [] if training.freeze_norms else \
-        norm_batches(train_images, size, space, training.batch_size, training.norm_photos, spec.seed)
     if training.freeze_norms:
         # on the statistics dae.init's weights trained with (a resumed run: its checkpoint's, the same)
+        stats_batches = []
         count = freeze_norms(encoder, decoder)
         print(f"{count} norms frozen on the statistics of {training.init}", flush=True)
+    else:   # the norm statistics of the saved weights (PreciseBN, each epoch)
+        stats_batches = norm_batches(train_images, size, space, training.batch_size, training.norm_photos, spec.seed)
     model.compile(optimizer=make_dae_optimizer(training),
                   loss=reconstruction_loss(features, training.perceptual_weight),
                   metrics=[pixel_mse] if features is not None else None)

@@ -187,7 +187,7 @@ SCHEMA = {
         "freeze_norms": Field((bool,), False,
                               help="for dae.init runs: the norms normalize with the statistics the init's weights "
                                    "came with, fixed, instead of each batch's, as at inference; the encoder's norms "
-                                   "do not train at all"),
+                                   "do not train at all (norm_photos is then not used)"),
         "init": Field((str,), None, nullable=True, path=True,
                       help="start from these trained weights (a folder with encoder.weights.h5 and "
                            "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),

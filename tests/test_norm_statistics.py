@@ -1,5 +1,6 @@
 """PreciseBN for the autoencoder's saved weights: the norms' statistics averaged over many batches."""
 
+import json
 import os
 
 import h5py
@@ -7,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from dgn.autoencoder import (AutoencoderSpec, build_autoencoder, kept_norm_statistics, norm_batches, norm_layers,
-                             precise_norm_statistics, train_dae)
+from dgn.autoencoder import (AutoencoderSpec, _dataset_images, build_autoencoder, freeze_norms, kept_norm_statistics,
+                             load_parts, norm_batches, norm_layers, precise_norm_statistics, train_dae)
+from dgn.cli import main
 from dgn.config import load_config
-from test_autoencoder import trains, write_config
+from test_autoencoder import make_image_folder, trains, write_config
 
 SPEC = AutoencoderSpec(seed_shape=[5, 5, 8], blocks=[[16, 2], [16, 2]], encoder_filters=[8, 16], dense=32,
                        noise_stddev=0.0)
@@ -81,24 +83,12 @@ def test_norm_batches_are_whole_batches_of_centre_crops_drawn_with_the_seed():
     assert norm_batches(images, 40, "tf", 4, 0) == []
 
 
-def _moving(path, name):
-    """A norm's moving mean in a weights file (the first dataset whose path names the layer)."""
-    found = []
-    with h5py.File(path) as fh:
-        fh.visititems(lambda key, obj: found.append(np.asarray(obj)) if name in key and isinstance(obj, h5py.Dataset) else None)
-    return found
-
-
 @pytest.mark.parametrize("photos", [0, 16])
 def test_saved_parts_carry_the_averaged_statistics_and_the_checkpoint_the_moving_averages(tmp_path, photos):
-    from test_autoencoder import make_image_folder
-
     images = make_image_folder(tmp_path / "images")
     cfg = load_config(write_config(tmp_path, images), [f"dae.norm_photos={photos}"])
     out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
     # checkpoint (what training resumes from): the moving averages; encoder.weights.h5: the saved statistics
-    import json
-
     meta = json.load(open(os.path.join(out, "decoder.json")))
     assert meta["history"][-1]["norm_photos"] == photos
     spec, training, _ = trains(cfg)
@@ -113,8 +103,6 @@ def test_saved_parts_carry_the_averaged_statistics_and_the_checkpoint_the_moving
     if photos:
         assert not np.allclose(saved, moving)
         # the saved statistics are those of the photos' batches, through the saved weights
-        from dgn.autoencoder import _dataset_images
-
         train_images = _dataset_images(training, training.data, 32, warn=None)[0]
         precise_norm_statistics(enc2, dec2, norm_batches(train_images, 32, "tf", training.batch_size, photos))
         np.testing.assert_allclose(saved, np.asarray(enc2.get_layer("enc1_bn1").moving_mean), rtol=1e-4, atol=1e-5)
@@ -123,10 +111,6 @@ def test_saved_parts_carry_the_averaged_statistics_and_the_checkpoint_the_moving
 
 
 def test_freeze_norms_trains_on_the_statistics_of_the_trained_weights(tmp_path, capsys):
-    from test_autoencoder import make_image_folder
-
-    from dgn.autoencoder import freeze_norms, load_parts
-
     images = make_image_folder(tmp_path / "images")
     config = write_config(tmp_path, images)
     first = train_dae(*trains(load_config(config)), out_dir=str(tmp_path / "first"), epochs=1, verbose=0)
@@ -161,10 +145,6 @@ def test_freeze_norms_trains_on_the_statistics_of_the_trained_weights(tmp_path, 
 
 
 def test_freeze_norms_without_trained_weights_is_a_one_line_error(tmp_path, capfd):
-    from test_autoencoder import make_image_folder
-
-    from dgn.cli import main
-
     images = make_image_folder(tmp_path / "images")
     config = write_config(tmp_path, images)
     code = main(["train-dae", config, "--set", "dae.freeze_norms=true", "--out", str(tmp_path / "run")])
@@ -177,8 +157,6 @@ def test_freeze_norms_without_trained_weights_is_a_one_line_error(tmp_path, capf
 def test_averaging_for_the_saved_parts_leaves_training_as_it_was(tmp_path):
     """Two epochs with and without the averaged statistics: the same checkpoint (weights, moving
     averages, optimizer), so the statistics set for a save are put back before training goes on."""
-    from test_autoencoder import make_image_folder
-
     images = make_image_folder(tmp_path / "images")
     config = write_config(tmp_path, images)
     runs = {}
