@@ -49,7 +49,7 @@ MIN_CODE_STATS_PHOTOS = 100  # fewer: `dgn code-stats` warns (its spreads are ro
 # The config's dae: section's keys in its order (dgn.config.SCHEMA): the order of a run's identity
 # (training.json), each key a field of AutoencoderSpec or of DaeTraining.
 DAE_KEYS = ("data", "wnids", "out", "epochs", "batch_size", "steps_per_epoch", "optimizer", "learning_rate",
-            "warmup_steps", "decay_steps", "schedule_start", "noise_stddev", "validation", "augment", "encoder_filters", "dense",
+            "warmup_steps", "decay_steps", "schedule_start", "noise_stddev", "validation", "augment", "encoder_filters", "encoder_bottleneck", "dense",
             "decoder_norm", "output_norm", "output_activation", "perceptual_weight", "perceptual_layers",
             "precision", "norm_photos", "freeze_norms", "init")
 
@@ -58,7 +58,8 @@ DAE_KEYS = ("data", "wnids", "out", "epochs", "batch_size", "steps_per_epoch", "
 class AutoencoderSpec:
     """The autoencoder's layers. ``seed_shape`` / ``blocks``: the decoder's (``generator.seed_shape`` /
     ``blocks``; both None: sized to the images, :meth:`sized`); ``encoder_filters``, ``dense``: the
-    encoder's conv blocks and hidden dense layer; ``decoder_norm``: the decoder's hidden norms while
+    encoder's conv blocks and hidden dense layer; ``encoder_bottleneck``: channels of a linear 1x1
+    convolution between them (0: none, the paper); ``decoder_norm``: the decoder's hidden norms while
     training; ``output_norm``, ``output_activation``: its last norm and last conv while training;
     ``noise_stddev``: the Gaussian noise on the input (D's input space); ``seed``: the weights' and
     the noise's random seed (and the training data's order)."""
@@ -66,6 +67,7 @@ class AutoencoderSpec:
     seed_shape: list = None
     blocks: list = None
     encoder_filters: list = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    encoder_bottleneck: int = 0
     dense: int = 2048
     decoder_norm: str = "batch"
     output_norm: str = DECODER_OUTPUT_NORM
@@ -126,7 +128,14 @@ class DaeTraining:
         return data_dir
 
 
-def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feature_size=3200, name="encoder"):
+def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feature_size=3200, name="encoder",
+                  bottleneck=0):
+    """The paper's encoder (section 3.3): conv blocks of ``filters`` (two valid 3x3 convs with ReLU and
+    batch norm, then a 2x2 max pool each), Dense ``dense`` (ReLU), Dense ``feature_size`` (the code,
+    linear). ``bottleneck`` > 0 puts a linear 1x1 convolution to that many channels before the
+    dense layers (not the paper's): fewer numbers into the first dense layer without a pool, which
+    at 58 px was what held the encoder back (docs/autoencoder.md). Input (batch, H, W, 3) in D's
+    input space; output (batch, feature_size)."""
     image = keras.Input(input_shape, name="image")
     x = image
     for i, n in enumerate(filters, start=1):
@@ -135,6 +144,8 @@ def build_encoder(input_shape, filters=(32, 64, 128, 256, 512), dense=2048, feat
         x = keras.layers.Conv2D(n, 3, padding="valid", activation="relu", name=f"enc{i}_conv2")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"enc{i}_bn2")(x)
         x = keras.layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
+    if bottleneck:
+        x = keras.layers.Conv2D(bottleneck, 1, name="enc_bottleneck")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc")(x)
     features = keras.layers.Dense(feature_size, activation=None, name="features")(x)
@@ -173,7 +184,8 @@ def _build_autoencoder(spec, input_size):
     seed_shape, blocks = check_decoder_size(spec, input_size)
     keras.utils.set_random_seed(spec.seed)
     m = math.prod(seed_shape)
-    encoder = build_encoder((input_size, input_size, 3), spec.encoder_filters, spec.dense, m)
+    encoder = build_encoder((input_size, input_size, 3), spec.encoder_filters, spec.dense, m,
+                            bottleneck=spec.encoder_bottleneck)
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=spec.decoder_norm,
                             output_activation=spec.output_activation, output_norm=spec.output_norm)
     image = keras.Input((input_size, input_size, 3), name="image")
@@ -405,7 +417,8 @@ def _metadata(spec, space, input_size, epoch, logs, history, data_dir, images):
     return {"preprocessing": space, "input_size": input_size, "norm": spec.decoder_norm,
             "output_norm": spec.output_norm, "output_activation": spec.output_activation,
             "seed_shape": spec.seed_shape,
-            "blocks": spec.blocks, "encoder_filters": list(spec.encoder_filters), "dense": spec.dense,
+            "blocks": spec.blocks, "encoder_filters": list(spec.encoder_filters),
+            "encoder_bottleneck": spec.encoder_bottleneck, "dense": spec.dense,
             "epochs": epoch, "logs": logs,
             "noise_stddev": spec.noise_stddev,
             "data": folder_names(data_dir), "images": images, "history": history}
@@ -591,7 +604,7 @@ def _dataset_images(training, data_dir, crop, warn=print):
 
 
 # dae fields added after runs were made: at these values they leave those runs' identity unchanged
-IDENTITY_DEFAULTS = {"freeze_norms": False, "decay_steps": 0, "schedule_start": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
+IDENTITY_DEFAULTS = {"freeze_norms": False, "encoder_bottleneck": 0, "decay_steps": 0, "schedule_start": 0, "output_norm": DECODER_OUTPUT_NORM, "output_activation": "relu"}
 
 
 def _dae_value(spec, training, key):
@@ -688,9 +701,15 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
         print(f"already trained for {initial} epochs (>= {epochs}); nothing to do", flush=True)
         return out_dir
 
-    # the runs that trained dae.init's weights come first in this run's history
-    earlier = decoder_metadata(os.path.join(training.init, "decoder.weights.h5")).get("history", []) \
-        if training.init else []
+    # the runs that trained dae.init's weights come first in this run's history; a resumed run takes
+    # them from its own saved decoder.json (the init folder may have been replaced since it began)
+    own = os.path.join(out_dir, "decoder.weights.h5")
+    if training.init and resuming and os.path.isfile(own):
+        earlier = decoder_metadata(own).get("history", [])[:-1]
+    elif training.init:
+        earlier = decoder_metadata(os.path.join(training.init, "decoder.weights.h5")).get("history", [])
+    else:
+        earlier = []
 
     # what the history records: photos whose batch statistics the saved weights carry (0: frozen or the
     # moving averages; fewer than norm_photos when the training photos or whole batches run out)
@@ -749,7 +768,8 @@ def load_trained(spec, folder):
     size = meta["input_size"]
     seed_shape, blocks = spec.sized(size)
     filters, dense = meta.get("encoder_filters", spec.encoder_filters), meta.get("dense", spec.dense)
-    encoder = build_encoder((size, size, 3), filters, dense, math.prod(seed_shape))
+    bottleneck = meta.get("encoder_bottleneck", spec.encoder_bottleneck)
+    encoder = build_encoder((size, size, 3), filters, dense, math.prod(seed_shape), bottleneck=bottleneck)
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),
                             output_norm=meta.get("output_norm", "image"))
@@ -764,9 +784,11 @@ def load_parts(folder, encoder, decoder, space=None):
         checked_metadata(os.path.join(folder, "decoder.weights.h5"), space)
     filters = [int(layer.filters) for layer in encoder.layers if layer.name.endswith("_conv1")]
     dense = next(int(layer.units) for layer in encoder.layers if isinstance(layer, keras.layers.Dense))
+    bottleneck = next((int(layer.filters) for layer in encoder.layers if layer.name == "enc_bottleneck"), 0)
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder",
-                        hint=f" (built with dae.encoder_filters={filters} and dae.dense={dense}: give the values "
-                             f"it was trained with, e.g. --set 'dae.encoder_filters=[...]')")
+                        hint=f" (built with dae.encoder_filters={filters}, dae.encoder_bottleneck={bottleneck} and "
+                             f"dae.dense={dense}: give the values it was trained with, e.g. "
+                             f"--set 'dae.encoder_filters=[...]')")
     load_weights_strict(decoder, os.path.join(folder, "decoder.weights.h5"), "decoder")
 
 

@@ -163,6 +163,10 @@ SCHEMA = {
         "augment": Field((bool,), True),
         "encoder_filters": Field((list,), [32, 64, 128, 256, 512], item=lambda v: isinstance(v, int) and v > 0,
                                    empty=True, help="filters of each conv block (one pool each); [] for none"),
+        "encoder_bottleneck": Field((int,), 0, minimum=0,
+                                    help="channels of a linear 1x1 convolution between the last conv block and "
+                                         "the dense layer: fewer numbers into it without another pool (0: none, "
+                                         "the paper)"),
         "dense": Field((int,), 2048, minimum=1),
         "decoder_norm": Field((str,), "batch", choices=("image", "batch"),
                               help="decoder's hidden norms while training: per-image or batch statistics"),
@@ -384,6 +388,9 @@ def _check_whole(cfg, where):
                           f"position), got {dae['decay_steps']}")
     init = cfg["dae"]["init"]
     if init is not None:
+        if not os.path.isdir(init):
+            raise ConfigError(f"{where}: 'dae.init' {init}: no such folder; give a folder written by `dgn train-dae` "
+                              f"or `dgn export-dae` (encoder.weights.h5, decoder.weights.h5, decoder.json)")
         for part in ("encoder", "decoder"):
             if not os.path.isfile(os.path.join(init, f"{part}.weights.h5")):
                 raise ConfigError(f"{where}: 'dae.init' {init} has no {part}.weights.h5; give a folder written "

@@ -381,6 +381,17 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     history = json.load(open(os.path.join(second, "decoder.json")))["history"]
     assert [run["epochs"] for run in history] == [3, 1] and history[1]["init"] == "export"  # folder name
     assert history[0]["images_seen"] == 3 * 5 * 4 and history[0]["wall_seconds"] > 0
+    # resumed, it keeps the earlier runs its own decoder.json recorded, though the init folder changed since
+    meta_path = os.path.join(dest, "decoder.json")
+    kept = open(meta_path).read()
+    changed = json.loads(kept)
+    changed["history"].append({"epochs": 99})
+    with open(meta_path, "w") as fh:
+        json.dump(changed, fh)
+    train_dae(*trains(frozen), out_dir=second, epochs=2, verbose=0)
+    assert [run["epochs"] for run in json.load(open(os.path.join(second, "decoder.json")))["history"]] == [3, 2]
+    with open(meta_path, "w") as fh:
+        fh.write(kept)
     # weights trained with the paper's last norm (batch statistics) start a run whose last norm is
     # affine (configs/dae-dogs.yaml, the GPU procedure): the same layers and weights
     switched = load_config(path, [f"dae.init={dest}", "dae.learning_rate=0", "dae.output_norm=moving"])
@@ -412,6 +423,10 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
     assert main(["train-dae", path, "--set", f"dae.init={tmp_path}", "--out", str(tmp_path / "x")]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dae.init" in err[0] and "encoder.weights.h5" in err[0]
+    # and a folder that is not there says so
+    assert main(["train-dae", path, "--set", f"dae.init={tmp_path / 'gone'}", "--out", str(tmp_path / "x")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gone: no such folder" in err[0]
 
 
 def test_moving_averages_keep_float32_precision_under_mixed_bfloat16():
@@ -723,6 +738,34 @@ def test_an_encoder_without_conv_blocks_is_valid_and_other_empty_lists_are_not(t
     assert encoder.get_layer("fc").kernel.shape == (32 * 32 * 3, 32)
     with pytest.raises(ConfigError, match="perceptual_layers' has an invalid element '\\(empty list\\)'"):
         load_config(path, ["dae.perceptual_layers=[]"])
+
+
+def test_an_encoder_bottleneck_is_recorded_and_rebuilt_from_decoder_json(tmp_path, image_folder, capfd):
+    from dgn.autoencoder import _training_identity, build_autoencoder, load_parts, load_trained
+
+    config = write_config(tmp_path, image_folder)
+    # runs made before the key existed keep their identity (and resume)
+    assert "encoder_bottleneck" not in _training_identity(*dae_objects(load_config(config)))["dae"]
+    with pytest.raises(ConfigError, match="encoder_bottleneck"):
+        load_config(config, ["dae.encoder_bottleneck=-1"])
+    run, dest = str(tmp_path / "run"), str(tmp_path / "export")
+    assert main(["train-dae", config, "--out", run, "--epochs", "1", "--quiet",
+                 "--set", "dae.encoder_bottleneck=4"]) == 0
+    assert json.load(open(os.path.join(run, "decoder.json")))["encoder_bottleneck"] == 4
+    # 32 px -> two blocks -> 5x5x16 -> 1x1 conv -> 5x5x4 = 100 numbers into the dense layer (32 units)
+    encoder, _, _ = load_trained(build.autoencoder(load_config(config).data), run)
+    assert encoder.get_layer("enc_bottleneck").kernel.shape == (1, 1, 16, 4)
+    assert encoder.get_layer("fc").kernel.shape == (100, 32)
+    # eval-dae and export-dae need no --set: decoder.json says how the encoder was built
+    capfd.readouterr()
+    assert main(["eval-dae", config, "--data", str(image_folder), "--weights", run, "--limit", "4"]) == 0
+    assert np.isfinite(json.loads(capfd.readouterr().out.strip().splitlines()[-1])["psnr"])
+    assert main(["export-dae", run, dest]) == 0
+    assert load_trained(build.autoencoder(load_config(config).data), dest)[0].get_layer("enc_bottleneck")
+    # an encoder built without it does not load the weights, and the message says what it was built with
+    _, plain, decoder = build_autoencoder(build.autoencoder(load_config(config).data), 32)
+    with pytest.raises(DgnError, match="dae.encoder_bottleneck=0"):
+        load_parts(run, plain, decoder)
 
 
 def test_export_and_eval_refuse_bad_folders_in_one_line(tmp_path, image_folder, capfd):
