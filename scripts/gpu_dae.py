@@ -54,6 +54,7 @@ COMMAND = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cac
 # with the machine's start (1 to 2 minutes) a call takes about 9 of the session's 15 device minutes,
 # leaving the 4 a second start needs
 TIMEOUT_S = 420
+INIT_RATE, SCRATCH_RATE = 2e-4, 1e-3    # the cosine's default peak from trained weights / from random ones
 
 
 def say(text):
@@ -146,10 +147,10 @@ def cosine_position(init_meta, length, rate):
     return done if 0 < done < length else 0
 
 
-def training_plan(args, init_meta, state, photo_folders, window, rate):
-    """plan.json: what the GPU machine runs (paths relative to the travel folder). The learning rate
-    follows one cosine of ``--cosine-updates`` over successive runs (:func:`cosine_position`; 0: each
-    run its own cosine)."""
+def training_plan(args, init_meta, state, photo_folders, window, rate, norms):
+    """plan.json: what the GPU machine runs (paths relative to the travel folder; ``init`` None for a
+    run from random weights, ``--scratch``). The learning rate follows one cosine of ``--cosine-updates``
+    over successive runs (:func:`cosine_position`; 0: each run its own cosine)."""
     speed, source = args.updates_per_second, "--updates-per-second"
     if not speed:
         speed, source = measured_speed(init_meta, args.batch, state), "the last GPU run"
@@ -166,11 +167,11 @@ def training_plan(args, init_meta, state, photo_folders, window, rate):
     updates = epochs * args.steps_per_epoch
     if not args.cosine_updates:
         schedule = [f"dae.decay_steps={max(0, updates - args.warmup)}", "dae.schedule_start=0"]
-    init = os.path.basename(os.path.normpath(args.weights))
+    init = None if args.scratch else os.path.basename(os.path.normpath(args.weights))
     sets = ["dae.validation=0",
             f"dae.batch_size={args.batch}", f"dae.steps_per_epoch={args.steps_per_epoch}",
             f"dae.learning_rate={rate}", f"dae.warmup_steps={args.warmup}", *schedule,
-            f"dae.freeze_norms={'true' if args.norms == 'frozen' else 'false'}",
+            f"dae.freeze_norms={'true' if norms == 'frozen' else 'false'}",
             "classifier.weights=none", "classifier.class_index=none"]
     return {"config": "config.yaml", "init": init, "photos": photo_folders, "sets": sets,
             "epochs": epochs, "updates": updates, "time_limit_minutes": args.minutes,
@@ -179,6 +180,22 @@ def training_plan(args, init_meta, state, photo_folders, window, rate):
             "shard_bytes": gpu_travel.SHARD_BYTES, "window": window,
             "speed_estimate": {"updates_per_second": round(speed, 2), "from": source},
             "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def default_rate(init_meta, length, scratch):
+    """The cosine's peak when --learning-rate is not given: the starting weights' last run's while
+    the cosine it followed goes on (:func:`cosine_position`), so that successive runs add up; else
+    1e-3 from random weights (``scratch``) and 2e-4 from trained ones (1e-3 undid 1.5 dB of the
+    shipped weights in 100 updates, docs/autoencoder.md)."""
+    history = init_meta.get("history") if isinstance(init_meta, dict) else None
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    try:
+        rate = float(last.get("learning_rate"))
+    except (TypeError, ValueError):
+        rate = None
+    if not scratch and rate and cosine_position(init_meta, length, rate):
+        return rate
+    return SCRATCH_RATE if scratch else INIT_RATE
 
 
 def prepare(args):
@@ -192,7 +209,7 @@ def prepare(args):
         gpu_travel.bring_back(root, stash)
     if args.cosine_updates < 0:
         raise DgnError(f"--cosine-updates {args.cosine_updates}: give 0 (each run its own cosine) or more updates")
-    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+    if args.learning_rate is not None and not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
         raise DgnError(f"--learning-rate {args.learning_rate:g}: give a finite rate above 0, e.g. 0.0002")
     for name, value, low in (("--batch", args.batch, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
                              ("--warmup", args.warmup, 0), ("--epochs", args.epochs, 1)):
@@ -205,9 +222,15 @@ def prepare(args):
     data = args.data or dae["data"]
     if not data:
         raise DgnError(f"{args.config} names no photos (dae.data); give --data FOLDER")
+    norms = args.norms or ("batch" if args.scratch else "frozen")
+    if args.scratch and norms == "frozen":
+        raise DgnError("--norms frozen keeps the starting weights' norm statistics, and --scratch has none: "
+                       "leave --norms out (batch) or drop --scratch")
+    init_meta = {}
     try:
-        with open(os.path.join(args.weights, "decoder.json"), encoding="utf-8") as fh:
-            init_meta = json.load(fh)
+        if not args.scratch:
+            with open(os.path.join(args.weights, "decoder.json"), encoding="utf-8") as fh:
+                init_meta = json.load(fh)
     except (OSError, ValueError) as exc:
         raise DgnError(f"--weights {args.weights}: decoder.json is missing or unreadable ({type(exc).__name__}); "
                        f"give a folder written by `dgn train-dae` or `dgn export-dae` (default: {SHIPPED})") from None
@@ -223,8 +246,10 @@ def prepare(args):
     source = args.wheels or (os.path.join(root, ".whl") if wheels_present(os.path.join(root, ".whl")) else None)
     wheels = [] if args.no_wheels else fetch_wheels(os.path.join(travel, "wheels"), source)
     shutil.copyfile(args.config, os.path.join(travel, "config.yaml"))
-    init_dir = os.path.join(travel, os.path.basename(os.path.normpath(args.weights)))
-    init_sizes = gpu_pack.pack_weights(args.weights, init_dir)
+    init_dir, init_sizes = None, {}
+    if not args.scratch:
+        init_dir = os.path.join(travel, os.path.basename(os.path.normpath(args.weights)))
+        init_sizes = gpu_pack.pack_weights(args.weights, init_dir)
     # what is left of the 64 MiB for photos, once the big tracked files are away
     sizes = gpu_travel.travel_size(root, [travel_rel], assume_away=True)
     budget = gpu_travel.TREE_LIMIT - int(args.margin_mib * gpu_travel.MIB) - sizes["total"] - JSON_RESERVE
@@ -242,11 +267,13 @@ def prepare(args):
     folders = [f"photos/{name}" for name in sorted(packed["folders"])]
     window = {"offset": offset % len(items), "photos": packed["photos"], "of": len(items), "quality": args.quality,
               "bytes": packed["bytes"], "folders": packed["folders"], "skipped": packed["skipped"]}
-    plan = training_plan(args, init_meta, state, folders, window, args.learning_rate)
+    rate = args.learning_rate if args.learning_rate is not None else \
+        default_rate(init_meta, args.cosine_updates, args.scratch)
+    plan = training_plan(args, init_meta, state, folders, window, rate, norms)
     write_json(os.path.join(travel, "plan.json"), plan)
     digest, count = gpu_pack.photos_digest(photos)
     files = {os.path.relpath(os.path.join(init_dir, n), travel): gpu_travel.sha256_file(os.path.join(init_dir, n))
-             for n in sorted(os.listdir(init_dir))}
+             for n in sorted(os.listdir(init_dir))} if init_dir else {}
     files["config.yaml"] = gpu_travel.sha256_file(os.path.join(travel, "config.yaml"))
     files["plan.json"] = gpu_travel.sha256_file(os.path.join(travel, "plan.json"))
     write_json(os.path.join(travel, "manifest.json"),
@@ -255,14 +282,15 @@ def prepare(args):
     say(f"photos: {packed['photos']} of {len(items)} training photos from offset {window['offset']} "
         f"({packed['bytes'] / gpu_travel.MIB:.2f} MiB, {packed['bytes'] / max(packed['photos'], 1) / 1024:.2f} KiB a "
         f"photo, WebP quality {args.quality}, {time.monotonic() - t:.0f} s)")
-    say("starting weights for travel: " + ", ".join(f"{n} {b / gpu_travel.MIB:.2f} MiB" for n, b in init_sizes.items()))
+    say("starting weights for travel: " + ", ".join(f"{n} {b / gpu_travel.MIB:.2f} MiB" for n, b in init_sizes.items())
+        if init_sizes else "no starting weights (--scratch): the config's autoencoder from random weights")
     say(f"plan: {plan['epochs']} epochs x {args.steps_per_epoch} updates of {args.batch} = {plan['updates']} updates "
         f"(at {plan['speed_estimate']['updates_per_second']} a second, from {plan['speed_estimate']['from']}), "
         f"--time-limit {args.minutes:g} min")
     cos = plan["cosine"]
     if cos["updates"]:
         say(f"learning rate: updates {cos['start']} to {cos['start'] + plan['updates']} of one cosine of "
-            f"{cos['updates']} from {args.learning_rate:g} to 0 over successive GPU runs" +
+            f"{cos['updates']} from {rate:g} to 0 over successive GPU runs" +
             (" (a new cosine: the starting weights' last run did not follow this one, or it ended)"
              if not cos["start"] else ""))
     if away:
@@ -373,7 +401,8 @@ def run_logged(cmd, log, deadline):
 def device_sets(plan, travel):
     """train-dae's --set assignments on the GPU machine: the plan's, and its paths made absolute."""
     photos = [os.path.join(travel, p) for p in plan["photos"]]
-    return [f"dae.data={json.dumps(photos)}", f"dae.init={os.path.join(travel, plan['init'])}"] + plan["sets"]
+    init = [f"dae.init={os.path.join(travel, plan['init'])}"] if plan.get("init") else []
+    return [f"dae.data={json.dumps(photos)}"] + init + plan["sets"]
 
 
 def dgn_command(sets, *args):
@@ -694,16 +723,21 @@ def build_parser():
     p.add_argument("--epochs", type=int, help="epochs (default: from the speed estimate and --minutes)")
     p.add_argument("--steps-per-epoch", type=int, default=600)
     p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--learning-rate", type=float, default=2e-4,
-                   help="the cosine's peak (default 2e-4; at 1e-3 a fresh Adam raised an earlier export's loss, "
-                        "docs/gpu-training.md)")
+    p.add_argument("--scratch", action="store_true",
+                   help="train the config's autoencoder from random weights (no starting weights travel; "
+                        "finish still replaces --weights only if better)")
+    p.add_argument("--learning-rate", type=float,
+                   help="the cosine's peak (default: the starting weights' last run's while its cosine goes on, "
+                        "else 2e-4 from trained weights (1e-3 undid 1.5 dB of the shipped ones) and 1e-3 with "
+                        "--scratch)")
     p.add_argument("--cosine-updates", type=int, default=18000,
                    help="the learning rate falls to 0 along one cosine of this many updates over successive GPU "
                         "runs, each taking it up where the starting weights' run left it (default 18000, about "
                         "5 runs; 0: each run its own cosine)")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--norms", choices=("frozen", "batch"), default="frozen",
-                   help="frozen (default): the norms train on the starting weights' statistics, fixed "
+    p.add_argument("--norms", choices=("frozen", "batch"),
+                   help="frozen (default; batch with --scratch): the norms train on the starting weights' "
+                        "statistics, fixed "
                         "(dae.freeze_norms); "
                         "batch: on each batch's, which first undid 0.4 dB of the shipped weights on the CPU "
                         "(docs/autoencoder.md)")

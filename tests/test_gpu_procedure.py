@@ -292,3 +292,54 @@ def test_parts_of_two_epochs_are_refused(tmp_path):
         stamp(*bad)
         with pytest.raises(gpu_dae.DgnError, match="two epochs"):
             gpu_dae.check_parts(str(tmp_path))
+
+
+def test_learning_rate_defaults_follow_the_cosine_of_the_starting_weights():
+    run = {"decay_steps": 1000, "learning_rate": 0.001, "schedule_start": 600, "images_seen": 2400, "batch_size": 24}
+    # the starting weights' cosine goes on (update 700 of 1000): its peak, so that the runs add up
+    assert gpu_dae.default_rate({"history": [run]}, 1000, scratch=False) == 0.001
+    # it has ended, or it was another cosine: 2e-4 from trained weights
+    assert gpu_dae.default_rate({"history": [{**run, "images_seen": 9600}]}, 1000, scratch=False) == 2e-4
+    assert gpu_dae.default_rate({"history": [run]}, 2000, scratch=False) == 2e-4
+    assert gpu_dae.default_rate({}, 1000, scratch=False) == 2e-4
+    assert gpu_dae.default_rate({}, 1000, scratch=True) == 1e-3
+
+
+@pytest.mark.skipif(not is_git_checkout(), reason="what travels is defined by git (not a checkout)")
+def test_a_run_from_random_weights_travels_no_weights_and_trains_there(tmp_path, capsys):
+    make_photos(str(tmp_path / "photos" / "dogs-a"), 10, 1)
+    make_photos(str(tmp_path / "photos" / "dogs-b"), 10, 2)
+    config = tmp_path / "dae-tiny.yaml"
+    config.write_text(CONFIG + "  encoder_bottleneck: 4\n")
+    gpu_dir = str(tmp_path / "gpu")
+    common = ["--root", ROOT, "--gpu-dir", gpu_dir]
+    prepare = common + ["prepare", "--config", str(config), "--weights", str(tmp_path / "absent"), "--no-wheels",
+                        "--no-away", "--scratch", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "4",
+                        "--warmup", "0", "--minutes", "1"]
+    # frozen norms need trained statistics: one line, nothing packed
+    assert gpu_dae.main(prepare + ["--norms", "frozen"]) == 2
+    assert "--scratch has none" in capsys.readouterr().err
+    assert gpu_dae.main(prepare) == 0
+    travel = os.path.join(gpu_dir, "travel")
+    plan = json.load(open(os.path.join(travel, "plan.json")))
+    assert plan["init"] is None and plan["cosine"]["learning_rate"] == 1e-3
+    assert "dae.freeze_norms=false" in plan["sets"] and "dae.learning_rate=0.001" in plan["sets"]
+    assert not any(s.startswith("dae.init=") for s in gpu_dae.device_sets(plan, travel))
+    manifest = json.load(open(os.path.join(travel, "manifest.json")))
+    assert set(manifest["files"]) == {"config.yaml", "plan.json"}
+    assert sorted(os.listdir(travel)) == ["config.yaml", "manifest.json", "photos", "plan.json"]
+
+    tree, out = str(tmp_path / "device"), str(tmp_path / "out")
+    device_tree(tree, travel)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "OUT": out, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "scripts/gpu_dae.py", "device", "--allow-cpu"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.load(open(os.path.join(out, "result.json")))
+    assert result["status"] == "ok" and result["train"]["epochs"] == 1
+    dest = str(tmp_path / "back")
+    gpu_dae.unpack_result(out, dest)
+    meta = json.load(open(os.path.join(dest, "decoder.json")))
+    # one run in its history, from no init, with the config's encoder
+    assert len(meta["history"]) == 1 and meta["history"][0]["init"] is None and meta["encoder_bottleneck"] == 4
