@@ -760,7 +760,8 @@ def load_trained(spec, folder):
     """(encoder, decoder, metadata) of a trained autoencoder folder, built as ``spec`` (an
     :class:`AutoencoderSpec`: the encoder's layers, the decoder's seed_shape / blocks) says; the
     decoder's norms and last activation are those its decoder.json records, and so are the encoder's
-    layers where it records them (``encoder_filters``, ``dense``: written since 2026-12-01)."""
+    layers where it records them (``encoder_filters``, ``dense``: written since 2026-12-01;
+    ``encoder_bottleneck`` since 2026-12-07, 0 where it is missing)."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
@@ -768,7 +769,7 @@ def load_trained(spec, folder):
     size = meta["input_size"]
     seed_shape, blocks = spec.sized(size)
     filters, dense = meta.get("encoder_filters", spec.encoder_filters), meta.get("dense", spec.dense)
-    bottleneck = meta.get("encoder_bottleneck", spec.encoder_bottleneck)
+    bottleneck = meta.get("encoder_bottleneck", 0)   # a decoder.json without it predates the layer
     encoder = build_encoder((size, size, 3), filters, dense, math.prod(seed_shape), bottleneck=bottleneck)
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),

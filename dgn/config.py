@@ -5,6 +5,7 @@ what is wrong and what would be valid. Relative paths in a config resolve agains
 """
 
 import copy
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -389,7 +390,8 @@ def _check_whole(cfg, where):
     init = cfg["dae"]["init"]
     if init is not None:
         if not os.path.isdir(init):
-            raise ConfigError(f"{where}: 'dae.init' {init}: no such folder; give a folder written by `dgn train-dae` "
+            what = "a file, not a folder" if os.path.exists(init) else "no such folder"
+            raise ConfigError(f"{where}: 'dae.init' {init}: {what}; give a folder written by `dgn train-dae` "
                               f"or `dgn export-dae` (encoder.weights.h5, decoder.weights.h5, decoder.json)")
         for part in ("encoder", "decoder"):
             if not os.path.isfile(os.path.join(init, f"{part}.weights.h5")):
@@ -405,6 +407,15 @@ def _check_whole(cfg, where):
         except (DgnError, OSError, ValueError, AttributeError):
             raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} is missing or unreadable; give a folder "
                               f"written by `dgn train-dae` or `dgn export-dae`") from None
+        # the encoder it was trained with (recorded since 2026-12-01; the bottleneck since 2026-12-07, so a
+        # file that records the filters but not it had none): another one cannot load its weights
+        recorded = {"encoder_filters": meta.get("encoder_filters"), "encoder_bottleneck":
+                    meta.get("encoder_bottleneck", 0 if "encoder_filters" in meta else None), "dense": meta.get("dense")}
+        differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded.items()
+                  if v is not None and v != dae[k]]
+        if differ:
+            raise ConfigError(f"{where}: 'dae.init' {init} was trained with another encoder than the config's; "
+                              f"set {' '.join(differ)} or give weights of this encoder")
         valid = SCHEMA["dae"]["output_activation"].choices
         if trained not in valid:
             raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} records output_activation {trained!r}, "

@@ -1,6 +1,7 @@
 """Trains the autoencoder on the GPU machine in one call: prepare here, run there, finish here.
 
-    python scripts/gpu_dae.py prepare            # here: pack photos + starting weights, send big files away
+    python scripts/gpu_dae.py prepare            # here: pack photos + starting weights (none with --scratch),
+                                                 # send big files away
     (the run tool: the command `python scripts/gpu_dae.py command` prints, carry ["runs/gpu/travel"])
     python scripts/gpu_dae.py finish --from DIR  # here: files back, check, evaluate, replace if better
     python scripts/gpu_dae.py back               # here: only bring the big files back (if no call is made)
@@ -168,7 +169,8 @@ def training_plan(args, init_meta, state, photo_folders, window, rate, norms):
     if not args.cosine_updates:
         schedule = [f"dae.decay_steps={max(0, updates - args.warmup)}", "dae.schedule_start=0"]
     init = None if args.scratch else os.path.basename(os.path.normpath(args.weights))
-    sets = ["dae.validation=0",
+    # from random weights also when the config names a dae.init
+    sets = (["dae.init=null"] if args.scratch else []) + ["dae.validation=0",
             f"dae.batch_size={args.batch}", f"dae.steps_per_epoch={args.steps_per_epoch}",
             f"dae.learning_rate={rate}", f"dae.warmup_steps={args.warmup}", *schedule,
             f"dae.freeze_norms={'true' if norms == 'frozen' else 'false'}",
@@ -198,6 +200,18 @@ def default_rate(init_meta, length, scratch):
     return SCRATCH_RATE if scratch else INIT_RATE
 
 
+def default_norms(init_meta, scratch):
+    """--norms when not given: "batch" from random weights; from trained ones, as their last run
+    trained ("batch" where its history records ``freeze_norms: false``, e.g. a --scratch result), and
+    "frozen" where it records true or nothing (the shipped weights, trained on other photos than both
+    folders: on batch statistics a run from them first undid 0.4 dB, docs/autoencoder.md)."""
+    if scratch:
+        return "batch"
+    history = init_meta.get("history") if isinstance(init_meta, dict) else None
+    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    return "batch" if last.get("freeze_norms") is False else "frozen"
+
+
 def prepare(args):
     from dgn.config import load_config
 
@@ -210,7 +224,8 @@ def prepare(args):
     if args.cosine_updates < 0:
         raise DgnError(f"--cosine-updates {args.cosine_updates}: give 0 (each run its own cosine) or more updates")
     if args.learning_rate is not None and not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
-        raise DgnError(f"--learning-rate {args.learning_rate:g}: give a finite rate above 0, e.g. 0.0002")
+        raise DgnError(f"--learning-rate {args.learning_rate:g}: give a finite rate above 0, e.g. 0.0002 (from "
+                       f"trained weights) or 0.001 (--scratch)")
     for name, value, low in (("--batch", args.batch, 1), ("--steps-per-epoch", args.steps_per_epoch, 1),
                              ("--warmup", args.warmup, 0), ("--epochs", args.epochs, 1)):
         if value is not None and value < low:
@@ -222,8 +237,7 @@ def prepare(args):
     data = args.data or dae["data"]
     if not data:
         raise DgnError(f"{args.config} names no photos (dae.data); give --data FOLDER")
-    norms = args.norms or ("batch" if args.scratch else "frozen")
-    if args.scratch and norms == "frozen":
+    if args.scratch and args.norms == "frozen":
         raise DgnError("--norms frozen keeps the starting weights' norm statistics, and --scratch has none: "
                        "leave --norms out (batch) or drop --scratch")
     init_meta = {}
@@ -237,6 +251,9 @@ def prepare(args):
     if not isinstance(init_meta, dict):
         raise DgnError(f"--weights {args.weights}: decoder.json holds no object; give a folder written by "
                        f"`dgn train-dae` or `dgn export-dae`")
+    if not args.scratch:   # weights the config cannot start from fail here, not on the GPU machine
+        load_config(args.config, [f"dae.init={os.path.abspath(args.weights)}"])
+    norms = args.norms or default_norms(init_meta, args.scratch)
     # a fresh travel folder; wheels are kept from the last prepare
     os.makedirs(travel, exist_ok=True)
     for name in os.listdir(travel):
@@ -292,7 +309,11 @@ def prepare(args):
         say(f"learning rate: updates {cos['start']} to {cos['start'] + plan['updates']} of one cosine of "
             f"{cos['updates']} from {rate:g} to 0 over successive GPU runs" +
             (" (a new cosine: the starting weights' last run did not follow this one, or it ended)"
-             if not cos["start"] else ""))
+             if not cos["start"] and not args.scratch else ""))
+    how = "frozen on the starting weights' statistics" if norms == "frozen" else "on batch statistics"
+    why = "" if args.norms else (" (--norms not given: from random weights)" if args.scratch else
+                                 " (--norms not given: as the starting weights' last run trained)")
+    say(f"norms: {how}{why}")
     if away:
         say(f"sent away until `finish` or `back`: {len(away)} tracked files ({', '.join(away[:4])}"
             f"{', ...' if len(away) > 4 else ''}); links stand in their place")
@@ -410,7 +431,8 @@ def dgn_command(sets, *args):
 
 
 def device(args):
-    """On the GPU machine: train from the travelled weights on the travelled photos, export, compute
+    """On the GPU machine: train from the travelled weights (random ones for a --scratch plan) on the
+    travelled photos, export, compute
     the code statistics, and leave in $OUT the export as shards + result.json + device.log."""
     start = time.monotonic()
     out = args.out or os.environ.get("OUT")
@@ -706,7 +728,8 @@ def build_parser():
     parser.add_argument("--gpu-dir", default=os.path.join(ROOT, GPU_DIR),
                         help="travel/, stash/, results/ and state (default runs/gpu, ignored by git)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="pack photos and starting weights into runs/gpu/travel, send big files away")
+    p = sub.add_parser("prepare", help="pack photos and starting weights (none with --scratch) into runs/gpu/travel, "
+                                       "send big files away")
     p.add_argument("--config", default=os.path.join(ROOT, CONFIG))
     p.add_argument("--weights", default=os.path.join(ROOT, SHIPPED), help="starting weights (default: the shipped)")
     p.add_argument("--data", nargs="+", help="photo folders (default: the config's dae.data)")
@@ -736,8 +759,8 @@ def build_parser():
                         "5 runs; 0: each run its own cosine)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--norms", choices=("frozen", "batch"),
-                   help="frozen (default; batch with --scratch): the norms train on the starting weights' "
-                        "statistics, fixed "
+                   help="frozen (default, but batch with --scratch or when the starting weights' last run "
+                        "recorded batch norms): the norms train on the starting weights' statistics, fixed "
                         "(dae.freeze_norms); "
                         "batch: on each batch's, which first undid 0.4 dB of the shipped weights on the CPU "
                         "(docs/autoencoder.md)")

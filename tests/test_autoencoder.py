@@ -762,6 +762,21 @@ def test_an_encoder_bottleneck_is_recorded_and_rebuilt_from_decoder_json(tmp_pat
     assert np.isfinite(json.loads(capfd.readouterr().out.strip().splitlines()[-1])["psnr"])
     assert main(["export-dae", run, dest]) == 0
     assert load_trained(build.autoencoder(load_config(config).data), dest)[0].get_layer("enc_bottleneck")
+    # a run from them must have their encoder: one line before any photo loads
+    with pytest.raises(ConfigError, match="another encoder than the config's; set dae.encoder_bottleneck=4"):
+        load_config(config, [f"dae.init={dest}"])
+    assert load_config(config, [f"dae.init={dest}", "dae.encoder_bottleneck=4"])["dae"]["init"] == dest
+    with pytest.raises(ConfigError, match="a file, not a folder"):
+        load_config(config, [f"dae.init={os.path.join(dest, 'decoder.json')}"])
+    # a decoder.json from before the key (it records the filters, not the bottleneck) had none
+    old = str(tmp_path / "old")
+    shutil.copytree(run, old)
+    meta = json.load(open(os.path.join(old, "decoder.json")))
+    del meta["encoder_bottleneck"]
+    with open(os.path.join(old, "decoder.json"), "w") as fh:
+        json.dump(meta, fh)
+    with pytest.raises(DgnError, match="dae.encoder_bottleneck=0"):   # built as it was: without the layer
+        load_trained(build.autoencoder(load_config(config, ["dae.encoder_bottleneck=4"]).data), old)
     # an encoder built without it does not load the weights, and the message says what it was built with
     _, plain, decoder = build_autoencoder(build.autoencoder(load_config(config).data), 32)
     with pytest.raises(DgnError, match="dae.encoder_bottleneck=0"):

@@ -97,7 +97,7 @@ def test_gpu_procedure_end_to_end(tmp_path):
     # prepare: the starting weights and the training photos (never a validation photo) in travel/
     assert gpu_dae.main(common + ["prepare", "--config", str(config), "--weights", shipped, "--no-wheels",
                                   "--no-away", "--epochs", "2", "--steps-per-epoch", "2", "--batch", "4",
-                                  "--warmup", "0", "--minutes", "1"]) == 0
+                                  "--warmup", "0", "--minutes", "1", "--norms", "frozen"]) == 0
     travel = os.path.join(gpu_dir, "travel")
     plan = json.load(open(os.path.join(travel, "plan.json")))
     from dgn.data import list_and_split
@@ -159,7 +159,8 @@ def test_gpu_procedure_end_to_end(tmp_path):
     assert os.path.isfile(os.path.join(report["result"], "recon-val.png"))
     assert plan["cosine"] == {"updates": 18000, "start": 0, "learning_rate": 0.0002}
     assert "dae.decay_steps=18000" in plan["sets"] and "dae.schedule_start=0" in plan["sets"]
-    # the norms trained on fixed statistics there (prepare --norms frozen, the default)
+    # the norms trained on fixed statistics there (prepare --norms frozen; the default for weights whose
+    # last run recorded no freeze_norms, as the shipped ones; these recorded false: batch, test above)
     assert "dae.freeze_norms=true" in plan["sets"] and history[-1]["freeze_norms"] is True
     # the next run takes up the learning rate's cosine where this one left it (2 epochs x 2 updates),
     # read from the replaced weights' decoder.json, as the next prepare reads it
@@ -303,6 +304,11 @@ def test_learning_rate_defaults_follow_the_cosine_of_the_starting_weights():
     assert gpu_dae.default_rate({"history": [run]}, 2000, scratch=False) == 2e-4
     assert gpu_dae.default_rate({}, 1000, scratch=False) == 2e-4
     assert gpu_dae.default_rate({}, 1000, scratch=True) == 1e-3
+    # the norms: batch from random weights, else as the weights' last run trained (frozen where unrecorded)
+    assert gpu_dae.default_norms({}, scratch=True) == "batch"
+    assert gpu_dae.default_norms({"history": [run]}, scratch=False) == "frozen"
+    assert gpu_dae.default_norms({"history": [{**run, "freeze_norms": False}]}, scratch=False) == "batch"
+    assert gpu_dae.default_norms({"history": [{**run, "freeze_norms": True}]}, scratch=False) == "frozen"
 
 
 @pytest.mark.skipif(not is_git_checkout(), reason="what travels is defined by git (not a checkout)")
@@ -310,12 +316,31 @@ def test_a_run_from_random_weights_travels_no_weights_and_trains_there(tmp_path,
     make_photos(str(tmp_path / "photos" / "dogs-a"), 10, 1)
     make_photos(str(tmp_path / "photos" / "dogs-b"), 10, 2)
     config = tmp_path / "dae-tiny.yaml"
+    # a config that names starting weights (of its encoder): --scratch trains from random ones all the same
+    from dgn import build
+    from dgn.autoencoder import train_dae
+    from dgn.config import load_config
+
     config.write_text(CONFIG + "  encoder_bottleneck: 4\n")
+    data = load_config(str(config)).data
+    train_dae(build.autoencoder(data), build.dae_training(data), build.dae_classifier(data),
+              out_dir=str(tmp_path / "weights" / "earlier"), verbose=0)
+    config.write_text(CONFIG + "  encoder_bottleneck: 4\n  init: weights/earlier\n")
     gpu_dir = str(tmp_path / "gpu")
     common = ["--root", ROOT, "--gpu-dir", gpu_dir]
     prepare = common + ["prepare", "--config", str(config), "--weights", str(tmp_path / "absent"), "--no-wheels",
                         "--no-away", "--scratch", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "4",
                         "--warmup", "0", "--minutes", "1"]
+    # weights of another encoder than the config's: refused here in one line, not on the GPU machine
+    other = str(tmp_path / "weights" / "other")
+    shutil.copytree(str(tmp_path / "weights" / "earlier"), other)
+    meta = json.load(open(os.path.join(other, "decoder.json")))
+    with open(os.path.join(other, "decoder.json"), "w") as fh:
+        json.dump({**meta, "encoder_bottleneck": 8}, fh)
+    assert gpu_dae.main(common + ["prepare", "--config", str(config), "--weights", other, "--no-wheels",
+                                  "--no-away"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another encoder" in err[0] and "dae.encoder_bottleneck=8" in err[0]
     # frozen norms need trained statistics: one line, nothing packed
     assert gpu_dae.main(prepare + ["--norms", "frozen"]) == 2
     assert "--scratch has none" in capsys.readouterr().err
@@ -324,7 +349,8 @@ def test_a_run_from_random_weights_travels_no_weights_and_trains_there(tmp_path,
     plan = json.load(open(os.path.join(travel, "plan.json")))
     assert plan["init"] is None and plan["cosine"]["learning_rate"] == 1e-3
     assert "dae.freeze_norms=false" in plan["sets"] and "dae.learning_rate=0.001" in plan["sets"]
-    assert not any(s.startswith("dae.init=") for s in gpu_dae.device_sets(plan, travel))
+    assert "dae.init=null" in plan["sets"]
+    assert load_config(os.path.join(travel, "config.yaml"), gpu_dae.device_sets(plan, travel))["dae"]["init"] is None
     manifest = json.load(open(os.path.join(travel, "manifest.json")))
     assert set(manifest["files"]) == {"config.yaml", "plan.json"}
     assert sorted(os.listdir(travel)) == ["config.yaml", "manifest.json", "photos", "plan.json"]
