@@ -30,7 +30,7 @@ from dgn.generator import PAPER_BLOCKS, PAPER_SEED_CHANNELS, build_decoder, outp
 from dgn.layers import FeatureNoise, GeneratorNorm
 from dgn.outputs import write_atomic, write_json
 from dgn.precision import dtype_policy
-from dgn.weights import decoder_metadata, load_weights_strict
+from dgn.weights import decoder_metadata, load_weights_strict, recorded_encoder
 
 # The decoder's hidden norms use ``dae.decoder_norm``: "image" normalizes each image by its own
 # statistics while training, evaluating and generating (as the authors' Keras 1 code did when it
@@ -704,7 +704,7 @@ def train_dae(spec, training, classifier, data_dir=None, out_dir=None, epochs=No
     # the runs that trained dae.init's weights come first in this run's history; a resumed run takes
     # them from its own saved decoder.json (the init folder may have been replaced since it began)
     own = os.path.join(out_dir, "decoder.weights.h5")
-    if training.init and resuming and os.path.isfile(own):
+    if resuming and os.path.isfile(own):
         earlier = decoder_metadata(own).get("history", [])[:-1]
     elif training.init:
         earlier = decoder_metadata(os.path.join(training.init, "decoder.weights.h5")).get("history", [])
@@ -768,9 +768,10 @@ def load_trained(spec, folder):
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))
     size = meta["input_size"]
     seed_shape, blocks = spec.sized(size)
-    filters, dense = meta.get("encoder_filters", spec.encoder_filters), meta.get("dense", spec.dense)
-    bottleneck = meta.get("encoder_bottleneck", 0)   # a decoder.json without it predates the layer
-    encoder = build_encoder((size, size, 3), filters, dense, math.prod(seed_shape), bottleneck=bottleneck)
+    recorded = recorded_encoder(meta)   # older files: the spec's filters and dense
+    filters = spec.encoder_filters if recorded["encoder_filters"] is None else recorded["encoder_filters"]
+    encoder = build_encoder((size, size, 3), filters, recorded["dense"] or spec.dense, math.prod(seed_shape),
+                            bottleneck=recorded["encoder_bottleneck"])
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),
                             output_norm=meta.get("output_norm", "image"))

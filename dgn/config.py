@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from dgn.errors import ConfigError, DgnError
-from dgn.weights import decoder_metadata, trained_output_norm
+from dgn.weights import decoder_metadata, recorded_encoder, trained_output_norm
 
 
 @dataclass
@@ -407,11 +407,8 @@ def _check_whole(cfg, where):
         except (DgnError, OSError, ValueError, AttributeError):
             raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} is missing or unreadable; give a folder "
                               f"written by `dgn train-dae` or `dgn export-dae`") from None
-        # the encoder it was trained with (recorded since 2026-12-01; the bottleneck since 2026-12-07, so a
-        # file that records the filters but not it had none): another one cannot load its weights
-        recorded = {"encoder_filters": meta.get("encoder_filters"), "encoder_bottleneck":
-                    meta.get("encoder_bottleneck", 0 if "encoder_filters" in meta else None), "dense": meta.get("dense")}
-        differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded.items()
+        # the encoder it was trained with: another one cannot load its weights
+        differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded_encoder(meta).items()
                   if v is not None and v != dae[k]]
         if differ:
             raise ConfigError(f"{where}: 'dae.init' {init} was trained with another encoder than the config's; "

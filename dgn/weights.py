@@ -35,6 +35,14 @@ def decoder_metadata(path):
         return json.load(fh)
 
 
+def recorded_encoder(meta):
+    """The encoder layers a decoder.json ``meta`` records: ``encoder_filters`` and ``dense`` (written
+    since 2026-12-01; None where missing) and ``encoder_bottleneck`` (since 2026-12-07; 0 where
+    missing: the layer did not exist before)."""
+    return {"encoder_filters": meta.get("encoder_filters"), "encoder_bottleneck": meta.get("encoder_bottleneck", 0),
+            "dense": meta.get("dense")}
+
+
 def trained_output_norm(decoder_weights):
     """G's last norm for a trained decoder when ``generator.output_norm`` is not given: "moving" for
     one whose last norm trained as an affine map (``dae.output_norm: moving``, recorded in its

@@ -126,6 +126,12 @@ def measured_speed(init_meta, batch, state):
     return None
 
 
+def last_run(init_meta):
+    """The last run in a decoder.json's history (``init_meta``), or {} where there is none."""
+    history = init_meta.get("history") if isinstance(init_meta, dict) else None
+    return history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+
+
 def cosine_position(init_meta, length, rate):
     """Updates of the GPU runs' shared cosine (``length`` updates from ``rate`` to 0, each run with its
     own Adam: ``dae.schedule_start``) already made by the starting weights: the last run in their
@@ -133,8 +139,7 @@ def cosine_position(init_meta, length, rate):
     updates into it (a run that began the cosine, at 0, spent its warm-up before it: Keras's
     ``CosineDecay``); 0 when it did not, when its record is incomplete, or when that cosine has ended
     (a new one begins)."""
-    history = init_meta.get("history") if isinstance(init_meta, dict) else None
-    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    last = last_run(init_meta)
     try:
         if not length or last.get("decay_steps") != length or float(last.get("learning_rate")) != rate:
             return 0
@@ -189,8 +194,7 @@ def default_rate(init_meta, length, scratch):
     the cosine it followed goes on (:func:`cosine_position`), so that successive runs add up; else
     1e-3 from random weights (``scratch``) and 2e-4 from trained ones (1e-3 undid 1.5 dB of the
     shipped weights in 100 updates, docs/autoencoder.md)."""
-    history = init_meta.get("history") if isinstance(init_meta, dict) else None
-    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    last = last_run(init_meta)
     try:
         rate = float(last.get("learning_rate"))
     except (TypeError, ValueError):
@@ -207,8 +211,7 @@ def default_norms(init_meta, scratch):
     folders: on batch statistics a run from them first undid 0.4 dB, docs/autoencoder.md)."""
     if scratch:
         return "batch"
-    history = init_meta.get("history") if isinstance(init_meta, dict) else None
-    last = history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else {}
+    last = last_run(init_meta)
     return "batch" if last.get("freeze_norms") is False else "frozen"
 
 
