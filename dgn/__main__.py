@@ -2,4 +2,5 @@ import sys
 
 from dgn.cli import main
 
+
 sys.exit(main())

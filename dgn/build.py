@@ -7,10 +7,15 @@ Everything below this module takes those objects; the commands (``dgn generate``
 
 import keras
 
-from dgn import param
+from dgn.autoencoder.model import AutoencoderSpec, DaeTraining
+from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError
-from dgn.optimize import auto_learning_rate
-from dgn.transforms import Jitter, Pad, Rotate, Scale, Transforms
+from dgn.optvis import param
+from dgn.optvis.objectives import parse_target
+from dgn.optvis.optimize import auto_learning_rate
+from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
+from dgn.runs.records import input_files
+
 
 # Keys of the ``generator:`` section that a Generator takes as they are; the rest of its fields come
 # from ``regularizers:`` and ``precision``.
@@ -23,7 +28,7 @@ def kind(data):
 
 
 def parameterization(data):
-    """The :class:`dgn.param.Parameterization` a config describes (through the registry)."""
+    """The :class:`dgn.optvis.param.Parameterization` a config describes (through the registry)."""
     name = kind(data)
     if name not in param.PARAMETERIZATIONS:
         raise ConfigError(f"parameterization.kind {name!r}: valid: {', '.join(param.PARAMETERIZATIONS)}")
@@ -49,7 +54,7 @@ def transforms(data):
 
 def optimizer(section, image_size=None):
     """A function returning a fresh Keras optimizer for the config's ``optimizer:`` section;
-    ``learning_rate: null`` is :func:`dgn.optimize.auto_learning_rate` of ``image_size`` (D's (H, W))."""
+    ``learning_rate: null`` is :func:`dgn.optvis.optimize.auto_learning_rate` of ``image_size`` (D's (H, W))."""
     rate = section["learning_rate"]
     name, lr = section["name"], float(auto_learning_rate(image_size) if rate is None else rate)
     if name not in ("adamax", "adam", "sgd"):
@@ -73,18 +78,13 @@ def make_optimizer(section, image_size=None):
 
 
 def objective(spec, classifier, data):
-    """The :class:`dgn.objectives.Objective` of target ``spec`` with the config's ``objective:`` settings."""
-    from dgn.objectives import parse_target
-
+    """The :class:`dgn.optvis.objectives.Objective` of target ``spec`` with the config's ``objective:`` settings."""
     obj = data["objective"]
     return parse_target(spec, classifier, obj["activation"], obj["others"])
 
 
 def classifier(data):
     """D for the config (``classifier:`` section, ``precision``)."""
-    from dgn.classifiers import load_classifier
-    from dgn.records import input_files
-
     clf = load_classifier(data["classifier"], data.get("precision", "float32"))
     clf.files = input_files({"classifier": data["classifier"]})   # digests of its weight files (caches key on them)
     return clf
@@ -109,11 +109,10 @@ def build_generator_for(data, classifier, rows=1, seed=0):
 # ---------------------------------------------------------------- the autoencoder (dgn train-dae)
 
 def autoencoder(data):
-    """The :class:`dgn.autoencoder.AutoencoderSpec` of a train-dae config: ``generator.seed_shape`` /
+    """The :class:`dgn.autoencoder.model.AutoencoderSpec` of a train-dae config: ``generator.seed_shape`` /
     ``blocks``, the ``dae:`` section's layer keys, ``seed``."""
     from dataclasses import fields
 
-    from dgn.autoencoder import AutoencoderSpec
 
     dae, gen = data["dae"], data["generator"]
     layers = {f.name: dae[f.name] for f in fields(AutoencoderSpec) if f.name in dae}
@@ -121,12 +120,11 @@ def autoencoder(data):
 
 
 def dae_training(data):
-    """The :class:`dgn.autoencoder.DaeTraining` of a train-dae config: the ``dae:`` section's training
+    """The :class:`dgn.autoencoder.model.DaeTraining` of a train-dae config: the ``dae:`` section's training
     keys (``dae.out`` null: runs/<name>) and ``classifier.model`` (part of the run's identity)."""
     import os
     from dataclasses import fields
 
-    from dgn.autoencoder import DaeTraining
 
     dae = dict(data["dae"])
     dae["out"] = dae["out"] or os.path.join("runs", data["name"])
@@ -137,6 +135,4 @@ def dae_training(data):
 def dae_classifier(data):
     """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
     perceptual term's layers."""
-    from dgn.classifiers import load_classifier
-
     return load_classifier(data["classifier"])

@@ -20,6 +20,7 @@ import numpy as np
 
 from dgn.images import ImageLoadError, eval_crop, fit_to_input, load_image
 
+
 __all__ = [
     "classify_files",
     "fit_mode",

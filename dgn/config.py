@@ -202,7 +202,7 @@ SCHEMA = {
         "display": Field((str,), "clip", choices=("clip", "authors"),
                          help="clip: undo preprocessing and clip to 0..255; authors: shift by min, sqrt, rescale"),
     },
-    # Other image parameterizations (dgn/parameterizations.py) and DeepDream (dgn/dream.py).
+    # Other image parameterizations (dgn/optvis/param/) and DeepDream (dgn/optvis/dream.py).
     "parameterization": {
         "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"),
                       help="generator: G (the paper); pixel: the pixels themselves; fourier: lucid's "

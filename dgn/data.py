@@ -16,6 +16,7 @@ from dgn import preprocessing
 from dgn.errors import DgnError
 from dgn.images import ImageLoadError, center_crop, load_image, resize_short_side
 
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 

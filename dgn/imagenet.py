@@ -6,6 +6,7 @@ import os
 
 from dgn.errors import DgnError
 
+
 INDEX_FILE = "imagenet_class_index.json"
 INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
 

@@ -33,6 +33,9 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from dgn.runs.outputs import write_png
+
+
 __all__ = [
     "ImageLoadError",
     "load_image",
@@ -195,10 +198,8 @@ def eval_crop(img, crop=224, resize=None):
 
 
 def save_png_atomic(path, rgb_uint8):
-    """Write a uint8 (H, W, 3) RGB array as PNG, atomically (dgn.outputs.write_png): readers never
+    """Write a uint8 (H, W, 3) RGB array as PNG, atomically (dgn.runs.outputs.write_png): readers never
     see a half-written file and an existing file is only replaced by a complete one."""
-    from dgn.outputs import write_png
-
     path = os.fspath(path)
     write_png(path, _check_rgb(rgb_uint8))
     return path

@@ -13,6 +13,7 @@ import contextlib
 
 import keras
 
+
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from dgn.classifiers import load_classifier  # noqa: E402
 from dgn.config import load_config  # noqa: E402
 from dgn.build import build_generator_for, make_optimizer  # noqa: E402
-from dgn.objectives import parse_target  # noqa: E402
-from dgn.optimize import Problem, make_stepper  # noqa: E402
+from dgn.optvis.objectives import parse_target
+from dgn.optvis.optimize import Problem, make_stepper
 
 UNTRAINED = """
 classifier: {model: vgg16, weights: none, class_index: none}
@@ -85,7 +85,7 @@ def bench(name, text, steps, repeats):
     gen_bare, _ = build_generator_for(data, classifier, seed=0)
     bare = bare_step_fn(gen_bare, classifier, f0, 207, 0.01, make_optimizer(data["optimizer"]))
 
-    def dgn_step():  # what dgn.optimize.optimize does per step, progress and bookkeeping included
+    def dgn_step():  # what dgn.optvis.optimize.optimize does per step, progress and bookkeeping included
         loss, value, dead = stepper.step()
         float(loss), np.asarray(value).tolist(), np.asarray(dead, dtype=int)
 

@@ -39,14 +39,14 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from dgn.batch import generate_all  # noqa: E402
-from dgn.batched_generator import build_batched_generator  # noqa: E402
+from dgn.optvis.generate_all import generate_all
+from dgn.optvis.generator import build_batched_generator
 from dgn.classifiers import load_classifier  # noqa: E402
 from dgn.config import load_config  # noqa: E402
-from dgn.objectives import BatchClassObjective  # noqa: E402
+from dgn.optvis.objectives import BatchClassObjective
 from dgn import build  # noqa: E402
 from dgn.build import make_optimizer  # noqa: E402
-from dgn.optimize import Problem, make_stepper  # noqa: E402
+from dgn.optvis.optimize import Problem, make_stepper
 
 # The two configurations of the paper (speed only: random weights; the decoder is not trained).
 CONFIGURATIONS = {

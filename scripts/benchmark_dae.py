@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from dgn import build  # noqa: E402
-from dgn.autoencoder import build_autoencoder, make_dae_optimizer, pixel_mse  # noqa: E402
+from dgn.autoencoder.model import build_autoencoder
+from dgn.autoencoder.schedule import make_dae_optimizer, pixel_mse
 from dgn.config import load_config  # noqa: E402
-from dgn.generator import output_size  # noqa: E402
+from dgn.optvis.generator import output_size
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 TRAINING_PHOTOS = 1327  # ../shared/data/imagenet-dogs, train-dae's training split

@@ -7,7 +7,7 @@ EfficientNet-Lite0's 224 x 224 input (the ImageNet evaluation crop), and run D i
 ``--batch``:
 - bare: for each batch, decode the photos one after another, then ``model.predict(batch)`` of the
   shipped classifier's Keras model (its softmax output);
-- dgn: :class:`dgn.examples.Pass` into an empty cache folder: D up to ``--layer`` and its logits, the
+- dgn: :class:`dgn.attribution.examples.Pass` into an empty cache folder: D up to ``--layer`` and its logits, the
   per-channel maximum over positions and its position reduced inside the compiled call, photos of the
   next batch decoded on a second thread meanwhile, one cache file per 256 photos.
 Each is run twice and the faster run kept (the first also pays for tracing). Prints one JSON line.
@@ -38,7 +38,7 @@ def main(argv=None):
     import keras
 
     import dgn
-    from dgn import examples
+    from dgn.attribution import examples
     from dgn.data import list_images
     from dgn.images import fit_to_input, load_image
 

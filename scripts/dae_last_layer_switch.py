@@ -39,9 +39,10 @@ def main(argv=None):
 def compare(args):
 
     from dgn import build, preprocessing
-    from dgn.autoencoder import center_crops, load_trained
+    from dgn.autoencoder.evaluate import center_crops
+    from dgn.autoencoder.files import load_trained
     from dgn.config import load_config
-    from dgn.generator import build_decoder
+    from dgn.optvis.generator import build_decoder
 
     cfg = load_config(args.config, [f"dae.data={args.data}"])
     spec, training = build.autoencoder(cfg.data), build.dae_training(cfg.data)

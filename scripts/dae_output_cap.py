@@ -36,7 +36,7 @@ def best_constrained(x, groups):
 
 def main():
     from dgn import build
-    from dgn.autoencoder import psnr, thumbnail
+    from dgn.autoencoder.evaluate import psnr, thumbnail
     from dgn.config import load_config
 
     p = argparse.ArgumentParser()
@@ -46,7 +46,7 @@ def main():
     p.add_argument("--batch", type=int, nargs="+", default=[24, 8])
     p.add_argument("--split", default="val")
     args = p.parse_args()
-    from dgn.autoencoder import center_crops
+    from dgn.autoencoder.evaluate import center_crops
 
     crops, _ = center_crops(build.dae_training(load_config(args.config).data), args.data, args.size, args.split)
     x = crops.astype("float64")

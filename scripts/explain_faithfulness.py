@@ -64,7 +64,7 @@ def main(argv=None):
     import dgn
     from dgn import attribution
     from dgn.classify import fit_mode
-    from dgn.explaining import method_list
+    from dgn.attribution.photos import method_list
     from dgn.images import ImageLoadError, fit_to_input, load_image
 
     classifier = dgn.load_classifier(args.classifier)

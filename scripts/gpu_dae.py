@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_pack  # noqa: E402
 import gpu_travel  # noqa: E402
 from dgn.errors import DgnError  # noqa: E402
-from dgn.outputs import write_atomic, write_json  # noqa: E402
+from dgn.runs.outputs import write_atomic, write_json
 
 GPU_DIR = os.path.join("runs", "gpu")     # travel/ (carried), stash/, results/, state.json, baselines.json
 TRAVEL = GPU_DIR + "/travel"
@@ -469,7 +469,8 @@ def device(args):
                 check_parts(run_dir)
                 # here, not in a child: the GPU is free now that train-dae has ended
                 from dgn import build
-                from dgn.autoencoder import code_statistics, export_trained
+                from dgn.autoencoder.evaluate import code_statistics
+                from dgn.autoencoder.files import export_trained
                 from dgn.config import load_config
 
                 export_trained(run_dir, export_dir)
@@ -619,7 +620,7 @@ def evaluate(cfg, folder, data, limit, split, sheet=None, cache=None):
     """eval-dae's summary of the autoencoder in ``folder`` on ``data`` (and its sheet); cached by the
     weights' sha256 when ``cache`` (a json path) is given."""
     from dgn import build
-    from dgn.autoencoder import eval_dae
+    from dgn.autoencoder.evaluate import eval_dae
 
     key = baseline_key(folder, data, limit) + split if cache else None
     stored = {}
@@ -631,7 +632,7 @@ def evaluate(cfg, folder, data, limit, split, sheet=None, cache=None):
     summary, crops, recon = eval_dae(build.autoencoder(cfg.data), build.dae_training(cfg.data), data,
                                      folder=folder, limit=limit, split=split)
     if sheet:
-        from dgn.sheets import pairs_sheet
+        from dgn.runs.sheets import pairs_sheet
 
         pairs_sheet(sheet, crops[:8], recon[:8])
     if cache:
@@ -672,7 +673,7 @@ def finish(args):
         f"photos, loss {train.get('logs', {}).get('loss')}, {result['device_seconds']} s on the device")
     if not os.path.isfile(os.path.join(dest, "code_stats.npz")):
         from dgn import build
-        from dgn.autoencoder import code_statistics
+        from dgn.autoencoder.evaluate import code_statistics
 
         say("the device left no code_stats.npz; computing it here (--code-stats-limit photos)")
         code_statistics(build.autoencoder(cfg.data), build.dae_training(cfg.data), dest, data_dir=data,

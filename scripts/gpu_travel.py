@@ -19,7 +19,7 @@ import re
 import subprocess
 
 from dgn.errors import DgnError
-from dgn.outputs import write_json
+from dgn.runs.outputs import write_json
 
 MIB = 2 ** 20
 TREE_LIMIT = 64 * MIB           # what one call may send

@@ -15,8 +15,8 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dgn.outputs import write_png  # noqa: E402
-from dgn.sheets import _font, grid  # noqa: E402
+from dgn.runs.outputs import write_png
+from dgn.runs.sheets import _font, grid
 from train_shapes_classifier import CLASSES, shapes  # noqa: E402
 
 TILE = 128

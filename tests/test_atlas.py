@@ -12,19 +12,20 @@ import pytest
 from PIL import Image
 
 import dgn
-from dgn.batch import auto_shard, generate_all
+from dgn.runs.shards import auto_shard
+from dgn.optvis.generate_all import generate_all
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.errors import DgnError
-from dgn.receptive_field import geometry
+from dgn.attribution.receptive_field import geometry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ONE_THREAD_ATLAS = """
 import sys
-from dgn.batch import generate_all
+from dgn.optvis.generate_all import generate_all
 from dgn.config import load_config
-from dgn.generate import generate
+from dgn.optvis.render import generate
 config, out = sys.argv[1], sys.argv[2]
 cfg = load_config(config, ["steps=6"])
 generate_all(cfg, channels=["conv2:0:5"], batch=3, out_dir=out + "/atlas", progress=False, finish=True)
@@ -119,7 +120,7 @@ def photo_folder(tmp_path):
 
 def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, tmp_path, photo_folder, capsys,
                                                                    monkeypatch):
-    import dgn.examples as examples
+    import dgn.attribution.examples as examples
     from dgn.classify import fit_mode
     from dgn.data import list_images
     from dgn.images import fit_to_input, load_image

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from dgn import build
-from dgn.autoencoder import DaeTraining, eval_dae, psnr, train_dae
+from dgn.autoencoder.model import DaeTraining
+from dgn.autoencoder.evaluate import eval_dae, psnr
+from dgn.autoencoder.training import train_dae
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.errors import ConfigError, DgnError
@@ -149,13 +151,14 @@ def test_other_configuration_in_the_same_folder_is_refused(tmp_path, image_folde
 def test_a_kill_while_an_epoch_is_saved_resumes_from_the_last_complete_one(tmp_path, image_folder, monkeypatch):
     """checkpoint.json is written last: killed after epoch 2's checkpoint, log row and decoder but
     before its encoder, the run is at epoch 1, and the rerun trains epoch 2 again into one whole set."""
-    import dgn.autoencoder as autoencoder
+    import dgn.autoencoder.training as training
+    from dgn.autoencoder.model import build_autoencoder
 
     # the moving averages in the saved parts too (norm_photos 0), so that they reconstruct exactly as
     # the checkpoint does (precise statistics: tests/test_norm_statistics.py)
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.norm_photos=0"])
     out = str(tmp_path / "run")
-    real = autoencoder.save_parts
+    real = training.save_parts
     calls = []
 
     def killed_in_epoch_2(folder, encoder, decoder, metadata):
@@ -165,20 +168,20 @@ def test_a_kill_while_an_epoch_is_saved_resumes_from_the_last_complete_one(tmp_p
             raise KeyboardInterrupt("killed")
         real(folder, encoder, decoder, metadata)
 
-    monkeypatch.setattr(autoencoder, "save_parts", killed_in_epoch_2)
+    monkeypatch.setattr(training, "save_parts", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train_dae(*trains(cfg), out_dir=out, epochs=2, verbose=0)
     assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 1
     assert len(list(csv.DictReader(open(os.path.join(out, "log.csv"))))) == 2   # epoch 2's row was written
-    monkeypatch.setattr(autoencoder, "save_parts", real)
+    monkeypatch.setattr(training, "save_parts", real)
     train_dae(*trains(cfg), out_dir=out, epochs=2, verbose=0)
     assert json.load(open(os.path.join(out, "checkpoint.json")))["epoch"] == 2
     assert [r["epoch"] for r in csv.DictReader(open(os.path.join(out, "log.csv")))] == ["0", "1"]
     assert json.load(open(os.path.join(out, "decoder.json")))["epochs"] == 2
     # the decoder and the encoder belong together: the export reconstructs as the checkpoint does
-    from dgn.autoencoder import load_trained
+    from dgn.autoencoder.files import load_trained
 
-    model, _, _ = autoencoder.build_autoencoder(build.autoencoder(cfg.data), 32)
+    model, _, _ = build_autoencoder(build.autoencoder(cfg.data), 32)
     model.load_weights(os.path.join(out, "checkpoint.weights.h5"))
     encoder, decoder, _ = load_trained(build.autoencoder(cfg.data), out)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
@@ -213,7 +216,7 @@ def test_eval_psnr_matches_hand_computation(trained_once, capsys):
 
 
 def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(tmp_path, trained_once):
-    from dgn.generate import generate
+    from dgn.optvis.render import generate
 
     out = copy_run(trained_once[2], tmp_path)
     decoder = os.path.join(out, "decoder.weights.h5")
@@ -241,7 +244,7 @@ def test_pretrained_configuration_trains_only_alpha_through_the_trained_decoder(
 def test_perceptual_term_adds_the_feature_distance_under_d(tmp_path, image_folder):
     import keras
 
-    from dgn.autoencoder import perceptual_features, pixel_mse, reconstruction_loss
+    from dgn.autoencoder.schedule import perceptual_features, pixel_mse, reconstruction_loss
     from dgn.classifiers import load_classifier
 
     classifier = load_classifier({"model": "tiny", "weights": "none", "class_index": "none", "input_size": 32,
@@ -293,8 +296,8 @@ def test_eval_on_the_validation_split_only(trained_once):
 
 @pytest.mark.parametrize("hidden", ["batch", "image"])
 def test_decoder_norms_follow_the_config_and_the_last_uses_batch_statistics(tmp_path, image_folder, hidden):
-    from dgn.autoencoder import load_trained
-    from dgn.generator import IMAGE_LAYER
+    from dgn.autoencoder.files import load_trained
+    from dgn.optvis.generator import IMAGE_LAYER
 
     cfg = load_config(write_config(tmp_path, image_folder), [f"dae.decoder_norm={hidden}"])
     out = train_dae(*trains(cfg), out_dir=str(tmp_path / "run"), epochs=1, verbose=0)
@@ -339,7 +342,8 @@ def test_export_keeps_the_decoder_exact_and_halves_the_encoder(tmp_path, trained
 def test_mixed_bfloat16_trains_in_bfloat16_keeps_float32_weights_and_restores_the_policy(tmp_path, image_folder):
     import keras
 
-    from dgn.autoencoder import build_autoencoder, load_trained
+    from dgn.autoencoder.model import build_autoencoder
+    from dgn.autoencoder.files import load_trained
 
     cfg = load_config(write_config(tmp_path, image_folder), ["dae.precision=mixed_bfloat16"])
     model, encoder, decoder = build_autoencoder(build.autoencoder(cfg.data), 32, "mixed_bfloat16")
@@ -360,7 +364,7 @@ def test_mixed_bfloat16_trains_in_bfloat16_keeps_float32_weights_and_restores_th
 
 
 def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, capfd):
-    from dgn.autoencoder import load_trained
+    from dgn.autoencoder.files import load_trained
 
     path = write_config(tmp_path, image_folder)
     cfg = load_config(path)
@@ -432,7 +436,7 @@ def test_init_starts_a_new_run_from_exported_weights(tmp_path, image_folder, cap
 def test_moving_averages_keep_float32_precision_under_mixed_bfloat16():
     import keras
 
-    from dgn.layers import GeneratorNorm
+    from dgn.optvis.layers import GeneratorNorm
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
@@ -454,7 +458,7 @@ def test_moving_averages_keep_float32_precision_under_mixed_bfloat16():
 def test_shipped_decoder_fits_the_pretrained_configuration():
     """weights/dae-dogs-efficientnet_lite0 (committed) loads into configs/pretrained-efficientnet-lite0.yaml:
     EfficientNet-Lite0's input space, 3,200 trainable weights, a 224x224 image in D's input range."""
-    from dgn.autoencoder import load_trained
+    from dgn.autoencoder.files import load_trained
     from dgn.classifiers import load_classifier
     from dgn.build import build_generator_for
 
@@ -477,12 +481,12 @@ def test_shipped_decoder_fits_the_pretrained_configuration():
 def test_code_stats_and_the_decoder_prior_generator(tmp_path, trained_once, capsys):
     """dgn code-stats: per-unit mean / std of the encoder's codes of the training photos and their
     mirror images; generator.code_stats then optimizes z in f = mean + std * z (z = 0: the mean code)."""
-    from dgn.autoencoder import load_trained
+    from dgn.autoencoder.files import load_trained
     from dgn.classifiers import load_classifier
     from dgn.data import list_images, load_images, split
     from dgn.build import build_generator_for
-    from dgn.generate import generate
-    from dgn.generator import build_decoder
+    from dgn.optvis.render import generate
+    from dgn.optvis.generator import build_decoder
     from dgn.images import center_crop
 
     config, image_folder, run = trained_once
@@ -559,7 +563,7 @@ def test_shipped_code_stats_fit_the_decoder_prior_configuration():
 
 
 def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, image_folder):
-    from dgn.autoencoder import learning_rate_schedule, make_dae_optimizer
+    from dgn.autoencoder.schedule import learning_rate_schedule, make_dae_optimizer
 
     schedule = learning_rate_schedule(0.01, 4)
     assert [round(float(schedule(s)), 6) for s in range(6)] == [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
@@ -575,7 +579,7 @@ def test_warmup_raises_the_learning_rate_linearly_and_survives_resume(tmp_path, 
 
 
 def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_path, image_folder):
-    from dgn.autoencoder import learning_rate_schedule, make_dae_optimizer
+    from dgn.autoencoder.schedule import learning_rate_schedule, make_dae_optimizer
 
     # 2 warm-up updates (the second at the full rate), then half a cosine over 4 (Keras's CosineDecay):
     # 0.01 * (1 + cos(pi * k / 4)) / 2 for k = 0..4, then 0
@@ -594,12 +598,14 @@ def test_cosine_decay_after_the_warm_up_reaches_zero_and_is_part_of_the_run(tmp_
     with pytest.raises(DgnError, match="another configuration"):
         train_dae(*trains(other), out_dir=out, epochs=2, verbose=0)
     # a run without decay keeps the identity it had before dae.decay_steps existed
-    from dgn.autoencoder import _training_identity
+    from dgn.autoencoder.training import _training_identity
     assert "decay_steps" not in _training_identity(*dae_objects(load_config(write_config(tmp_path, image_folder))))["dae"]
 
 
 def test_a_run_can_go_on_along_the_cosine_an_earlier_run_began(tmp_path, image_folder):
-    from dgn.autoencoder import _training_identity, learning_rate_schedule, run_record
+    from dgn.autoencoder.training import _training_identity
+    from dgn.autoencoder.schedule import learning_rate_schedule
+    from dgn.autoencoder.files import run_record
 
     # the cosine is 10 updates long, 6 made before; a 2-update warm-up scales it; 0 from update 10 on
     schedule = learning_rate_schedule(0.01, 2, 10, 6)
@@ -623,7 +629,7 @@ def test_a_run_can_go_on_along_the_cosine_an_earlier_run_began(tmp_path, image_f
 
 
 def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image():
-    from dgn.autoencoder import code_thumbnail_side, thumbnail
+    from dgn.autoencoder.evaluate import code_thumbnail_side, thumbnail
 
     flat = np.full((2, 12, 12, 3), (10, 200, 77), dtype="uint8")
     assert np.array_equal(thumbnail(flat, 3), flat)
@@ -639,7 +645,7 @@ def test_thumbnail_of_a_constant_image_is_exact_and_a_full_size_one_is_the_image
 
 
 def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(trained_once, capsys):
-    from dgn.autoencoder import thumbnail
+    from dgn.autoencoder.evaluate import thumbnail
 
     config, image_folder, out = trained_once
     cfg = load_config(config)
@@ -657,8 +663,9 @@ def test_eval_reports_code_sized_and_16px_thumbnails_of_the_same_photos(trained_
 
 
 def test_output_norm_and_activation_are_config_fields_that_keep_old_identities(tmp_path, image_folder):
-    from dgn.autoencoder import _training_identity, load_trained
-    from dgn.generator import IMAGE_LAYER
+    from dgn.autoencoder.training import _training_identity
+    from dgn.autoencoder.files import load_trained
+    from dgn.optvis.generator import IMAGE_LAYER
 
     path = write_config(tmp_path, image_folder)
     default = _training_identity(*dae_objects(load_config(path)))["dae"]
@@ -690,7 +697,7 @@ def second_folder(tmp_path, n=6):
 
 def test_data_may_be_a_list_of_folders_relative_to_the_config_and_split_each_alone(tmp_path, image_folder, capsys,
                                                                                    monkeypatch):
-    from dgn.autoencoder import center_crops
+    from dgn.autoencoder.evaluate import center_crops
     from dgn.data import list_and_split, list_images, split
 
     more = second_folder(tmp_path)
@@ -728,7 +735,7 @@ def test_a_missing_or_empty_folder_in_the_list_is_a_one_line_error(tmp_path, ima
 
 
 def test_an_encoder_without_conv_blocks_is_valid_and_other_empty_lists_are_not(tmp_path, image_folder):
-    from dgn.autoencoder import build_autoencoder
+    from dgn.autoencoder.model import build_autoencoder
     from dgn.config import ConfigError
 
     path = write_config(tmp_path, image_folder)
@@ -741,7 +748,9 @@ def test_an_encoder_without_conv_blocks_is_valid_and_other_empty_lists_are_not(t
 
 
 def test_an_encoder_bottleneck_is_recorded_and_rebuilt_from_decoder_json(tmp_path, image_folder, capfd):
-    from dgn.autoencoder import _training_identity, build_autoencoder, load_parts, load_trained
+    from dgn.autoencoder.training import _training_identity
+    from dgn.autoencoder.model import build_autoencoder
+    from dgn.autoencoder.files import load_parts, load_trained
 
     config = write_config(tmp_path, image_folder)
     # runs made before the key existed keep their identity (and resume)
@@ -827,7 +836,7 @@ def test_generator_draws_with_the_last_norm_the_decoder_trained(tmp_path, image_
     generator.norm, as in the paper."""
     from dgn.classifiers import load_classifier
     from dgn.build import build_generator_for
-    from dgn.generator import IMAGE_LAYER
+    from dgn.optvis.generator import IMAGE_LAYER
 
     def last_norm_mode(model):
         found = [layer for layer in model._flatten_layers(include_self=False, recursive=True)

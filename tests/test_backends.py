@@ -13,8 +13,8 @@ import numpy as np
 from dgn.config import load_config
 from dgn.classifiers import load_classifier
 from dgn.build import build_generator_for, make_optimizer
-from dgn.objectives import parse_target
-from dgn.optimize import Problem, optimize
+from dgn.optvis.objectives import parse_target
+from dgn.optvis.optimize import Problem, optimize
 
 mode, folder = sys.argv[1], sys.argv[2]
 cfg = load_config(text="classifier: {model: tiny, weights: none, class_index: none}\n"

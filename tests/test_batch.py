@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dgn.batch as batch_mod
-from dgn.batch import generate_all, parse_classes, parse_shard, shard_of
+import dgn.optvis.generate_all as batch_mod
+import dgn.runs.folder as folder_mod
+from dgn.optvis.generate_all import generate_all
+from dgn.optvis.batch import parse_classes
+from dgn.runs.shards import parse_shard, shard_of
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.errors import DgnError
@@ -58,9 +61,9 @@ SAMPLES = ["transform.jitter=2", "transform.rotate=5", "transform.samples=3"]
 # on B rows, and a convolution over 3 rows may still round differently from one over 1 row.
 ONE_THREAD_RUNS = r"""
 import sys
-from dgn.batch import generate_all
+from dgn.optvis.generate_all import generate_all
 from dgn.config import load_config
-from dgn.generate import generate
+from dgn.optvis.render import generate
 config, out, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
 cfg = load_config(config, sets)
 # batches [0 1 2] [3 4 5] [6]: the second reuses the first's compiled step (reset, retargeted);
@@ -114,8 +117,8 @@ def test_batch_evaluation_matches_one_image_at_a_time(tiny_config, tmp_path):
     """The sidecars' numbers come from one D call per batch; they equal D's on each PNG alone."""
     from dgn.classifiers import load_classifier
     from dgn import preprocessing
-    from dgn.records import evaluate
-    from dgn.objectives import ClassObjective
+    from dgn.runs.records import evaluate
+    from dgn.optvis.objectives import ClassObjective
 
     cfg = load_config(tiny_config(), ["steps=3"])
     out = tmp_path / "run"
@@ -207,7 +210,7 @@ def test_crash_between_any_two_file_operations_loses_nothing(tiny_config, tmp_pa
             generate_all(cfg, classes="0:4", batch=2, out_dir=out, progress=False, finish=False)
         monkeypatch.setattr(batch_mod.os, "replace", real_replace)
         # write_atomic removes its temporary on an exception; a real kill cannot, so leave one behind
-        open(os.path.join(out, ".tmp-" + batch_mod.socket.gethostname() + "-999999-0002.png"), "wb").write(b"x")
+        open(os.path.join(out, ".tmp-" + folder_mod.socket.gethostname() + "-999999-0002.png"), "wb").write(b"x")
         summary = generate_all(cfg, classes="0:4", batch=2, out_dir=out, progress=False, finish=False)
         assert summary["skipped"] + summary["generated"] == 4
         _check_complete(out, range(4))
@@ -224,13 +227,15 @@ def test_disk_full_stops_cleanly_and_keeps_finished_classes(tiny_config, tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(batch_mod, "write_atomic", full)
+    monkeypatch.setattr(batch_mod, "write_atomic", full)   # the images and sidecars
+    monkeypatch.setattr(folder_mod, "write_atomic", full)  # run.json
     cfg = tiny_config()
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "disk full" in err and "2 finished classes are kept" in err and len(err.splitlines()) == 1
     _check_complete(out, range(2))
     monkeypatch.setattr(batch_mod, "write_atomic", real)
+    monkeypatch.setattr(folder_mod, "write_atomic", real)
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 0
     _check_complete(out, range(4))
 
@@ -271,7 +276,7 @@ JAX_SCRIPT = """
 import json, sys
 import numpy as np
 from PIL import Image
-from dgn.batch import generate_all
+from dgn.optvis.generate_all import generate_all
 from dgn.config import load_config
 cfg = load_config(sys.argv[1], ["steps=4"])
 out = sys.argv[2]
@@ -303,7 +308,7 @@ def test_jax_two_devices_data_parallel_matches_alone(tiny_config, tmp_path):
 def test_feature_outputs_in_chunks_of_one_shape(tiny_config):
     """D runs on the batch in equal chunks (the last padded, the padding dropped): same outputs."""
     from dgn.classifiers import load_classifier
-    from dgn.records import feature_outputs
+    from dgn.runs.records import feature_outputs
 
     classifier = load_classifier(load_config(tiny_config())["classifier"])
     images = np.random.default_rng(0).uniform(-1, 1, (11, 32, 32, 3)).astype("float32")
@@ -352,7 +357,7 @@ VMAP_SCRIPT = """
 import json, sys
 import numpy as np
 from PIL import Image
-from dgn.batch import generate_all
+from dgn.optvis.generate_all import generate_all
 from dgn.config import load_config
 cfg = load_config(sys.argv[1], ["steps=6", "regularizers.image_gamma_l1=0.01", "transform.jitter=2",
                                "transform.rotate=5", "transform.samples=2"])

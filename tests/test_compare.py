@@ -63,7 +63,7 @@ def test_compare_refuses_duplicate_names_and_unknown_targets_at_once(tmp_path, c
 
 
 def test_tiles_are_labelled_with_their_target():
-    from dgn.objectives import target_label
+    from dgn.optvis.objectives import target_label
     assert target_label({"kind": "class", "index": 207, "name": "golden_retriever"}) == "golden_retriever"
     assert target_label({"kind": "class", "index": 3, "name": None}) == "3"
     assert target_label({"kind": "classes", "classes": [{"index": 1, "name": "goldfish"},

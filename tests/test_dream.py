@@ -9,7 +9,8 @@ from PIL import Image
 
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.dream import LayerNormObjective, NormalizedGradient, dream_features, parse_layers, run_dream, zoom_in
+from dgn.optvis.dream import (LayerNormObjective, NormalizedGradient, dream_features, parse_layers, run_dream,
+                              zoom_in)
 from dgn.errors import DgnError
 
 TINY = """

@@ -414,7 +414,7 @@ np.savez({str(tmp_path / 'jax.npz')!r}, **out)
 def _main(monkeypatch, argv):
     """dgn's main, with ``explain`` registered (dgn.cli registers it; until then the test adds it)."""
     import dgn.cli as cli
-    from dgn import cli_explain
+    from dgn.cli import explain as cli_explain
 
     build = cli.build_parser
 
@@ -523,10 +523,10 @@ def test_the_command_refuses_in_one_line(monkeypatch, capfd, tmp_path, folder, c
 
 
 def test_dgn_explain_is_the_function_even_after_the_command_ran():
-    """The command's module is dgn.explaining: a submodule named explain would replace the function
+    """The command's module is dgn.attribution.photos: a submodule named explain would replace the function
     dgn.explain on the package once imported."""
     import dgn
-    import dgn.explaining  # noqa: F401
+    import dgn.attribution.photos
 
     assert not os.path.exists(os.path.join(ROOT, "dgn", "explain.py"))
     if "explain" in getattr(dgn, "_EXPORTS", {}):

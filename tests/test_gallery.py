@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgn.gallery import write_gallery
+from dgn.runs.gallery import write_gallery
 
 NAMES = ["tench", "goldfish", "great_white_shark", "tiger_shark", "hammerhead", "electric_ray"]
 
@@ -88,7 +88,7 @@ def test_gallery_in_headless_chromium_filters_and_opens_sidecar(tmp_path):
     assert "&quot;name&quot;: &quot;hammerhead&quot;" in dom or '"name": "hammerhead"' in dom
     assert 'href="0004_hammerhead.json"' in dom
     # with a judge's views (dgn report --judge): a second line per tile, and sorting by them
-    from dgn.report import JUDGE, _signature
+    from dgn.runs.report import JUDGE, _signature
     views = {f"{i:04d}_{n}.png": {"classifier": "lite2", "prob": 0.05 * (i + 1), "rank": 6 - i,
                                   "top1": {"index": 3, "name": "tiger_shark", "prob": 0.3},
                                   "png": _signature(str(run / f"{i:04d}_{n}.png"))} for i, n in enumerate(NAMES)}

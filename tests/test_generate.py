@@ -8,7 +8,7 @@ from PIL import Image
 
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.generate import generate
+from dgn.optvis.render import generate
 
 
 def test_generate_raises_target_to_top1_and_writes_sidecar(tiny_config, class_index, tmp_path, capsys):

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from dgn.generator import PAPER_BLOCKS, build_decoder, build_generator, count_trainable, output_size
-from dgn.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
+from dgn.optvis.generator import PAPER_BLOCKS, build_decoder, build_generator, count_trainable, output_size
+from dgn.optvis.layers import Alpha, Conv2D, FeatureNoise, GeneratorNorm
 
 
 def test_paper_generator_without_pretraining_has_table1_parameter_count():
@@ -115,7 +115,7 @@ def test_upsampling_conv_keeps_keras_weights_layout_and_config():
 
 
 def test_g_is_sized_to_any_input_and_the_paper_g_at_224():
-    from dgn.generator import architecture, output_hw, sized_architecture
+    from dgn.optvis.generator import architecture, output_hw, sized_architecture
     assert sized_architecture(224, 224) == ([5, 5, 128], PAPER_BLOCKS, (224, 224))
     for height, width in [(32, 32), (32, 48), (58, 58), (64, 64), (28, 28), (299, 299), (40, 48), (8, 8), (512, 384)]:
         seed, blocks, out = sized_architecture(height, width)
@@ -131,8 +131,8 @@ def test_g_is_sized_to_any_input_and_the_paper_g_at_224():
 
 
 def test_defaults_scale_with_the_image_size():
-    from dgn.optimize import auto_learning_rate
-    from dgn.transforms import scaled_pixels
+    from dgn.optvis.optimize import auto_learning_rate
+    from dgn.optvis.transforms import scaled_pixels
     assert auto_learning_rate((224, 224)) == 0.002 and auto_learning_rate((32, 48)) == 0.01
     assert auto_learning_rate((112, 300)) == pytest.approx(0.004)
     assert scaled_pixels(8, 224, 224) == 8 and scaled_pixels(8, 32, 32) == 1 and scaled_pixels(0, 32, 32) == 0

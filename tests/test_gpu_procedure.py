@@ -77,7 +77,8 @@ def device_tree(dest, travel):
 
 @pytest.mark.skipif(not is_git_checkout(), reason="what travels is defined by git (not a checkout)")
 def test_gpu_procedure_end_to_end(tmp_path):
-    from dgn.autoencoder import export_trained, train_dae
+    from dgn.autoencoder.files import export_trained
+    from dgn.autoencoder.training import train_dae
     from dgn.config import load_config
 
     make_photos(str(tmp_path / "photos" / "dogs-a"), 14, 1)
@@ -318,7 +319,7 @@ def test_a_run_from_random_weights_travels_no_weights_and_trains_there(tmp_path,
     config = tmp_path / "dae-tiny.yaml"
     # a config that names starting weights (of its encoder): --scratch trains from random ones all the same
     from dgn import build
-    from dgn.autoencoder import train_dae
+    from dgn.autoencoder.training import train_dae
     from dgn.config import load_config
 
     config.write_text(CONFIG + "  encoder_bottleneck: 4\n")

@@ -8,8 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from dgn.autoencoder import (AutoencoderSpec, _dataset_images, build_autoencoder, freeze_norms, kept_norm_statistics,
-                             load_parts, norm_batches, norm_layers, precise_norm_statistics, train_dae)
+from dgn.autoencoder.model import AutoencoderSpec, build_autoencoder
+from dgn.autoencoder.evaluate import _dataset_images
+from dgn.autoencoder.norms import (freeze_norms, kept_norm_statistics, norm_batches, norm_layers,
+                                   precise_norm_statistics)
+from dgn.autoencoder.files import load_parts
+from dgn.autoencoder.training import train_dae
 from dgn.cli import main
 from dgn.config import load_config
 from test_autoencoder import make_image_folder, trains, write_config

@@ -3,7 +3,7 @@ import pytest
 from keras import ops
 
 from dgn.errors import DgnError
-from dgn.objectives import ChannelObjective, ClassObjective, NeuronObjective, parse_target
+from dgn.optvis.objectives import ChannelObjective, ClassObjective, NeuronObjective, parse_target
 
 
 def outputs_of(logits, **layers):

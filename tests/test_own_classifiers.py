@@ -190,7 +190,7 @@ def test_dead_channel_is_detected(tmp_path, capfd):
 
 
 def test_outputs_of_similar_names_do_not_collide():
-    from dgn.outputs import slug
+    from dgn.runs.outputs import slug
     stems = {slug(n, unique=True) for n in ["a b", "a_b", "a!b", "café", "cafe", "写真", "x.y"]}
     assert len(stems) == 7 and "café" in stems and "a_b" in stems
 

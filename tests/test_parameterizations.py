@@ -12,13 +12,13 @@ from dgn.cli import main
 from dgn.config import load_config
 from dgn import build
 from dgn.build import build_generator_for, make_optimizer
-from dgn.callbacks import LambdaCallback
-from dgn.generate import generate
-from dgn.objectives import parse_target
-from dgn.optimize import Problem, optimize
-from dgn.parameterizations import (FourierImage, gaussian_blur, inverse_rfft2_bases, total_variation,
-                                   zero_below_percentile)
-from dgn.transforms import PadTransform
+from dgn.optvis.callbacks import LambdaCallback
+from dgn.optvis.render import generate
+from dgn.optvis.objectives import parse_target
+from dgn.optvis.optimize import Problem, optimize
+from dgn.optvis.param.fourier import FourierImage, inverse_rfft2_bases
+from dgn.optvis.param.pixels import gaussian_blur, total_variation, zero_below_percentile
+from dgn.optvis.transforms import PadTransform
 
 BASE = """
 classifier: {model: tiny, weights: none, class_index: none}
@@ -167,10 +167,10 @@ def test_transforms_wrap_every_parameterization_including_g():
 
 
 def test_transform_samples_shows_d_copies_and_the_objective_is_their_mean(capsys, tmp_path):
-    from dgn.batched_generator import SharedAffine
-    from dgn.objectives import ClassObjective
-    from dgn.optimize import objective_terms
-    from dgn.transforms import RandomAffine
+    from dgn.optvis.generator import SharedAffine
+    from dgn.optvis.objectives import ClassObjective
+    from dgn.optvis.optimize import objective_terms
+    from dgn.optvis.transforms import RandomAffine
 
     x = np.random.default_rng(4).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
     layer = RandomAffine(jitter=2, rotate=10, seed=5, samples=3)

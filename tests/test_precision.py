@@ -13,8 +13,8 @@ from dgn.classifiers import load_classifier
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.build import build_generator_for
-from dgn.generate import generate
-from dgn.objectives import parse_target
+from dgn.optvis.render import generate
+from dgn.optvis.objectives import parse_target
 
 TRANSFORMS = "transform: {jitter: 2, scale: [0.9, 1.1], rotate: 5}\n"
 

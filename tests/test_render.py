@@ -14,12 +14,12 @@ from PIL import Image
 
 import dgn
 from dgn import build
-from dgn.callbacks import Callback, EarlyStopping, LambdaCallback
+from dgn.optvis.callbacks import Callback, EarlyStopping, LambdaCallback
 from dgn.config import defaults, load_config
 from dgn.errors import DgnError
-from dgn.generate import generate
-from dgn.param import PARAMETERIZATIONS, Fourier, Generator, Pixels
-from dgn.transforms import Jitter, Pad, Rotate, Scale, compose
+from dgn.optvis.render import generate
+from dgn.optvis.param import PARAMETERIZATIONS, Fourier, Generator, Pixels
+from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, compose
 
 SMALL_G = dict(seed_shape=[5, 5, 8], blocks=[[16, 2], [16, 2]])
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from dgn.cli import main
-from dgn.report import load_entries, summarize
-from dgn.sheets import contact_sheets, grid
+from dgn.runs.report import load_entries, summarize
+from dgn.runs.sheets import contact_sheets, grid
 
 
 def make_run(run_dir, classes, names=None, size=32, extra=()):
@@ -90,7 +90,7 @@ def test_sheets_on_dgn_generate_run_and_grid_still_works(tiny_config, tmp_path):
 
 def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views(tiny_config, tmp_path, capsys,
                                                                                   monkeypatch):
-    import dgn.judge as compare  # the judge lives in dgn.judge (compare and report both use it)
+    import dgn.runs.judge as compare
 
     run = str(tmp_path / "run")
     make_run(run, CLASSES, extra=[("channel_conv2_5", {"kind": "channel", "layer": "conv2", "channel": 5})])
@@ -130,8 +130,8 @@ def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views
 
 
 def test_an_interrupted_judging_resumes(tiny_config, tmp_path, monkeypatch, capsys):
-    import dgn.judge as compare  # the judge lives in dgn.judge (compare and report both use it)
-    import dgn.report as report
+    import dgn.runs.judge as compare
+    import dgn.runs.report as report
 
     run = str(tmp_path / "run")
     make_run(run, [(i, 0.5, 1) for i in range(5)])

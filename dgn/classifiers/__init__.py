@@ -10,10 +10,13 @@ import keras
 import numpy as np
 
 from dgn import imagenet, preprocessing
+from dgn.classifiers import efficientnet_lite
 from dgn.classifiers.analysis import analyse
+from dgn.classifiers.tiny import build_tiny_classifier
 from dgn.errors import DgnError
 from dgn.precision import dtype_policy, float32_output
 from dgn.weights import load_weights_strict
+
 
 WEIGHTS_DIR_ENV = "DGN_WEIGHTS_DIR"
 BUILTIN = ("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny")
@@ -213,7 +216,6 @@ def _load_classifier(cfg):
             _load_weights(model, weights, model_name)
         preprocessing = "caffe"
     elif model_name.startswith("efficientnet_lite"):
-        from dgn.classifiers import efficientnet_lite
         variant = model_name.split("_", 1)[1]
         if weights == "imagenet":
             weights = os.path.join(weights_dir(), f"efficientnet_{variant}_imagenet.weights.h5")
@@ -224,7 +226,6 @@ def _load_classifier(cfg):
         _load_weights(model, weights, model_name)
         preprocessing = efficientnet_lite.PREPROCESSING
     elif model_name == "tiny":
-        from dgn.classifiers.tiny import build_tiny_classifier
         size = _input_size(cfg) or (32, 32)
         if size[0] != size[1]:
             raise DgnError(f"classifier tiny is square: give classifier.input_size as one number, got {list(size)}")

@@ -28,6 +28,7 @@ from keras import ops
 
 from dgn.errors import DgnError
 
+
 SOFTMAX_NAMES = ("softmax",)
 LINEAR_NAMES = ("linear", None)
 

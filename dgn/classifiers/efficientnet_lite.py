@@ -55,6 +55,7 @@ import keras
 import numpy as np
 from keras import layers
 
+
 #: Input preprocessing the ImageNet weights expect: "tf" = RGB in 0..255
 #: mapped by ``x / 127.5 - 1`` to [-1, 1].  (Google trained with
 #: ``(x - 127) / 128``, within 0.8 % of this; measured top-1 is the same.

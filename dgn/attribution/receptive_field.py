@@ -1,0 +1,179 @@
+"""Receptive fields: which pixels of D's input a unit of a layer sees, from D's layer geometry.
+
+Walking D's graph from a layer back to the input, each layer maps the geometry of its input tensor
+(``jump``: input pixels between neighbouring positions; ``size``: the receptive field's side in input
+pixels; ``start``: the input pixel coordinate of position 0's receptive-field centre, pixel centres at
+integers) to its output's (Araujo et al. 2019, "Computing Receptive Fields of Convolutional Neural
+Networks", eqs. 1-2 and 8-9)::
+
+    k' = dilation * (kernel - 1) + 1             (effective kernel)
+    jump_out = jump_in * stride
+    size_out = size_in + (k' - 1) * jump_in
+    start_out = start_in + ((k' - 1) / 2 - pad_before) * jump_in
+
+with ``pad_before`` 0 for ``valid`` padding and, for ``same``, TensorFlow's
+``max((ceil(n / stride) - 1) * stride + k' - n, 0) // 2`` for an input of n positions. Zero padding
+and cropping shift ``start``; element-wise layers (batch norm, activations, dropout, rescaling) keep
+the geometry; where branches merge (add, multiply, concatenate) the field is the union of the
+branches' fields; a branch without spatial positions (squeeze-and-excitation's global pooling) is
+global context and leaves the spatial branch's geometry. A layer after global pooling or a flatten
+sees the whole image.
+"""
+
+import math
+from dataclasses import dataclass
+
+import keras
+
+from dgn.errors import DgnError
+
+
+ELEMENTWISE = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Activation", "ReLU",
+               "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D", "GaussianNoise",
+               "GaussianDropout", "Rescaling", "Normalization", "Identity", "InputSpace", "Lambda")
+MERGE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A tensor's positions in D's input pixels, per axis (y, x). ``size`` None: the whole image."""
+
+    jump: tuple = (1.0, 1.0)
+    size: tuple = (1.0, 1.0)
+    start: tuple = (0.0, 0.0)
+    whole: bool = False
+
+    def box(self, y, x, height, width):
+        """(top, left, bottom, right) of position (y, x)'s receptive field in a height x width input,
+        integer pixels, bottom and right exclusive, clipped to the image."""
+        if self.whole:
+            return 0, 0, int(height), int(width)
+        out = []
+        for pos, jump, size, start, limit in zip((y, x), self.jump, self.size, self.start, (height, width)):
+            centre = start + pos * jump
+            low = int(math.floor(centre - (size - 1) / 2.0 + 1e-9))
+            out.append((max(0, low), min(int(limit), low + int(round(size)))))
+        (top, bottom), (left, right) = out
+        return top, left, bottom, right
+
+
+WHOLE = Geometry(whole=True)
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return value, value
+    return tuple(int(v) for v in value)
+
+
+def _same_pad(n, stride, k_eff):
+    out = math.ceil(n / stride)
+    return max((out - 1) * stride + k_eff - n, 0) // 2
+
+
+def _windowed(layer, geometry, in_shape):
+    kernel = _pair(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size"))
+    strides = _pair(layer.strides if layer.strides is not None else kernel)
+    dilation = _pair(getattr(layer, "dilation_rate", 1) or 1)
+    padding = str(getattr(layer, "padding", "valid")).lower()
+    jump, size, start = [], [], []
+    for axis in range(2):
+        k_eff = dilation[axis] * (kernel[axis] - 1) + 1
+        n = in_shape[1 + axis]
+        pad = _same_pad(int(n), strides[axis], k_eff) if padding == "same" else 0
+        j = geometry.jump[axis]
+        jump.append(j * strides[axis])
+        size.append(geometry.size[axis] + (k_eff - 1) * j)
+        start.append(geometry.start[axis] + ((k_eff - 1) / 2.0 - pad) * j)
+    return Geometry(tuple(jump), tuple(size), tuple(start))
+
+
+def _union(geometries):
+    spatial = [g for g in geometries if g is not None and not g.whole]
+    if not spatial:
+        return WHOLE if any(g is not None and g.whole for g in geometries) else None
+    jump = spatial[0].jump
+    size, start = [], []
+    for axis in range(2):
+        lows = [g.start[axis] - (g.size[axis] - 1) / 2.0 for g in spatial]
+        highs = [g.start[axis] + (g.size[axis] - 1) / 2.0 for g in spatial]
+        size.append(max(highs) - min(lows) + 1)
+        start.append((max(highs) + min(lows)) / 2.0)
+    return Geometry(jump, tuple(size), tuple(start))
+
+
+def _step(layer, inputs, tensor_of):
+    """The output geometry of ``layer`` called on ``inputs`` (tensors), given their geometries."""
+    name = type(layer).__name__
+    tensors = [t for t in keras.tree.flatten(list(inputs)) if hasattr(t, "shape")]
+    geometries = [tensor_of(t) for t in tensors]
+    spatial_in = [(t, g) for t, g in zip(tensors, geometries) if len(t.shape) == 4]
+    if name in MERGE:
+        return _union(geometries)
+    if not spatial_in:
+        return WHOLE
+    tensor, geometry = spatial_in[0]
+    if geometry.whole:
+        return WHOLE
+    if hasattr(layer, "kernel_size") and hasattr(layer, "strides") and "Transpose" not in name:
+        return _windowed(layer, geometry, tensor.shape)
+    if hasattr(layer, "pool_size") and hasattr(layer, "strides"):
+        return _windowed(layer, geometry, tensor.shape)
+    if name.startswith("Global") or name == "Flatten":
+        return WHOLE
+    if name == "ZeroPadding2D":
+        (top, _), (left, _) = layer.padding
+        return Geometry(geometry.jump, geometry.size, (geometry.start[0] - top * geometry.jump[0],
+                                                       geometry.start[1] - left * geometry.jump[1]))
+    if name == "Cropping2D":
+        (top, _), (left, _) = layer.cropping
+        return Geometry(geometry.jump, geometry.size, (geometry.start[0] + top * geometry.jump[0],
+                                                       geometry.start[1] + left * geometry.jump[1]))
+    if name == "UpSampling2D":
+        sy, sx = _pair(layer.size)
+        return Geometry((geometry.jump[0] / sy, geometry.jump[1] / sx), geometry.size, geometry.start)
+    if name in ELEMENTWISE or name == "Dense" or name in ("PreActivation",):
+        return geometry
+    raise DgnError(f"the receptive field through layer {layer.name} ({name}) is not known to dgn; "
+                   f"examples and patches work for convolution, pooling, padding, merge and element-wise layers")
+
+
+def geometry(classifier, layer):
+    """The :class:`Geometry` of layer ``layer`` (a path, as ``dgn info`` lists) of a classifier.
+
+    Raises:
+        DgnError: an unknown layer, or one whose geometry dgn cannot follow (one line)."""
+    analysis = classifier.analysis
+    target = classifier.layer_output(layer)
+    producers = analysis.producers
+    memo = {id(analysis.inputs): Geometry()}
+
+    def tensor_of(tensor):
+        key = id(tensor)
+        if key in memo:
+            return memo[key]
+        produced = producers.get(key)
+        if produced is None:
+            # a tensor dgn made (the logits before a softmax) or an unrecorded one: global if not spatial
+            if len(tensor.shape) != 4:
+                return WHOLE
+            history = getattr(tensor, "_keras_history", None)
+            if history is None:
+                raise DgnError(f"cannot follow layer {layer!r} back to the input of {classifier.name}")
+            op = history.operation
+            node = op._inbound_nodes[history.node_index]
+            memo[key] = _step(op, node.input_tensors, tensor_of)
+            return memo[key]
+        layer_obj, args = produced
+        memo[key] = _step(layer_obj, args, tensor_of)
+        return memo[key]
+
+    if len(target.shape) != 4:
+        return WHOLE
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))
+    try:
+        return tensor_of(target)
+    finally:
+        sys.setrecursionlimit(limit)

@@ -1,0 +1,108 @@
+"""What the ``dgn`` commands share: the parser class with dgn's error style, the options every command
+declares the same way (argparse parents), ``--set`` / ``--steps`` / ``--seed`` as config overrides, and
+:func:`library`, through which a command reaches the library once its arguments and config are read.
+Imported by :mod:`dgn.cli` and the modules that add commands to it (no import cycle)."""
+
+import argparse
+import importlib
+import os
+import sys
+
+SET_HELP = "override a config value, e.g. steps=100 or generator.noise=none; repeatable"
+SET_HELP_CLASSIFIER = "override a config value (dotted keys as in the YAML), e.g. classifier.weights=none; repeatable"
+SET_HELP_DAE = "override a config value (dotted keys as in the YAML), e.g. dae.batch_size=8; repeatable"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the rest of dgn's error style: one line (naming where the usage is), exit 2."""
+
+    def error(self, message):
+        print(f"dgn: error: {message} (usage: {self.prog} -h)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def positive_int(text):
+    """argparse type: a whole number of at least 1 (epochs, photos), else dgn's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
+
+
+def _parent():
+    return argparse.ArgumentParser(add_help=False)
+
+
+def set_option(help=SET_HELP):
+    """``--set KEY=VALUE`` (repeatable)."""
+    p = _parent()
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=help)
+    return p
+
+
+def run_options(steps="optimization steps (overrides the config)"):
+    """``--steps N`` and ``--seed N``."""
+    p = _parent()
+    p.add_argument("--steps", type=int, help=steps)
+    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    return p
+
+
+def out_option(help="output folder (default runs/<config name>/)"):
+    """``--out DIR``."""
+    p = _parent()
+    p.add_argument("--out", metavar="DIR", help=help)
+    return p
+
+
+def quiet_option(help="no progress output"):
+    """``--quiet``."""
+    p = _parent()
+    p.add_argument("--quiet", action="store_true", help=help)
+    return p
+
+
+def config_overrides(args):
+    """``--set`` assignments plus the ``--steps`` / ``--seed`` shortcuts of a command."""
+    overrides = list(getattr(args, "set", None) or [])
+    if getattr(args, "steps", None) is not None:
+        overrides.append(f"steps={args.steps}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    return overrides
+
+
+# Whether the backend's C++ start-up chatter is silenced when it loads (dgn --debug: it is not).
+BACKEND = {"quiet": True, "started": False}
+
+
+def _start_backend():
+    """Imports the backend with its C++ start-up chatter (CUDA probing on CPU machines) silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            keras = importlib.import_module("keras")
+            if keras.backend.backend() == "tensorflow":
+                importlib.import_module("tensorflow").config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def library(module):
+    """The library module ``module`` (e.g. ``"dgn.optvis.render"``) for a command to call, imported on
+    first use with Keras and the backend (seconds; quietly unless ``--debug``). The command line itself
+    (:mod:`dgn.cli` and its command modules) imports only the config loader, so a bad argument or
+    config is reported before any of that loads."""
+    if not BACKEND["started"]:
+        BACKEND["started"] = True
+        if BACKEND["quiet"]:
+            _start_backend()
+    return importlib.import_module(module)

@@ -1,0 +1,301 @@
+"""``dgn.render``: activation maximization from Python, with objects (lucid's ``render_vis``).
+
+    import dgn
+    clf = dgn.load_classifier("efficientnet_lite0")
+    result = dgn.render(clf, "golden retriever", steps=300, seed=0)
+    result.save("out/golden")            # out/golden.png and out/golden.json
+
+The classifier is a :class:`dgn.Classifier` (:func:`dgn.load_classifier` for a built-in name or a
+``.keras`` file, :func:`dgn.classifier` for a ``keras.Model`` in memory); the objective an
+:class:`dgn.optvis.objectives.Objective` or a target string (``"207"``, ``"golden retriever"``,
+``"207+281"``, ``"channel:LAYER:C"``, ``"neuron:LAYER:C:Y:X"``); the parameterization one of
+:mod:`dgn.optvis.param` (``Generator``, ``Pixels``, ``Fourier``) or its kind; the transforms a list of
+:mod:`dgn.optvis.transforms` objects or a :class:`~dgn.optvis.transforms.Transforms`; the optimizer a Keras optimizer
+(a fresh copy per run) or its name. Defaults are those of an empty config (``dgn generate`` with a
+minimal YAML file): the generator G trained whole, log-probability objective, Adam at
+:func:`dgn.optvis.optimize.auto_learning_rate`, jitter 8 / scale 0.9..1.1 / rotate 5 with 4 copies.
+
+
+``dgn generate``: one image per target, each with a JSON sidecar.
+"""
+
+
+import os
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from dgn import build
+from dgn.classifiers import Classifier, load_classifier_named
+from dgn.errors import ConfigError, DgnError
+from dgn.optvis import param as param_module
+from dgn.optvis.callbacks import Callback
+from dgn.optvis.generator import count_trainable
+from dgn.optvis.objectives import Objective, parse_target
+from dgn.optvis.optimize import auto_learning_rate
+from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
+from dgn.runs.folder import refuse_foreign_run
+from dgn.runs.outputs import write_json, write_png
+from dgn.runs.records import RunInfo, image_record
+
+
+DEFAULT_TRANSFORMS = Transforms([Jitter(8), Scale(0.9, 1.1), Rotate(5.0)], samples=4)
+
+
+@dataclass
+class Rendering:
+    """What :func:`render` returns.
+
+    ``images``: (rows, H, W, C) float32 in D's input space, the optimized images (before 8-bit
+    quantization); ``rgb``: (rows, H, W, C) uint8, the PNG pixels (C 3, or 1 for a grayscale D);
+    ``losses``: per step, the loss (float); ``values``: per step, per image, the target activation;
+    ``evaluation``: per image, what D says of the saved PNG (``activation``, ``prob``, ``rank``,
+    ``top5``); ``sidecars``: per image, the JSON sidecar ``dgn generate`` would write; ``model``: the
+    optimized parameterization (with its transforms)."""
+
+    images: np.ndarray
+    rgb: np.ndarray
+    losses: list
+    values: list
+    evaluation: list
+    sidecars: list
+    model: keras.Model = None
+
+    def save(self, stem, k=0):
+        """Writes image ``k`` as ``<stem>.png`` and its sidecar as ``<stem>.json`` (atomically; a
+        ``.png`` at the end of ``stem`` is dropped); returns the PNG's path.
+
+        Raises:
+            DgnError: an empty stem, an existing folder, or ``k`` out of range."""
+        stem = os.fspath(stem)
+        if stem.lower().endswith(".png"):
+            stem = stem[:-4]
+        if not os.path.basename(stem) or os.path.isdir(stem):
+            raise DgnError(f"save({stem!r}): give a file stem such as 'runs/mine/golden' (.png and .json are added)")
+        if not 0 <= k < len(self.rgb):
+            raise DgnError(f"save: image {k} of {len(self.rgb)}")
+        png = stem + ".png"
+        sidecar = dict(self.sidecars[k], image=os.path.basename(png))
+        write_png(png, self.rgb[k])
+        write_json(stem + ".json", sidecar)
+        return png
+
+
+def as_classifier(classifier):
+    """A :class:`dgn.Classifier` from one, or from a built-in name or ``.keras`` path.
+
+    Raises:
+        DgnError: a bare ``keras.Model`` (its input space is unknown) or another type."""
+    if isinstance(classifier, Classifier):
+        return classifier
+    if isinstance(classifier, str):
+        return load_classifier_named(classifier)
+    if isinstance(classifier, keras.Model):
+        raise DgnError("a keras.Model needs its input space: wrap it with dgn.classifier(model, "
+                       "preprocessing='tf' | 'caffe' | 'unit' | 'raw')")
+    raise DgnError(f"classifier {type(classifier).__name__}: give a dgn.Classifier, a built-in name or a .keras path")
+
+
+def as_objective(objective, classifier):
+    """An Objective from one or from a target string / class index (log-probability of the class)."""
+    if isinstance(objective, Objective):
+        return objective
+    if isinstance(objective, (str, int, np.integer)) and not isinstance(objective, bool):
+        return parse_target(str(objective), classifier, "logsoftmax", 0.0)
+    raise DgnError(f"objective {objective!r}: give a dgn objective or a target string such as '207', "
+                   f"'golden retriever' or 'channel:LAYER:C'")
+
+
+def as_parameterization(parameterization):
+    if parameterization is None:
+        return param_module.Generator()
+    if isinstance(parameterization, str):
+        name = parameterization.strip().lower()
+        return param_module.get({"pixels": "pixel", "g": "generator"}.get(name, name))
+    if isinstance(parameterization, param_module.Parameterization):
+        return parameterization
+    raise DgnError(f"parameterization {parameterization!r}: give dgn.param.Generator(), Pixels(), Fourier() or "
+                   f"one of {', '.join(param_module.PARAMETERIZATIONS)}")
+
+
+def as_transforms(transforms):
+    if transforms is None:
+        return DEFAULT_TRANSFORMS
+    if isinstance(transforms, Transforms):
+        return transforms
+    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)):
+        transforms = [transforms]
+    if not isinstance(transforms, (list, tuple)):
+        raise DgnError(f"transforms {transforms!r}: give a list of dgn.transforms objects (Jitter, Scale, Rotate, "
+                       f"Pad), compose([...], samples=N), or [] for none")
+    try:
+        return Transforms(list(transforms), samples=1)
+    except (TypeError, ValueError) as err:
+        raise DgnError(f"transforms: {err}") from None
+
+
+def as_optimizer(optimizer, image_size):
+    """A function returning a fresh Keras optimizer: from None (Adam at the automatic rate with a config's
+    default betas and epsilon 1e-8), a name (``"adam"``, ``"sgd"``, ...: Keras's defaults but the
+    automatic rate) or an optimizer (copied from its config)."""
+    rate = auto_learning_rate(image_size)
+    if optimizer is None:  # the config's default optimizer section
+        return lambda: keras.optimizers.Adam(rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if isinstance(optimizer, str):
+        try:
+            cls = type(keras.optimizers.get(optimizer))
+        except ValueError:
+            raise DgnError(f"optimizer {optimizer!r}: give a Keras optimizer or its name (adam, sgd, adamax, "
+                           f"...)") from None
+        return lambda: cls(learning_rate=rate)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        config = optimizer.get_config()
+        return lambda: type(optimizer).from_config(config)
+    raise DgnError(f"optimizer {optimizer!r}: give a keras.optimizers.Optimizer or its name")
+
+
+def as_callbacks(callbacks):
+    """A list of :class:`dgn.optvis.callbacks.Callback` from None, one callback or a list of them."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise DgnError(f"callbacks {callbacks!r}: give a list of dgn.callbacks.Callback objects")
+    bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
+    if bad:
+        raise DgnError(f"callback {bad[0]!r}: give dgn.callbacks.Callback objects (LambdaCallback wraps functions)")
+    return list(callbacks)
+
+
+def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
+           callbacks=(), snapshots=1, display="clip", progress=False):
+    """Optimizes one image so that ``objective`` of ``classifier`` is maximized (activation
+    maximization; Despraz et al. 2017 with the default generator parameterization).
+
+    Args:
+        classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path.
+        objective: an Objective or a target string / class index.
+        parameterization: :class:`dgn.optvis.param.Generator` (default), ``Pixels``, ``Fourier``, or a kind name.
+        transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` (one copy per step) or a
+            :class:`~dgn.optvis.transforms.Transforms` (with ``samples``); ``[]`` for none.
+        optimizer: a Keras optimizer (copied fresh for the run) or its name; default Adam at
+            :func:`dgn.optvis.optimize.auto_learning_rate` of D's input size.
+        steps: optimizer updates (>= 1). seed: the same seed gives the same image.
+        callbacks: :class:`dgn.optvis.callbacks.Callback` objects, run after each step.
+        snapshots: the final image is the median of the last ``snapshots`` renders (1: the last).
+        display: "clip" (undo D's preprocessing, clip to 0..255) or "authors" (the authors' display).
+
+    Returns:
+        :class:`Rendering`.
+
+    Raises:
+        DgnError: a bad argument (one line), or the loss became NaN (lower the learning rate)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise DgnError(f"steps {steps!r}: give a positive integer")
+    if not isinstance(snapshots, int) or not 1 <= snapshots <= steps:
+        raise DgnError(f"snapshots {snapshots!r}: give an integer from 1 to steps ({steps})")
+    if display not in ("clip", "authors"):
+        raise DgnError(f"display {display!r}: give clip or authors")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise DgnError(f"seed {seed!r}: give an integer from 0 to 2**32 - 1")
+    callbacks = as_callbacks(callbacks)
+    classifier = as_classifier(classifier)
+    spec = objective if isinstance(objective, (str, int, np.integer)) else None
+    objective = as_objective(objective, classifier)
+    parameterization = as_parameterization(parameterization)
+    transforms = as_transforms(transforms)
+    make_optimizer = as_optimizer(optimizer, classifier.input_shape[:2])
+    started = time.time()
+    model, result = parameterization.optimize(classifier, objective, steps, transforms=transforms,
+                                              optimizer=make_optimizer, seed=seed, callbacks=callbacks,
+                                              snapshots=snapshots, progress=progress)
+    settings = {"classifier": classifier.name, "parameterization": parameterization.describe(),
+                "transform": transforms.describe(), "optimizer": keras.optimizers.serialize(make_optimizer()),
+                "steps": steps, "seed": seed, "snapshots": snapshots, "display": display}
+    run = RunInfo(steps=steps, snapshots=snapshots, display=display, seed=seed, kind=parameterization.kind,
+                  config=settings)
+    rgbs, sidecars = [], []
+    for k in range(len(result.images)):
+        rgb, sidecar = image_record(run, classifier, objective, result, k, spec if spec is not None else objective.label,
+                                    count_trainable(model), time.time() - started)
+        rgbs.append(rgb)
+        sidecars.append(sidecar)
+    return Rendering(images=np.asarray(result.images, dtype="float32"), rgb=np.stack(rgbs), losses=result.losses,
+                     values=result.values, evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")}
+                                                       for s in sidecars],
+                     sidecars=sidecars, model=model)
+
+
+NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [disc] or [channel:LAYER:C]) or pass "
+              "--target T")
+
+
+def run_info(cfg):
+    """The :class:`RunInfo` of a loaded config (steps, final median, display, seed, kind, the config)."""
+    data = cfg.data
+    return RunInfo(steps=data["steps"], snapshots=build.snapshots(data), display=data["output"]["display"],
+                   seed=data["seed"], kind=build.kind(data), config=data, config_file=cfg.path)
+
+
+def run_target(cfg, classifier, spec, out_dir, progress=True):
+    """Optimizes one target and writes ``<stem>.png`` and ``<stem>.json``; returns (PNG path, sidecar)."""
+    data = cfg.data
+    objective = build.objective(spec, classifier, data)
+    run = run_info(cfg)
+    stem = objective.stem(spec)
+    parameterization = build.parameterization(data)
+    started = time.time()
+    label = f"{stem}: {run.steps} steps, {run.kind}" if run.kind != "generator" else \
+        (lambda model: f"{stem}: {run.steps} steps, {count_trainable(model):,} trainable weights")
+    model, result = parameterization.optimize(
+        classifier, objective, run.steps, transforms=build.transforms(data),
+        optimizer=build.optimizer(data["optimizer"], classifier.input_shape[:2]), seed=data["seed"],
+        snapshots=run.snapshots, progress=progress, label=label)
+    png_path = os.path.join(out_dir, stem + ".png")
+    rgb, sidecar = image_record(run, classifier, objective, result, 0, spec, count_trainable(model),
+                                time.time() - started)
+    sidecar["image"] = os.path.basename(png_path)
+    for key in ("relu_trap", "dead_unit"):
+        if sidecar.get(key):
+            print(f"warning: {stem}: {sidecar[key]['warning']}", flush=True)
+    write_png(png_path, rgb)
+    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
+    return png_path, sidecar
+
+
+def default_out_dir(cfg):
+    """``output.dir``, else ``runs/<name>``, for a Config or its resolved dict."""
+    return cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
+
+
+def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
+    """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...].
+
+    Raises:
+        ConfigError: no targets. DgnError: a bad target, or ``out_dir`` holds another config's
+            ``generate-all`` run (unless ``force``)."""
+    classifier = build.classifier(cfg.data)
+    targets = list(targets) if targets else list(cfg["objective"]["targets"] or [])
+    if not targets:
+        raise ConfigError(NO_TARGETS)
+    # Resolve every target before the first long optimization, so a typo fails at once.
+    for spec in targets:
+        build.objective(spec, classifier, cfg.data)
+    out_dir = out_dir or default_out_dir(cfg)
+    refuse_foreign_run(out_dir, cfg.data, force)
+    results = []
+    for spec in targets:
+        results.append(run_target(cfg, classifier, spec, out_dir, progress=progress))
+    return results
+
+
+def describe_result(path, sidecar):
+    target = sidecar["target"]
+    name = target.get("name") or target.get("layer") or sidecar["target_spec"]
+    if sidecar["rank"] is not None:
+        return (f"{path}: {name}: p={sidecar['prob']:.3f}, rank {sidecar['rank']} under D "
+                f"(top-1: {sidecar['top5'][0]['name'] or sidecar['top5'][0]['index']})")
+    return f"{path}: {name}: activation {sidecar['activation']:.3f}"
