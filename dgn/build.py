@@ -17,26 +17,29 @@ from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
 from dgn.runs.records import input_files
 
 
-# Keys of the ``generator:`` section that a Generator takes as they are; the rest of its fields come
-# from ``regularizers:`` and ``precision``.
-_SECTIONS = {"generator": "generator", "pixel": "pixel", "fourier": "fourier"}
-
-
 def kind(data):
     """``parameterization.kind`` of a config dict (generator when absent)."""
     return data.get("parameterization", {}).get("kind", "generator")
 
 
 def parameterization(data):
-    """The :class:`dgn.optvis.param.Parameterization` a config describes (through the registry)."""
+    """The :class:`dgn.optvis.param.Parameterization` a config describes (through the registry): its
+    fields from the config section named after its kind (``generator:``, ``pixel:``, ``fourier:``, or the
+    kind of one registered outside dgn).
+
+    Raises:
+        ConfigError: an unknown kind, or a key the parameterization has no field for."""
     name = kind(data)
     if name not in param.PARAMETERIZATIONS:
         raise ConfigError(f"parameterization.kind {name!r}: valid: {', '.join(param.PARAMETERIZATIONS)}")
-    settings = dict(data[_SECTIONS[name]])
+    settings = dict(data.get(name) or {})   # the section named after the kind
     if name == "generator":
         settings.update(image_gamma_l1=data["regularizers"]["image_gamma_l1"],
                         alpha_l2=data["regularizers"]["alpha_l2"], precision=data.get("precision", "float32"))
-    return param.get(name, **settings)
+    try:
+        return param.get(name, **settings)
+    except TypeError as err:   # a key of an outside parameterization's section that it has no field for
+        raise ConfigError(f"{name}: {err}") from None
 
 
 def transforms(data):
@@ -79,12 +82,14 @@ def make_optimizer(section, image_size=None):
 
 def objective(spec, classifier, data):
     """The :class:`dgn.optvis.objectives.Objective` of target ``spec`` with the config's ``objective:`` settings."""
+
     obj = data["objective"]
     return parse_target(spec, classifier, obj["activation"], obj["others"])
 
 
 def classifier(data):
     """D for the config (``classifier:`` section, ``precision``)."""
+
     clf = load_classifier(data["classifier"], data.get("precision", "float32"))
     clf.files = input_files({"classifier": data["classifier"]})   # digests of its weight files (caches key on them)
     return clf
@@ -135,4 +140,5 @@ def dae_training(data):
 def dae_classifier(data):
     """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
     perceptual term's layers."""
+
     return load_classifier(data["classifier"])

@@ -8,7 +8,7 @@ import copy
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -202,7 +202,8 @@ SCHEMA = {
         "display": Field((str,), "clip", choices=("clip", "authors"),
                          help="clip: undo preprocessing and clip to 0..255; authors: shift by min, sqrt, rescale"),
     },
-    # Other image parameterizations (dgn/optvis/param/) and DeepDream (dgn/optvis/dream.py).
+    # Other image parameterizations (dgn/optvis/param/) and DeepDream (dgn/optvis/dream.py). A parameterization
+    # registered outside dgn (dgn.param.register) is chosen by its kind and set by a section of that name.
     "parameterization": {
         "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"),
                       help="generator: G (the paper); pixel: the pixels themselves; fourier: lucid's "
@@ -308,8 +309,15 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: '{prefix or 'top level'}' must be a mapping of keys, got {raw!r}")
+    extension = _extension_section(raw) if not prefix else None
+    if extension:
+        kind = schema["parameterization"]["kind"]
+        schema = {**schema, "parameterization": {**schema["parameterization"],
+                                                 "kind": replace(kind, choices=kind.choices + (extension,))}}
     out = {}
     for key in raw:
+        if key == extension:
+            continue
         if key not in schema:
             section = f"section '{prefix}'" if prefix else "the top level"
             raise ConfigError(f"{where}: unknown key '{prefix + '.' if prefix else ''}{key}' in {section}; "
@@ -322,9 +330,23 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
             out[key] = _check_value(full, raw[key], spec, base_dir, where)
         else:
             out[key] = copy.deepcopy(spec.default)
+    if extension:
+        out[extension] = copy.deepcopy(raw[extension])
     if not prefix:
         _check_whole(out, where)
     return out
+
+
+def _extension_section(raw):
+    """The section of a parameterization registered outside dgn (:func:`dgn.param.register`): the
+    config's ``parameterization.kind`` when it is not built in and the config has a section of that
+    name (a mapping). Its keys are the parameterization's fields, checked when it is built
+    (:func:`dgn.build.parameterization`), not here: this module loads no parameterization."""
+    section = raw.get("parameterization")
+    kind = section.get("kind") if isinstance(section, dict) else None
+    if isinstance(kind, str) and kind not in SCHEMA and isinstance(raw.get(kind), dict):
+        return kind
+    return None
 
 
 def _check_whole(cfg, where):
@@ -424,7 +446,7 @@ def _check_whole(cfg, where):
 
 
 def transforms_active(jitter, scale, rotate):
-    """Whether a transform with these settings changes the image (:class:`dgn.transforms.RandomAffine`)."""
+    """Whether a transform with these settings changes the image (:class:`dgn.optvis.transforms.RandomAffine`)."""
     return jitter > 0 or tuple(scale) != (1.0, 1.0) or rotate > 0
 
 
