@@ -70,7 +70,8 @@ def __getattr__(name):
     """The public API, imported on first use (``import dgn`` alone does not start Keras)."""
     if name in _EXPORTS:
         module, attr = _EXPORTS[name]
-        return getattr(importlib.import_module(module), attr)
+        value = globals()[name] = getattr(importlib.import_module(module), attr)   # once: a plain attribute after
+        return value
     if f"dgn.{name}" in MODULE_ALIASES or name == "attribution":
         return importlib.import_module(f"dgn.{name}")
     raise AttributeError(f"module 'dgn' has no attribute {name!r}")

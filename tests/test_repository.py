@@ -4,6 +4,7 @@ import fnmatch
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +108,13 @@ def test_every_config_in_configs_loads():
             assert made_first[name] in str(caught.value)
             continue
         assert load_config(path).data["name"], name
+
+
+def test_the_api_reference_builds_without_warnings(tmp_path):
+    """scripts/api_docs.py (pdoc, from the docstrings; linked from the README) documents every module."""
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "api_docs.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for page in ("dgn.html", "dgn/optvis/render.html", "dgn/optvis/param.html", "dgn/attribution.html",
+                 "dgn/runs/folder.html", "dgn/cli.html"):
+        assert (tmp_path / page).is_file(), page
