@@ -134,6 +134,34 @@ def dae_training(data):
     return DaeTraining(classifier_model=data["classifier"]["model"], **keys)
 
 
+def progressive_recipe(data):
+    """The :class:`dgn.progressive.ProgressiveRecipe` of a train-dae config with ``dae.stages``: the stages,
+    a checkpoint every ``dae.steps_per_epoch`` updates (default 250), ``dae.noise_stddev``,
+    ``dae.precision``, ``dae.norm_photos``, ``seed``.
+
+    Raises:
+        ConfigError: a stage with an unknown key or a value of the wrong kind."""
+    from dataclasses import fields
+
+    from dgn.progressive import ProgressiveRecipe, Stage
+
+    dae = data["dae"]
+    known = {f.name: f.type for f in fields(Stage)}
+    for i, stage in enumerate(dae["stages"]):
+        unknown = sorted(set(stage) - set(known))
+        if unknown or "side" not in stage or "updates" not in stage:
+            what = f"unknown key {', '.join(unknown)}" if unknown else "side and updates are needed"
+            raise ConfigError(f"dae.stages[{i}]: {what}; valid keys: {', '.join(known)}")
+        for key, value in stage.items():
+            kind = {int: int, float: (int, float), bool: bool}[known[key]]
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) or (kind is not bool and value < 0):
+                raise ConfigError(f"dae.stages[{i}].{key}: {value!r} is not a valid value (a non-negative "
+                                  f"{'true/false' if kind is bool else 'number'})")
+    return ProgressiveRecipe(stages=[dict(s) for s in dae["stages"]], checkpoint_updates=dae["steps_per_epoch"] or 250,
+                             noise_stddev=dae["noise_stddev"], precision=dae["precision"], seed=data["seed"],
+                             norm_photos=dae["norm_photos"])
+
+
 def dae_classifier(data):
     """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
     perceptual term's layers."""

@@ -89,6 +89,25 @@ def describe_parameterization(cfg, classifier):
     return text
 
 
+def _train_progressive(args, cfg, training, data_dir):
+    """train-dae with ``dae.stages``: the paper's decoder trained stage by stage (:mod:`dgn.progressive`)."""
+    from dgn import build
+    from dgn.errors import DgnError
+    from dgn.progressive import train_progressive
+
+    if args.epochs is not None:
+        raise DgnError("--epochs does not apply to a progressive recipe (dae.stages): set each stage's updates")
+    recipe = build.progressive_recipe(cfg.data)
+    classifier = build.dae_classifier(cfg.data)
+    seed_shape, blocks = build.autoencoder(cfg.data).sized(classifier.input_shape[0])
+    out = args.out or training.out
+    finished = train_progressive(recipe, data_dir, classifier.preprocessing, classifier.input_shape[0], out,
+                                 seed_shape, blocks, training.validation, training.wnids, args.time_limit)
+    print(f"trained decoder: {out}/decoder.weights.h5 (and encoder.weights.h5, decoder.json)" if finished else
+          f"stopped after a checkpoint in {out}; run the same command again to resume")
+    return 0
+
+
 def cmd_train_dae(args):
     from dgn import build
     from dgn.autoencoder import train_dae
@@ -101,6 +120,8 @@ def cmd_train_dae(args):
     cfg = load_config(args.config, overrides)
     training = build.dae_training(cfg.data)
     data_dir = training.images(args.data)   # before D is loaded: no folder fails at once
+    if cfg.data["dae"]["stages"]:
+        return _train_progressive(args, cfg, training, data_dir)
     out = train_dae(build.autoencoder(cfg.data), training, build.dae_classifier(cfg.data), data_dir=data_dir,
                     out_dir=args.out, epochs=args.epochs, verbose=1 if not args.quiet else 2,
                     time_limit=args.time_limit, record=cfg.data)
