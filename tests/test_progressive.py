@@ -148,3 +148,26 @@ def test_photos_are_split_as_train_dae_splits_them(tmp_path):
     assert len(train) + len(val) == 22 and names == "images"
     assert Trainer(ProgressiveRecipe(stages=[{"side": 32, "updates": 250}]), [5, 5, 12], [[16, 2], [16, 2]],
                    "tf", 32, str(tmp_path / "x")).recipe.cell == 2
+
+
+def test_a_packed_checkpoint_resumes_on_another_machine(trained, tmp_path, capsys):
+    import h5py
+
+    from dgn.progressive import CHECKPOINT, pack_checkpoint, unpack_checkpoint
+
+    config, images, run = trained
+    partial = str(tmp_path / "partial")
+    assert main(["train-dae", config, "--out", partial, "--time-limit", "0.0001"]) == 0   # one checkpoint
+    packed = pack_checkpoint(partial, str(tmp_path / "packed"))
+    with h5py.File(os.path.join(packed, CHECKPOINT)) as fh:
+        assert "optimizer" not in fh
+        dtypes = set()
+        fh.visititems(lambda name, obj: dtypes.add(obj.dtype) if isinstance(obj, h5py.Dataset) else None)
+        assert dtypes == {np.dtype("float16")}
+    moved = unpack_checkpoint(packed, str(tmp_path / "elsewhere"))
+    capsys.readouterr()
+    assert main(["train-dae", config, "--out", moved]) == 0
+    out = capsys.readouterr().out
+    assert "no optimizer state" in out and "trained decoder" in out
+    with pytest.raises(Exception, match="already holds a checkpoint"):
+        unpack_checkpoint(packed, moved)
