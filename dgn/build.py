@@ -8,6 +8,7 @@ Everything below this module takes those objects; the commands (``dgn generate``
 import keras
 
 from dgn.autoencoder.model import AutoencoderSpec, DaeTraining
+from dgn.autoencoder.progressive import ProgressiveRecipe, Stage
 from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError
 from dgn.optvis import param
@@ -82,14 +83,12 @@ def make_optimizer(section, image_size=None):
 
 def objective(spec, classifier, data):
     """The :class:`dgn.optvis.objectives.Objective` of target ``spec`` with the config's ``objective:`` settings."""
-
     obj = data["objective"]
     return parse_target(spec, classifier, obj["activation"], obj["others"])
 
 
 def classifier(data):
     """D for the config (``classifier:`` section, ``precision``)."""
-
     clf = load_classifier(data["classifier"], data.get("precision", "float32"))
     clf.files = input_files({"classifier": data["classifier"]})   # digests of its weight files (caches key on them)
     return clf
@@ -137,8 +136,34 @@ def dae_training(data):
     return DaeTraining(classifier_model=data["classifier"]["model"], **keys)
 
 
+def progressive_recipe(data):
+    """The :class:`dgn.progressive.ProgressiveRecipe` of a train-dae config with ``dae.stages``: the stages,
+    a checkpoint every ``dae.steps_per_epoch`` updates (default 250), ``dae.noise_stddev``,
+    ``dae.precision``, ``dae.norm_photos``, ``seed``.
+
+    Raises:
+        ConfigError: a stage with an unknown key or a value of the wrong kind."""
+    from dataclasses import fields
+
+
+    dae = data["dae"]
+    known = {f.name: f.type for f in fields(Stage)}
+    for i, stage in enumerate(dae["stages"]):
+        unknown = sorted(set(stage) - set(known))
+        if unknown or "side" not in stage or "updates" not in stage:
+            what = f"unknown key {', '.join(unknown)}" if unknown else "side and updates are needed"
+            raise ConfigError(f"dae.stages[{i}]: {what}; valid keys: {', '.join(known)}")
+        for key, value in stage.items():
+            kind = {int: int, float: (int, float), bool: bool}[known[key]]
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) or (kind is not bool and value < 0):
+                raise ConfigError(f"dae.stages[{i}].{key}: {value!r} is not a valid value (a non-negative "
+                                  f"{'true/false' if kind is bool else 'number'})")
+    return ProgressiveRecipe(stages=[dict(s) for s in dae["stages"]], checkpoint_updates=dae["steps_per_epoch"] or 250,
+                             noise_stddev=dae["noise_stddev"], precision=dae["precision"], seed=data["seed"],
+                             norm_photos=dae["norm_photos"])
+
+
 def dae_classifier(data):
     """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
     perceptual term's layers."""
-
     return load_classifier(data["classifier"])

@@ -193,6 +193,11 @@ SCHEMA = {
                               help="for dae.init runs: the norms normalize with the statistics the init's weights "
                                    "came with, fixed, instead of each batch's, as at inference; the encoder's norms "
                                    "do not train at all (norm_photos is then not used)"),
+        "stages": Field((list,), None, nullable=True, item=lambda v: isinstance(v, dict) and bool(v),
+                        help="train the decoder progressively (Karras et al. 2018) with the thumbnail encoder: a "
+                             "list of stages {side, updates, batch_size, fade, learning_rate, warmup, decay}, the "
+                             "decoder's block sides in order ending at its image (docs/autoencoder.md); null: "
+                             "the whole autoencoder at once (the paper)"),
         "init": Field((str,), None, nullable=True, path=True,
                       help="start from these trained weights (a folder with encoder.weights.h5 and "
                            "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),
@@ -430,7 +435,12 @@ def _check_whole(cfg, where):
             raise ConfigError(f"{where}: 'dae.init' {init}: {meta_path} is missing or unreadable; give a folder "
                               f"written by `dgn train-dae` or `dgn export-dae`") from None
         # the encoder it was trained with: another one cannot load its weights
-        differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded_encoder(meta).items()
+        recorded = recorded_encoder(meta)
+        if recorded.pop("kind") != "paper":
+            raise ConfigError(f"{where}: 'dae.init' {init} was trained with the progressive recipe's thumbnail "
+                              f"encoder, which train-dae's encoder cannot load; give a folder trained by train-dae")
+        recorded.pop("cell")
+        differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded.items()
                   if v is not None and v != dae[k]]
         if differ:
             raise ConfigError(f"{where}: 'dae.init' {init} was trained with another encoder than the config's; "

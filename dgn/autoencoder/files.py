@@ -8,6 +8,7 @@ import os
 import keras
 import numpy as np
 
+from dgn.autoencoder.encoders import THUMBNAIL, build_thumbnail_encoder
 from dgn.autoencoder.model import CODE_STATS, build_encoder
 from dgn.errors import DgnError
 from dgn.optvis.generator import build_decoder
@@ -158,7 +159,8 @@ def load_trained(spec, folder):
     :class:`AutoencoderSpec`: the encoder's layers, the decoder's seed_shape / blocks) says; the
     decoder's norms and last activation are those its decoder.json records, and so are the encoder's
     layers where it records them (``encoder_filters``, ``dense``: written since 2026-12-01;
-    ``encoder_bottleneck`` since 2026-12-07, 0 where it is missing)."""
+    ``encoder_bottleneck`` since 2026-12-07, 0 where it is missing; ``encoder.kind`` "thumbnail": the
+    encoder of the progressive recipe, :mod:`dgn.autoencoder.encoders`, since 2026-12-07)."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
@@ -166,9 +168,12 @@ def load_trained(spec, folder):
     size = meta["input_size"]
     seed_shape, blocks = spec.sized(size)
     recorded = recorded_encoder(meta)   # older files: the spec's filters and dense
-    filters = spec.encoder_filters if recorded["encoder_filters"] is None else recorded["encoder_filters"]
-    encoder = build_encoder((size, size, 3), filters, recorded["dense"] or spec.dense, math.prod(seed_shape),
-                            bottleneck=recorded["encoder_bottleneck"])
+    if recorded["kind"] == THUMBNAIL:
+        encoder = build_thumbnail_encoder(size, seed_shape, recorded["cell"])
+    else:
+        filters = spec.encoder_filters if recorded["encoder_filters"] is None else recorded["encoder_filters"]
+        encoder = build_encoder((size, size, 3), filters, recorded["dense"] or spec.dense, math.prod(seed_shape),
+                                bottleneck=recorded["encoder_bottleneck"])
     decoder = build_decoder(seed_shape, blocks, head="decoder", norm=meta.get("norm", "image"),
                             output_activation=meta.get("output_activation", "relu"),
                             output_norm=meta.get("output_norm", "image"))
@@ -182,7 +187,7 @@ def load_parts(folder, encoder, decoder, space=None):
     if space is not None:
         checked_metadata(os.path.join(folder, "decoder.weights.h5"), space)
     filters = [int(layer.filters) for layer in encoder.layers if layer.name.endswith("_conv1")]
-    dense = next(int(layer.units) for layer in encoder.layers if isinstance(layer, keras.layers.Dense))
+    dense = next((int(layer.units) for layer in encoder.layers if isinstance(layer, keras.layers.Dense)), 0)
     bottleneck = next((int(layer.filters) for layer in encoder.layers if layer.name == "enc_bottleneck"), 0)
     load_weights_strict(encoder, os.path.join(folder, "encoder.weights.h5"), "encoder",
                         hint=f" (built with dae.encoder_filters={filters}, dae.encoder_bottleneck={bottleneck} and "

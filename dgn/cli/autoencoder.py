@@ -9,6 +9,23 @@ from dgn.config import load_config
 from dgn.errors import DgnError
 
 
+def _train_progressive(args, cfg, training, data_dir):
+    """train-dae with ``dae.stages``: the paper's decoder trained stage by stage (:mod:`dgn.autoencoder.progressive`)."""
+    if args.epochs is not None:
+        raise DgnError("--epochs does not apply to a progressive recipe (dae.stages): set each stage's updates")
+    build = library("dgn.build")
+    train_progressive = library("dgn.autoencoder.progressive").train_progressive
+    recipe = build.progressive_recipe(cfg.data)
+    classifier = build.dae_classifier(cfg.data)
+    seed_shape, blocks = build.autoencoder(cfg.data).sized(classifier.input_shape[0])
+    out = args.out or training.out
+    finished = train_progressive(recipe, data_dir, classifier.preprocessing, classifier.input_shape[0], out,
+                                 seed_shape, blocks, training.validation, training.wnids, args.time_limit)
+    print(f"trained decoder: {out}/decoder.weights.h5 (and encoder.weights.h5, decoder.json)" if finished else
+          f"stopped after a checkpoint in {out}; run the same command again to resume")
+    return 0
+
+
 def cmd_train_dae(args):
     if args.time_limit is not None and args.time_limit <= 0:
         raise DgnError(f"--time-limit {args.time_limit:g}: give a positive number of minutes, e.g. --time-limit 30")
@@ -18,6 +35,8 @@ def cmd_train_dae(args):
     train_dae = library("dgn.autoencoder.training").train_dae
     training = build.dae_training(cfg.data)
     data_dir = training.images(args.data)   # before D is loaded: no folder fails at once
+    if cfg.data["dae"]["stages"]:
+        return _train_progressive(args, cfg, training, data_dir)
     out = train_dae(build.autoencoder(cfg.data), training, build.dae_classifier(cfg.data), data_dir=data_dir,
                     out_dir=args.out, epochs=args.epochs, verbose=1 if not args.quiet else 2,
                     time_limit=args.time_limit, record=cfg.data)
