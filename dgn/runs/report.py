@@ -14,7 +14,7 @@ import os
 from dgn.errors import DgnError
 from dgn.optvis.objectives import target_label
 from dgn.progress import Progress
-from dgn.runs.judge import judge_image, load_judge
+from dgn.runs import judge as judging   # judging.judge_image: looked up at each call (tests replace it)
 from dgn.runs.outputs import write_json
 
 
@@ -164,13 +164,13 @@ def read_judge(run_dir):
 
 def judge_run(run_dir, judge, entries=None, progress=True):
     """Judges every class-target image of the folder not yet judged by this judge; writes ``judge.json``.
-    ``judge``: a classifier name, .keras file or YAML config (see dgn.optvis.compare.load_judge), or a
+    ``judge``: a classifier name, .keras file or YAML config (see dgn.runs.judge.load_judge), or a
     classifier already loaded."""
     from PIL import Image
 
 
     entries = load_entries(run_dir) if entries is None else entries
-    model = load_judge(judge) if isinstance(judge, (str, os.PathLike)) else judge
+    model = judging.load_judge(judge) if isinstance(judge, (str, os.PathLike)) else judge
     name, views = read_judge(run_dir)
     if name != model.name:
         views = {}
@@ -180,7 +180,7 @@ def judge_run(run_dir, judge, entries=None, progress=True):
         path = os.path.join(run_dir, e["image"])
         with Image.open(path) as img:
             rgb = img.convert("RGB")
-        views[e["image"]] = {**judge_image(model, rgb, [e["index"]]), "png": _signature(path)}
+        views[e["image"]] = {**judging.judge_image(model, rgb, [e["index"]]), "png": _signature(path)}
         bar.update(i)
         if i % SAVE_EVERY == 0:  # an interrupted judging resumes from here
             write_json(os.path.join(run_dir, JUDGE), {"classifier": model.name, "images": views})
