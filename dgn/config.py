@@ -417,7 +417,7 @@ def _check_whole(cfg, where):
         if recorded.pop("kind") != "paper":
             raise ConfigError(f"{where}: 'dae.init' {init} was trained with the progressive recipe's thumbnail "
                               f"encoder, which train-dae's encoder cannot load; give a folder trained by train-dae")
-        recorded.pop("cell")
+        recorded.pop("cell"), recorded.pop("mix")
         differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded.items()
                   if v is not None and v != dae[k]]
         if differ:

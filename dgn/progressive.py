@@ -163,6 +163,8 @@ class ProgressiveRecipe:
     """The whole recipe: ``stages`` in order (:class:`Stage`, the last one the decoder's own side),
     a checkpoint every ``checkpoint_updates`` updates, the encoder's ``cell`` (thumbnail pixels per code
     cell side; None: the most whose 3 * cell**2 numbers fit a code cell's channels, 6 for the paper's 128),
+    ``encoder_mix`` ("global": the encoder may move what it codes anywhere in the code; "local": each code
+    cell codes its own part of the photo, :func:`dgn.encoders.build_thumbnail_encoder`),
     the input noise (D's input space), the compute ``precision``, the ``seed`` of weights,
     noise and photo order, ``validation_photos`` held-out photos for each checkpoint's loss, and
     ``norm_photos`` training photos whose batch statistics the saved norms carry (PreciseBN)."""
@@ -170,6 +172,7 @@ class ProgressiveRecipe:
     stages: list
     checkpoint_updates: int = 250
     cell: int = None
+    encoder_mix: str = "global"
     noise_stddev: float = 0.1
     precision: str = "mixed_bfloat16"
     seed: int = 0
@@ -284,7 +287,7 @@ class Trainer:
             recipe.cell = max(1, math.isqrt(int(self.seed_shape[2]) // 3))
         with dtype_policy(recipe.precision):
             keras.utils.set_random_seed(recipe.seed)
-            self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell)
+            self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell, recipe.encoder_mix)
             self.decoder = build_paper_decoder(self.seed_shape, self.blocks)
         sides = stage_sides(self.decoder)
         wanted = [s.side for s in recipe.stages]
@@ -301,8 +304,15 @@ class Trainer:
     def identity(self):
         r = self.recipe
         return {"space": self.space, "size": self.size, "seed_shape": self.seed_shape, "blocks": self.blocks,
-                "encoder": {"kind": THUMBNAIL, "cell": r.cell}, "noise_stddev": r.noise_stddev, "seed": r.seed,
+                "encoder": self.encoder_record(), "noise_stddev": r.noise_stddev, "seed": r.seed,
                 "sides": [s.side for s in r.stages]}
+
+    def encoder_record(self):
+        """What decoder.json records of the encoder (:func:`dgn.weights.recorded_encoder` reads it)."""
+        record = {"kind": THUMBNAIL, "cell": self.recipe.cell}
+        if self.recipe.encoder_mix != "local":
+            record["mix"] = self.recipe.encoder_mix
+        return record
 
     def _state(self):
         path = os.path.join(self.out_dir, STATE)
@@ -431,7 +441,7 @@ class Trainer:
         used = sum(len(b) for b in batches)
         meta = {"preprocessing": self.space, "input_size": self.size, "norm": "batch", "output_norm": "moving",
                 "output_activation": "linear", "seed_shape": self.seed_shape, "blocks": self.blocks,
-                "encoder": {"kind": THUMBNAIL, "cell": r.cell}, "encoder_filters": [], "encoder_bottleneck": 0,
+                "encoder": self.encoder_record(), "encoder_filters": [], "encoder_bottleneck": 0,
                 "dense": 0, "noise_stddev": r.noise_stddev, "data": data_names,
                 "images": {"train": train_count}, "progressive": history,
                 "history": [{"recipe": "progressive", "updates": sum(h["updates"] for h in _last_per_stage(history)),

@@ -56,7 +56,7 @@ def test_every_stage_trains_and_the_last_writes_the_papers_decoder(trained):
     assert sides == [9, 9, 17, 17, 32, 32, 32]
     assert all(np.isfinite(h["loss"]) for h in state["history"])
     meta = json.load(open(os.path.join(run, "decoder.json")))
-    assert meta["encoder"] == {"kind": "thumbnail", "cell": 2}     # 3 * 2**2 = 12 numbers a code cell
+    assert meta["encoder"] == {"kind": "thumbnail", "cell": 2, "mix": "global"}   # 3 * 2**2 = 12 numbers a cell
     assert meta["output_norm"] == "moving" and meta["output_activation"] == "linear"
     assert meta["history"][0]["updates"] == 14 and meta["history"][0]["norm_photos"] == 8
     # the decoder is the paper's G with head 8b, as the pretrained generator builds it: it loads strictly
@@ -171,3 +171,15 @@ def test_a_packed_checkpoint_resumes_on_another_machine(trained, tmp_path, capsy
     assert "no optimizer state" in out and "trained decoder" in out
     with pytest.raises(Exception, match="already holds a checkpoint"):
         unpack_checkpoint(packed, moved)
+
+
+def test_the_global_encoder_starts_as_the_local_one_and_is_rebuilt_from_decoder_json(trained):
+    from dgn.autoencoder import load_trained
+
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    local = build_thumbnail_encoder(64, [5, 5, 12], cell=2)
+    dense = build_thumbnail_encoder(64, [5, 5, 12], cell=2, mix="global")
+    np.testing.assert_allclose(np.asarray(local(x)), np.asarray(dense(x)), atol=1e-5)
+    config, images, run = trained
+    encoder, _, meta = load_trained(build.autoencoder(load_config(config).data), run)
+    assert encoder.get_layer("enc_code").__class__.__name__ == "Dense" and meta["encoder"]["mix"] == "global"
