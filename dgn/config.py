@@ -44,8 +44,8 @@ SCHEMA = {
     "seed": Field((int,), 0, minimum=0),
     "classifier": {
         "model": Field((str,), "efficientnet_lite0", path=True,
-                       keywords=("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny"),
-                       help="efficientnet_lite0, efficientnet_lite2, vgg16, tiny, or a .keras file"),
+                       keywords=("efficientnet_lite0", "efficientnet_lite2", "mobilenet_v2", "vgg16", "tiny"),
+                       help="efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny, or a .keras file"),
         "weights": Field((str,), "imagenet", nullable=True, path=True, keywords=("imagenet", "none"),
                          help="imagenet, none, or a .h5 / .weights.h5 file"),
         "preprocessing": Field((str,), None, nullable=True, choices=("caffe", "tf", "unit", "raw"),
