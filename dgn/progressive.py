@@ -59,6 +59,28 @@ class FadeIn(keras.layers.Layer):
         return input_shape[0]
 
 
+@keras.saving.register_keras_serializable(package="dgn")
+class Window(keras.layers.Layer):
+    """A ``size`` x ``size`` window of (batch, H, W, C) at the offset (row, column) that the second input
+    holds in its first row (batch, 2) int32, times ``scale``: the same window of every image of the batch."""
+
+    def __init__(self, size, scale=1, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.scale = int(size), int(scale)
+
+    def call(self, inputs):
+        x, offset = inputs
+        start = ops.cast(offset[0], "int32") * self.scale
+        return ops.slice(x, ops.stack([0, start[0], start[1], 0]),
+                         (ops.shape(x)[0], self.size, self.size, x.shape[3]))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.size, self.size, input_shape[0][3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "scale": self.scale}
+
+
 def decoder_layers_until(decoder, side):
     """The decoder's layers (in call order, from ``reshape``) whose output is at most ``side`` px: the
     blocks of a stage. The whole decoder's layers for its own side."""
@@ -78,50 +100,76 @@ def stage_sides(decoder):
     return sides + [decoder.output.shape[1]]
 
 
-def build_stage(encoder, decoder, side, previous=None, to_rgb=None):
+def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
     """The model trained at stage ``side``: D-space photo (batch, N, N, 3) -> encoder -> the
     decoder's layers up to ``side`` -> (a temporary 1x1 conv to RGB unless ``side`` is the decoder's
     own) -> image (batch, side, side, 3); with ``previous`` (the side of the stage before), the new
     block fades in over the previous stage's output, upsampled (:class:`FadeIn`).
+
+    ``window`` > 0 (with ``previous``): the new block runs on a ``window`` x ``window`` window of the
+    previous stage's features only, at the offset (row, column) of a second input (batch, 2), and the
+    model makes the image of that window, (batch, 2 * window - k + 1, ...) for the block's first kernel
+    k, at 2 * offset in the stage's image (:func:`window_output`): the patch training of super-resolution
+    networks, which the decoder, convolutional after its first block, allows. Its borders differ from
+    the whole image's by what the zero padding of the block's 'same' convolutions sees (the loss leaves
+    them out, :func:`shrunk_mse`).
 
     ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here).
     Returns (model, fade layer or None)."""
     to_rgb = {} if to_rgb is None else to_rgb
     size = encoder.input.shape[1]
     photo = keras.Input((size, size, 3), name="photo")
+    offset = keras.Input((2,), dtype="int32", name="offset") if window else None
     x = encoder(photo)
     outputs = {}
+    windowed = False
     for layer in decoder_layers_until(decoder, side):
+        if window and not windowed and len(x.shape) == 4 and x.shape[1] == previous \
+                and layer.output.shape[1] > previous:   # the new block starts here: on the window only
+            x, windowed = Window(window, name=f"window_{previous}")([x, offset]), True
         x = layer(x)
-        if len(x.shape) == 4:
-            outputs[x.shape[1]] = x
+        if len(x.shape) == 4 and not windowed:
+            outputs[x.shape[1]] = x      # each side's last tensor: the block's output
     final = side == decoder.output.shape[1]
 
-    def rgb(at):
+    def rgb(at, tensor):
         if at == decoder.output.shape[1]:
-            return outputs[at]
+            return tensor
         if at not in to_rgb:
             to_rgb[at] = keras.layers.Conv2D(3, 1, name=f"to_rgb_{at}")
-        return to_rgb[at](outputs[at])
+        return to_rgb[at](tensor)
 
-    image = x if final else rgb(side)
+    image = x if final else rgb(side, x)
     fade = None
     if previous is not None:
-        old = ResizeTo(side, name=f"up_{previous}_{side}")(rgb(previous))
+        old = ResizeTo(side, name=f"up_{previous}_{side}")(rgb(previous, outputs[previous]))
+        if window:
+            old = Window(image.shape[1], scale=2, name=f"window_{side}")([old, offset])
         fade = FadeIn(name=f"fade_{side}")
         image = fade([old, image])
     image = keras.layers.Activation("linear", dtype="float32", name="stage_image")(image)
-    return keras.Model(photo, image, name=f"stage_{side}"), fade
+    inputs = [photo, offset] if window else photo
+    return keras.Model(inputs, image, name=f"stage_{side}" + (f"_window_{window}" if window else "")), fade
 
 
-def shrunk_mse(side):
+def window_output(window, kernel):
+    """Side (px) of the image a window of ``window`` features makes through a block whose first
+    (upsampling, valid) convolution has ``kernel`` taps."""
+    return 2 * window - kernel + 1
+
+
+def shrunk_mse(side, margin=0):
     """Loss of stage ``side``: MSE between the stage's image and the photo shrunk to side x side
-    (antialiased bilinear), per image, in D's input space."""
+    (antialiased bilinear), per image, in D's input space; ``margin`` px at each border left out (a
+    window's, :func:`build_stage`)."""
 
     def loss(y_true, y_pred):
         target = ops.image.resize(y_true, (side, side), interpolation="bilinear", antialias=True) \
             if y_true.shape[1] != side else y_true
-        return ops.mean(ops.square(ops.cast(target, "float32") - ops.cast(y_pred, "float32")), axis=(1, 2, 3))
+        diff = ops.cast(target, "float32") - ops.cast(y_pred, "float32")
+        if margin:
+            diff = diff[:, margin:-margin, margin:-margin, :]
+        return ops.mean(ops.square(diff), axis=(1, 2, 3))
 
     loss.__name__ = f"mse_{side}"
     return loss
@@ -147,7 +195,8 @@ class Stage:
     """One stage: the decoder up to ``side`` px trained for ``updates`` batches of ``batch_size``, the
     new block faded in over the first ``fade`` of them (none for the first stage), Adam at
     ``learning_rate`` warmed up over ``warmup`` updates and, with ``decay``, down to 0 along half a
-    cosine over the stage (the last stage's)."""
+    cosine over the stage (the last stage's); ``window`` > 0: the new block trains on random windows of
+    that many of the previous stage's features (:func:`build_stage`), validation on the whole image."""
 
     side: int
     updates: int
@@ -156,6 +205,7 @@ class Stage:
     learning_rate: float = 1e-3
     warmup: int = 0
     decay: bool = False
+    window: int = 0
 
 
 @dataclass
@@ -189,9 +239,10 @@ class StageBatches(ImageDataset):
     crops (and flips) of :class:`dgn.data.ImageDataset` with its ``epoch`` left at 0: a function of the
     seed and g alone."""
 
-    def __init__(self, images, crop, space, small, side, noise_stddev=0.0, **kwargs):
+    def __init__(self, images, crop, space, small, side, noise_stddev=0.0, window=None, **kwargs):
         super().__init__(images, crop, space, **kwargs)
         self.small, self.side, self.noise_stddev = int(small), int(side), float(noise_stddev)
+        self.window = window    # (window, previous side, image side of a window) of a window stage
 
     def __len__(self):
         return self.batches_per_pass
@@ -202,7 +253,13 @@ class StageBatches(ImageDataset):
         if self.noise_stddev:   # the denoising autoencoder's input noise, drawn from the batch's own seed
             rng = np.random.default_rng([self.seed, g, 1])
             small = small + rng.normal(0.0, self.noise_stddev, small.shape).astype("float32")
-        return small, shrink(x, self.side)
+        target = shrink(x, self.side)
+        if not self.window:
+            return small, target
+        window, previous, out = self.window   # one window a batch, at a random place (build_stage)
+        row, col = np.random.default_rng([self.seed, g, 2]).integers(0, previous - window + 1, 2)
+        offsets = np.tile(np.array([[row, col]], "int32"), (len(small), 1))
+        return (small, offsets), target[:, 2 * row:2 * row + out, 2 * col:2 * col + out]
 
 
 def shrink(x, side):
@@ -322,17 +379,36 @@ class Trainer:
             return json.load(fh)
 
     def _stage_model(self, index):
-        """The compiled model of stage ``index`` (and the fade layer, None for the first stage); builds
-        the stages before it first, whose temporary RGB layers it shares."""
+        """(the compiled model that trains stage ``index``, the fade layer or None, the compiled model of
+        the whole image that validates it: the same one unless the stage trains on windows); builds the
+        stages before it first, whose temporary RGB layers it shares."""
         stages = self.recipe.stages
+        stage = stages[index]
         with dtype_policy(self.recipe.precision):
             keras.utils.set_random_seed(self.recipe.seed + 1 + index)
             core = _encoder_core(self.encoder, self.small)
             for j in range(index + 1):   # the RGB layers of the stages before, in order
                 model, fade = build_stage(core, self.decoder, stages[j].side,
                                           stages[j - 1].side if j else None, self.to_rgb)
-        model.compile(optimizer=keras.optimizers.Adam(_schedule(stages[index])), loss=shrunk_mse(stages[index].side))
-        return model, fade
+            whole = model
+            if stage.window:
+                model, _ = build_stage(core, self.decoder, stage.side, stages[index - 1].side, self.to_rgb,
+                                       stage.window)
+        model.compile(optimizer=keras.optimizers.Adam(_schedule(stage)),
+                      loss=shrunk_mse(model.output.shape[1], self._margin(index)))
+        if whole is not model:
+            whole.compile(loss=shrunk_mse(stage.side))
+        return model, fade, whole
+
+    def _margin(self, index):
+        """Border (px) of a window stage's image that differs from the whole image's: what the new block's
+        'same' convolutions after its first read of the zero padding."""
+        if not self.recipe.stages[index].window:
+            return 0
+        previous, side = self.recipe.stages[index - 1].side, self.recipe.stages[index].side
+        block = [layer for layer in self.decoder.layers if isinstance(layer, keras.layers.Conv2D)
+                 and previous < layer.output.shape[1] <= side]
+        return sum((layer.kernel_size[0] - 1 + 1) // 2 for layer in block[1:])
 
     def run(self, train_images, val_images, data_names, time_limit=None, verbose=0):
         """Trains from where ``out_dir`` stands, until the recipe ends or ``time_limit`` minutes have passed
@@ -354,7 +430,7 @@ class Trainer:
         if state is not None:
             self.out(f"resuming stage {index + 1} ({r.stages[index].side} px) after {done} updates", flush=True)
             if done >= r.stages[index].updates:   # a finished stage: its weights start the next one
-                model, _ = self._stage_model(index)
+                model, _, _ = self._stage_model(index)
                 self._load_checkpoint(model)
                 index, done = index + 1, 0
         started, progress = time.monotonic(), Progress(r, self.out)
@@ -371,14 +447,15 @@ class Trainer:
         ``time_limit`` minutes from ``started`` (False). Batch g of a stage is drawn from the recipe's seed,
         the stage and g alone (:class:`StageBatches`), so a resumed stage sees what an unbroken one would."""
         r, stage = self.recipe, self.recipe.stages[index]
-        model, fade = self._stage_model(index)
+        model, fade, whole = self._stage_model(index)
         if done:
             self._load_checkpoint(model)
         elif index:
             self.out(f"stage {index + 1} ({stage.side} px): the new block fades in over {stage.fade} updates",
                      flush=True)
+        window = (stage.window, r.stages[index - 1].side, model.output.shape[1]) if stage.window else None
         train = StageBatches(train_images, self.size, self.space, self.small, stage.side, r.noise_stddev,
-                             batch_size=stage.batch_size, seed=r.seed + 1000 * (index + 1))
+                             batch_size=stage.batch_size, seed=r.seed + 1000 * (index + 1), window=window)
         val = StageBatches(val_images[:r.validation_photos], self.size, self.space, self.small, stage.side,
                            batch_size=stage.batch_size, augment=False, shuffle=False) if val_images else None
         val_x, val_y = (np.concatenate(p) for p in zip(*(val[i] for i in range(len(val))))) if val else (None, None)
@@ -391,7 +468,7 @@ class Trainer:
             if (g + 1) % r.checkpoint_updates:
                 continue
             progress.ran(index, len(losses))
-            val_loss = float(model.evaluate(val_x, val_y, batch_size=stage.batch_size, verbose=0)) if val else None
+            val_loss = float(whole.evaluate(val_x, val_y, batch_size=stage.batch_size, verbose=0)) if val else None
             loss = float(np.mean(losses))
             losses = []
             wall = round(wall_before + time.monotonic() - started, 1)

@@ -30,7 +30,7 @@ dae:
   stages:
     - {{side: 9, updates: 4, batch_size: 4, learning_rate: 0.01}}
     - {{side: 17, updates: 4, batch_size: 4, fade: 2, learning_rate: 0.01}}
-    - {{side: 32, updates: 6, batch_size: 4, fade: 2, warmup: 1, learning_rate: 0.01, decay: true}}
+    - {{side: 32, updates: 6, batch_size: 4, fade: 2, warmup: 1, learning_rate: 0.01, decay: true, window: 9}}
 """
 
 
@@ -183,3 +183,24 @@ def test_the_global_encoder_starts_as_the_local_one_and_is_rebuilt_from_decoder_
     config, images, run = trained
     encoder, _, meta = load_trained(build.autoencoder(load_config(config).data), run)
     assert encoder.get_layer("enc_code").__class__.__name__ == "Dense" and meta["encoder"]["mix"] == "global"
+
+
+def test_a_window_makes_the_whole_images_window_but_for_its_border():
+    from dgn.progressive import window_output
+
+    encoder = build_thumbnail_encoder(32, [5, 5, 12], cell=2)
+    decoder = build_decoder([5, 5, 12], [[16, 2], [16, 2]], head="decoder", norm="moving",
+                            output_activation="linear", output_norm="moving")
+    to_rgb = {}
+    whole, whole_fade = build_stage(encoder, decoder, 32, 17, to_rgb)
+    window, fade = build_stage(encoder, decoder, 32, 17, to_rgb, window=9)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    n = window_output(9, 3)
+    for t in (0.0, 1.0):
+        whole_fade.t.assign(t)
+        fade.t.assign(t)
+        full = np.asarray(whole(x))
+        for row, col in [(0, 0), (3, 5), (8, 8)]:
+            part = np.asarray(window([x, np.array([[row, col]] * 2, "int32")]))
+            ref = full[:, 2 * row:2 * row + n, 2 * col:2 * col + n]
+            np.testing.assert_allclose(part[:, 2:-2, 2:-2], ref[:, 2:-2, 2:-2], atol=1e-5)
