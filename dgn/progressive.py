@@ -11,17 +11,19 @@ only the way it is trained changes. Its blocks already grow the image 5 -> 9 -> 
   ``(1 - t) * up(rgb_old) + t * rgb_new`` (:class:`FadeIn`), with ``t`` going linearly from 0 to 1;
 - the last stage is the whole decoder at 224 (its own last conv and norm, no temporary layer).
 
-The encoder is only the means of training the decoder, and it need not read the 224 px photo:
-:func:`build_thumbnail_encoder` shrinks the photo to a small copy (60 px by default), a learned 2x2
-convolution (stride 2) to 30 x 30 x 3, a space-to-depth rearrangement onto the code's 5 x 5 grid
-(108 numbers a cell), and a learned 1x1 convolution to the code's 128 channels. It starts as the
-box-filtered 30 x 30 thumbnail (plus 1, so that the paper's f = alpha * 1 with alpha >= 0 starts at the
-mid-grey image and reaches every photo's code) and learns from there; it costs nothing beside the decoder.
+With ``window`` a stage trains its new block on random windows of the previous stage's features (the
+patch training of super-resolution networks), which makes the 224 px stage 1.6x cheaper.
+
+The encoder is only the means of training the decoder, and it need not read the 224 px photo: the
+thumbnail encoder (:func:`dgn.encoders.build_thumbnail_encoder`) reads a 60 px copy and starts as its
+box thumbnail laid onto the code's 5 x 5 grid; it costs nothing beside the decoder. Measurements:
+docs/autoencoder.md, "The progressive recipe".
 """
 
 import json
 import math
 import os
+import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,9 +38,8 @@ from dgn.autoencoder import (folder_names, kept_norm_statistics, learning_rate_s
 from dgn.data import ImageDataset, list_and_split, load_images
 from dgn.encoders import THUMBNAIL, ResizeTo, build_thumbnail_encoder, thumbnail_encoder_input
 from dgn.errors import DgnError
-from dgn.generator import build_decoder
+from dgn.generator import PAPER_BLOCKS, build_decoder
 from dgn.images import eval_short_side
-from dgn.layers import GeneratorNorm
 from dgn.outputs import write_json
 from dgn.precision import dtype_policy
 
@@ -179,11 +180,6 @@ def build_paper_decoder(seed_shape, blocks, output_activation="linear", output_n
     """The decoder that ships: the paper's G with head 8b, hidden norms on batch statistics."""
     return build_decoder(seed_shape, blocks, head="decoder", norm="batch", output_activation=output_activation,
                          output_norm=output_norm)
-
-
-def norms(decoder):
-    """The decoder's batch-statistics norms (their moving averages are what training leaves)."""
-    return [layer for layer in decoder.layers if isinstance(layer, GeneratorNorm) and layer.mode == "batch"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -410,7 +406,7 @@ class Trainer:
                  and previous < layer.output.shape[1] <= side]
         return sum((layer.kernel_size[0] - 1 + 1) // 2 for layer in block[1:])
 
-    def run(self, train_images, val_images, data_names, time_limit=None, verbose=0):
+    def run(self, train_images, val_images, data_names, time_limit=None):
         """Trains from where ``out_dir`` stands, until the recipe ends or ``time_limit`` minutes have passed
         (stopping after a checkpoint). Returns True when the recipe is finished."""
         r = self.recipe
@@ -538,8 +534,7 @@ def _last_per_stage(history):
 
 
 def run_record_machine():
-    import platform
-
+    """The machine a run trained on, as decoder.json's history records it."""
     return f"{platform.machine()}, {os.cpu_count()} cores, {keras.backend.backend()}"
 
 
@@ -559,16 +554,14 @@ def load_photos(data, size, validation=0.1, wnids=None, warn=print):
 
 
 def train_progressive(recipe, data, space, size, out_dir, seed_shape=(5, 5, 128), blocks=None, validation=0.1,
-                      wnids=None, time_limit=None, verbose=0, out=print):
+                      wnids=None, time_limit=None, out=print):
     """Trains the paper's decoder for D's input ``space`` and ``size`` by ``recipe``
     (:class:`ProgressiveRecipe`) on the photos of ``data`` (a folder or a list), in ``out_dir``
     (:class:`Trainer`). Returns True when the recipe has ended."""
-    from dgn.generator import PAPER_BLOCKS
-
     trainer = Trainer(recipe, seed_shape, blocks or PAPER_BLOCKS, space, size, out_dir, out)
     train_images, val_images, names = load_photos(data, size, validation, wnids)
     out(f"{len(train_images)} training photos, {len(val_images)} held out", flush=True)
-    return trainer.run(train_images, val_images, names, time_limit, verbose)
+    return trainer.run(train_images, val_images, names, time_limit)
 
 
 def _encoder_core(encoder, small):
