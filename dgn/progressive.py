@@ -340,17 +340,31 @@ class Trainer:
             recipe.cell = max(1, math.isqrt(int(self.seed_shape[2]) // 3))
         with dtype_policy(recipe.precision):
             keras.utils.set_random_seed(recipe.seed)
-            self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell, recipe.encoder_mix)
+            try:
+                self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell, recipe.encoder_mix)
+            except ValueError as exc:
+                raise DgnError(f"{exc} (generator.seed_shape)") from None
             self.decoder = build_paper_decoder(self.seed_shape, self.blocks)
         sides = stage_sides(self.decoder)
         wanted = [s.side for s in recipe.stages]
         if wanted != sides[len(sides) - len(wanted):] or not wanted:
             raise DgnError(f"progressive stages {wanted}: give the decoder's stage sides in order, ending at its "
                            f"image ({', '.join(map(str, sides))})")
-        for s in recipe.stages:
+        for i, s in enumerate(recipe.stages):
             if s.updates < 1 or s.updates % recipe.checkpoint_updates:
                 raise DgnError(f"stage {s.side}: updates {s.updates} must be a positive multiple of "
-                               f"checkpoint_updates {recipe.checkpoint_updates}")
+                               f"checkpoint_updates {recipe.checkpoint_updates} (dae.steps_per_epoch)")
+            if s.batch_size < 1:
+                raise DgnError(f"stage {s.side}: batch_size {s.batch_size} must be at least 1")
+            if i == 0 and (s.fade or s.window):
+                raise DgnError(f"stage {s.side}: the first stage has no block to fade in or window; remove its "
+                               f"{'fade' if s.fade else 'window'}")
+            if s.fade > s.updates:
+                raise DgnError(f"stage {s.side}: fade {s.fade} is longer than its {s.updates} updates; give at "
+                               f"most {s.updates}")
+            if s.window and not 2 <= s.window <= recipe.stages[i - 1].side:
+                raise DgnError(f"stage {s.side}: window {s.window} must be between 2 and the previous stage's side "
+                               f"{recipe.stages[i - 1].side} (0: the whole image)")
         self.small = thumbnail_encoder_input(self.seed_shape, recipe.cell)
         self.to_rgb = {}
 

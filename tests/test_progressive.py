@@ -126,6 +126,9 @@ def test_the_thumbnail_encoder_starts_as_the_box_thumbnail_plus_one():
     ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not a valid value (a non-negative true/false)"),
     ("[{side: 17, updates: 4}, {side: 9, updates: 4}]", "progressive stages [17, 9]: give the decoder's stage sides"),
     ("[{side: 32, updates: 3}]", "stage 32: updates 3 must be a positive multiple of checkpoint_updates 2"),
+    ("[{side: 17, updates: 2, window: 4}, {side: 32, updates: 2}]", "stage 17: the first stage has no block"),
+    ("[{side: 17, updates: 2}, {side: 32, updates: 2, fade: 4}]", "stage 32: fade 4 is longer than its 2 updates"),
+    ("[{side: 17, updates: 2}, {side: 32, updates: 2, window: 18}]", "stage 32: window 18 must be between 2 and"),
 ])
 def test_bad_stages_are_one_line(tmp_path, capfd, stages, message):
     images = make_image_folder(tmp_path / "images")
@@ -133,6 +136,14 @@ def test_bad_stages_are_one_line(tmp_path, capfd, stages, message):
     assert main(["train-dae", write_config(tmp_path, images, text), "--out", str(tmp_path / "run")]) == 2
     err = capfd.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_code_too_small_for_the_thumbnail_encoder_is_one_line(tmp_path, capfd):
+    images = make_image_folder(tmp_path / "images")
+    text = CONFIG.replace("seed_shape: [5, 5, 12]", "seed_shape: [5, 5, 2]")
+    assert main(["train-dae", write_config(tmp_path, images, text), "--out", str(tmp_path / "run")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "needs a square seed with at least 3 channels" in err and len(err.splitlines()) == 1
 
 
 def test_a_folder_of_another_decoder_is_refused(trained, tmp_path, capfd):
