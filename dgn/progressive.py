@@ -267,11 +267,13 @@ def shrink(x, side):
 
 class Progress:
     """One line per checkpoint: stage, updates, losses and the stage's validation PSNR, the whole
-    recipe's share done and its estimated time left (this run's seconds per unit of :func:`stage_cost`)."""
+    recipe's share done and its estimated time left: what remains in :func:`stage_cost` units times this
+    run's seconds per unit so far (so the stages' relative costs come from the measured table and the
+    machine's speed from the run)."""
 
     def __init__(self, recipe, out=print):
         self.recipe, self.out = recipe, out
-        self.costs = [stage_cost(s.side) for s in recipe.stages]
+        self.costs = [stage_cost(s) for s in recipe.stages]
         self.total = sum(c * s.updates for c, s in zip(self.costs, recipe.stages))
         self.start, self.spent = time.monotonic(), 0.0
 
@@ -299,10 +301,19 @@ def _duration(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def stage_cost(side):
-    """Relative cost of one update of a stage per photo: the decoder's multiply-adds up to ``side``
-    (measured ratios on 2 CPU cores, docs/autoencoder.md, are close to these)."""
-    return {30: 1.0, 58: 1.5, 113: 4.0, 224: 8.0}.get(side, side / 30)
+# milliseconds a photo of one update in mixed_bfloat16 on one core of the development machine
+# (docs/autoencoder.md, "Speed per stage"), for the time left; other sides scale with their area
+PHOTO_MS = {30: 33.0, 58: 50.0, 113: 245.0, 224: 354.0}
+WINDOW_224_MS = 224.0
+
+
+def stage_cost(stage):
+    """Estimated seconds of one update of ``stage`` (:class:`Stage`), for the time left: its batch times the
+    measured cost of a photo at its side (a window's at 224), relative figures being what matters."""
+    ms = PHOTO_MS.get(stage.side, PHOTO_MS[30] * (stage.side / 30) ** 2)
+    if stage.window and stage.side == 224:
+        ms = WINDOW_224_MS
+    return stage.batch_size * ms / 1000.0
 
 
 def _schedule(stage):
