@@ -44,8 +44,8 @@ SCHEMA = {
     "seed": Field((int,), 0, minimum=0),
     "classifier": {
         "model": Field((str,), "efficientnet_lite0", path=True,
-                       keywords=("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny"),
-                       help="efficientnet_lite0, efficientnet_lite2, vgg16, tiny, or a .keras file"),
+                       keywords=("efficientnet_lite0", "efficientnet_lite2", "mobilenet_v2", "vgg16", "tiny"),
+                       help="efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny, or a .keras file"),
         "weights": Field((str,), "imagenet", nullable=True, path=True, keywords=("imagenet", "none"),
                          help="imagenet, none, or a .h5 / .weights.h5 file"),
         "preprocessing": Field((str,), None, nullable=True, choices=("caffe", "tf", "unit", "raw"),
@@ -439,7 +439,7 @@ def _check_whole(cfg, where):
         if recorded.pop("kind") != "paper":
             raise ConfigError(f"{where}: 'dae.init' {init} was trained with the progressive recipe's thumbnail "
                               f"encoder, which train-dae's encoder cannot load; give a folder trained by train-dae")
-        recorded.pop("cell")
+        recorded.pop("cell"), recorded.pop("mix")
         differ = [f"dae.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in recorded.items()
                   if v is not None and v != dae[k]]
         if differ:

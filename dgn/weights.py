@@ -39,9 +39,9 @@ def recorded_encoder(meta):
     """The encoder layers a decoder.json ``meta`` records: ``encoder_filters`` and ``dense`` (written
     since 2026-12-01; None where missing) and ``encoder_bottleneck`` (since 2026-12-07; 0 where
     missing: the layer did not exist before), and the encoder's ``kind`` ("paper", where decoder.json has no
-    ``encoder`` entry; "thumbnail": :mod:`dgn.autoencoder.encoders`, with its ``cell``)."""
+    ``encoder`` entry; "thumbnail": :mod:`dgn.autoencoder.encoders`, with its ``cell`` and ``mix``)."""
     encoder = meta.get("encoder") or {}
-    return {"kind": encoder.get("kind", "paper"), "cell": encoder.get("cell"),
+    return {"kind": encoder.get("kind", "paper"), "cell": encoder.get("cell"), "mix": encoder.get("mix", "local"),
             "encoder_filters": meta.get("encoder_filters"), "encoder_bottleneck": meta.get("encoder_bottleneck", 0),
             "dense": meta.get("dense")}
 

@@ -1,7 +1,7 @@
 """The paper's claim, measured: are the images of a trained decoder recognised more often, and are they more
 natural, than those of the untrained generator and of the Fourier image? (issue 33)
 
-    python scripts/benchmark_decoder_claim.py --judges efficientnet_lite2[,OTHER] [--seeds 0,1]
+    python scripts/benchmark_decoder_claim.py [--judges efficientnet_lite2,mobilenet_v2] [--seeds 0,1]
         [--configs pretrained-efficientnet-lite0,decoder-prior-efficientnet-lite0,quickstart,fourier-efficientnet-lite0]
         [--classes 16 ImageNet classes] [--steps N] [--set KEY=VALUE ...] [--out runs/claim]
 
@@ -86,7 +86,7 @@ def main():
     parser.add_argument("--configs", default=CONFIGS)
     parser.add_argument("--classes", default=CLASSES)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--judges", default="efficientnet_lite2")
+    parser.add_argument("--judges", default="efficientnet_lite2,mobilenet_v2")
     parser.add_argument("--steps", type=int, default=None, help="steps for every config (default: each config's)")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every config (dgn --set)")
     parser.add_argument("--photos", default=os.path.join("..", "shared", "data", "imagenet-dogs"))

@@ -11,7 +11,8 @@ import pytest
 from dgn import build
 from dgn.autoencoder.encoders import build_thumbnail_encoder
 from dgn.autoencoder.evaluate import eval_dae
-from dgn.autoencoder.progressive import ProgressiveRecipe, Trainer, build_stage, load_photos
+from dgn.autoencoder.progressive import ProgressiveRecipe, Trainer, load_photos
+from dgn.autoencoder.stages import build_stage
 from dgn.cli import main
 from dgn.config import load_config
 from dgn.optvis.generator import build_decoder
@@ -31,7 +32,7 @@ dae:
   stages:
     - {{side: 9, updates: 4, batch_size: 4, learning_rate: 0.01}}
     - {{side: 17, updates: 4, batch_size: 4, fade: 2, learning_rate: 0.01}}
-    - {{side: 32, updates: 6, batch_size: 4, fade: 2, warmup: 1, learning_rate: 0.01, decay: true}}
+    - {{side: 32, updates: 6, batch_size: 4, fade: 2, warmup: 1, learning_rate: 0.01, decay: true, window: 9}}
 """
 
 
@@ -57,7 +58,7 @@ def test_every_stage_trains_and_the_last_writes_the_papers_decoder(trained):
     assert sides == [9, 9, 17, 17, 32, 32, 32]
     assert all(np.isfinite(h["loss"]) for h in state["history"])
     meta = json.load(open(os.path.join(run, "decoder.json")))
-    assert meta["encoder"] == {"kind": "thumbnail", "cell": 2}     # 3 * 2**2 = 12 numbers a code cell
+    assert meta["encoder"] == {"kind": "thumbnail", "cell": 2, "mix": "global"}   # 3 * 2**2 = 12 numbers a cell
     assert meta["output_norm"] == "moving" and meta["output_activation"] == "linear"
     assert meta["history"][0]["updates"] == 14 and meta["history"][0]["norm_photos"] == 8
     # the decoder is the paper's G with head 8b, as the pretrained generator builds it: it loads strictly
@@ -127,6 +128,9 @@ def test_the_thumbnail_encoder_starts_as_the_box_thumbnail_plus_one():
     ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not a valid value (a non-negative true/false)"),
     ("[{side: 17, updates: 4}, {side: 9, updates: 4}]", "progressive stages [17, 9]: give the decoder's stage sides"),
     ("[{side: 32, updates: 3}]", "stage 32: updates 3 must be a positive multiple of checkpoint_updates 2"),
+    ("[{side: 17, updates: 2, window: 4}, {side: 32, updates: 2}]", "stage 17: the first stage has no block"),
+    ("[{side: 17, updates: 2}, {side: 32, updates: 2, fade: 4}]", "stage 32: fade 4 is longer than its 2 updates"),
+    ("[{side: 17, updates: 2}, {side: 32, updates: 2, window: 18}]", "stage 32: window 18 must be between 2 and"),
 ])
 def test_bad_stages_are_one_line(tmp_path, capfd, stages, message):
     images = make_image_folder(tmp_path / "images")
@@ -134,6 +138,14 @@ def test_bad_stages_are_one_line(tmp_path, capfd, stages, message):
     assert main(["train-dae", write_config(tmp_path, images, text), "--out", str(tmp_path / "run")]) == 2
     err = capfd.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_code_too_small_for_the_thumbnail_encoder_is_one_line(tmp_path, capfd):
+    images = make_image_folder(tmp_path / "images")
+    text = CONFIG.replace("seed_shape: [5, 5, 12]", "seed_shape: [5, 5, 2]")
+    assert main(["train-dae", write_config(tmp_path, images, text), "--out", str(tmp_path / "run")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "needs a square seed with at least 3 channels" in err and len(err.splitlines()) == 1
 
 
 def test_a_folder_of_another_decoder_is_refused(trained, tmp_path, capfd):
@@ -172,3 +184,36 @@ def test_a_packed_checkpoint_resumes_on_another_machine(trained, tmp_path, capsy
     assert "no optimizer state" in out and "trained decoder" in out
     with pytest.raises(Exception, match="already holds a checkpoint"):
         unpack_checkpoint(packed, moved)
+
+
+def test_the_global_encoder_starts_as_the_local_one_and_is_rebuilt_from_decoder_json(trained):
+    from dgn.autoencoder.files import load_trained
+
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    local = build_thumbnail_encoder(64, [5, 5, 12], cell=2)
+    dense = build_thumbnail_encoder(64, [5, 5, 12], cell=2, mix="global")
+    np.testing.assert_allclose(np.asarray(local(x)), np.asarray(dense(x)), atol=1e-5)
+    config, images, run = trained
+    encoder, _, meta = load_trained(build.autoencoder(load_config(config).data), run)
+    assert encoder.get_layer("enc_code").__class__.__name__ == "Dense" and meta["encoder"]["mix"] == "global"
+
+
+def test_a_window_makes_the_whole_images_window_but_for_its_border():
+    from dgn.autoencoder.stages import window_output
+
+    encoder = build_thumbnail_encoder(32, [5, 5, 12], cell=2)
+    decoder = build_decoder([5, 5, 12], [[16, 2], [16, 2]], head="decoder", norm="moving",
+                            output_activation="linear", output_norm="moving")
+    to_rgb = {}
+    whole, whole_fade = build_stage(encoder, decoder, 32, 17, to_rgb)
+    window, fade = build_stage(encoder, decoder, 32, 17, to_rgb, window=9)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    n = window_output(9, 3)
+    for t in (0.0, 1.0):
+        whole_fade.t.assign(t)
+        fade.t.assign(t)
+        full = np.asarray(whole(x))
+        for row, col in [(0, 0), (3, 5), (8, 8)]:
+            part = np.asarray(window([x, np.array([[row, col]] * 2, "int32")]))
+            ref = full[:, 2 * row:2 * row + n, 2 * col:2 * col + n]
+            np.testing.assert_allclose(part[:, 2:-2, 2:-2], ref[:, 2:-2, 2:-2], atol=1e-5)

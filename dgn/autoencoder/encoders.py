@@ -70,7 +70,7 @@ def thumbnail_encoder_input(seed_shape, cell=6):
     return 2 * cell * int(seed_shape[0])
 
 
-def build_thumbnail_encoder(input_size, seed_shape, cell=6, name="encoder"):
+def build_thumbnail_encoder(input_size, seed_shape, cell=6, mix="local", name="encoder"):
     """The encoder that trains the decoder here: input (batch, input_size, input_size, 3) in D's input
     space; output (batch, prod(seed_shape)), the code in the decoder's reshape order (cell row, cell
     column, channel).
@@ -84,8 +84,15 @@ def build_thumbnail_encoder(input_size, seed_shape, cell=6, name="encoder"):
     code can hold as many numbers of the small copy as it has (3,200 of the 60 px copy's 10,800), and
     starts as its thumbnail.
 
+    ``mix="global"``: the space-to-depth and the 1x1 convolution are one dense layer from the whole
+    30 x 30 x q map to the code (11.5 M weights for the paper's code), initialized to the same map, so
+    that the encoder can move what it codes to where in the code the decoder draws it: the paper's G
+    draws code cell c around pixel 64 c of its 224 px image (its valid convolutions crop 96 of the
+    320 px its 5 x 5 cells span), not at 44.8 c as the thumbnail lays the photo out.
+
     Raises:
-        ValueError: the seed is not square or a cell's thumbnail does not fit its channels."""
+        ValueError: the seed is not square, a cell's thumbnail does not fit its channels, or ``mix`` is
+            not "local" or "global"."""
     side, channels = int(seed_shape[0]), int(seed_shape[2])
     if int(seed_shape[1]) != side or 3 * cell * cell > channels:
         raise ValueError(f"the thumbnail encoder needs a square seed with at least {3 * cell * cell} channels, "
@@ -99,14 +106,39 @@ def build_thumbnail_encoder(input_size, seed_shape, cell=6, name="encoder"):
         box[:, :, c, c] = 0.25
     box[:, :, :, 3:] = (np.array([[1, -1], [-1, 1]], "float32") / 12.0)[:, :, None, None]
     x = keras.layers.Conv2D(q, 2, strides=2, name="enc_box", kernel_initializer=keras.initializers.Constant(box))(x)
-    x = SpaceToDepth(cell, name="enc_cells")(x)
     k = q * cell * cell
     rng = np.random.default_rng(0)
-    copy = (rng.standard_normal((1, 1, k, channels)) * 0.01).astype("float32")
+    copy = (rng.standard_normal((k, channels)) * 0.01).astype("float32")
     thumbnail = [i for i in range(k) if i % q < 3]       # (row, column, channel) order: the RGB entries
-    copy[0, 0, :, :len(thumbnail)] = 0.0
-    copy[0, 0, thumbnail, np.arange(len(thumbnail))] = 1.0
-    x = keras.layers.Conv2D(channels, 1, name="enc_code", kernel_initializer=keras.initializers.Constant(copy),
-                            bias_initializer="ones")(x)
-    features = keras.layers.Flatten(name="flatten")(x)
+    copy[:, :len(thumbnail)] = 0.0
+    copy[thumbnail, np.arange(len(thumbnail))] = 1.0
+    if mix == "local":
+        x = SpaceToDepth(cell, name="enc_cells")(x)
+        x = keras.layers.Conv2D(channels, 1, name="enc_code", bias_initializer="ones",
+                                kernel_initializer=keras.initializers.Constant(copy[None, None]))(x)
+        features = keras.layers.Flatten(name="flatten")(x)
+    elif mix == "global":
+        x = keras.layers.Flatten(name="flatten")(x)
+        features = keras.layers.Dense(side * side * channels, name="enc_code", bias_initializer="ones",
+                                      kernel_initializer=keras.initializers.Constant(
+                                          _global_copy(copy, side, cell, q, channels)))(x)
+    else:
+        raise ValueError(f"mix must be local or global, not {mix!r}")
     return keras.Model(image, features, name=name)
+
+
+def _global_copy(copy, side, cell, q, channels):
+    """The (side * cell)**2 * q x side**2 * channels matrix of space-to-depth by ``cell`` followed by the
+    1x1 convolution ``copy`` (k x channels), in Flatten's (row, column, channel) order on both sides."""
+    width = side * cell
+    matrix = np.zeros((width * width * q, side * side * channels), "float32")
+    for i in range(side):
+        for j in range(side):
+            for r in range(cell):
+                for c in range(cell):
+                    for color in range(q):
+                        src = ((i * cell + r) * width + (j * cell + c)) * q + color
+                        k = (r * cell + c) * q + color
+                        dst = (i * side + j) * channels
+                        matrix[src, dst:dst + channels] = copy[k]
+    return matrix

@@ -169,7 +169,7 @@ def load_trained(spec, folder):
     seed_shape, blocks = spec.sized(size)
     recorded = recorded_encoder(meta)   # older files: the spec's filters and dense
     if recorded["kind"] == THUMBNAIL:
-        encoder = build_thumbnail_encoder(size, seed_shape, recorded["cell"])
+        encoder = build_thumbnail_encoder(size, seed_shape, recorded["cell"], recorded["mix"])
     else:
         filters = spec.encoder_filters if recorded["encoder_filters"] is None else recorded["encoder_filters"]
         encoder = build_encoder((size, size, 3), filters, recorded["dense"] or spec.dense, math.prod(seed_shape),

@@ -11,17 +11,20 @@ only the way it is trained changes. Its blocks already grow the image 5 -> 9 -> 
   ``(1 - t) * up(rgb_old) + t * rgb_new`` (:class:`FadeIn`), with ``t`` going linearly from 0 to 1;
 - the last stage is the whole decoder at 224 (its own last conv and norm, no temporary layer).
 
-The encoder is only the means of training the decoder, and it need not read the 224 px photo:
-:func:`build_thumbnail_encoder` shrinks the photo to a small copy (60 px by default), a learned 2x2
-convolution (stride 2) to 30 x 30 x 3, a space-to-depth rearrangement onto the code's 5 x 5 grid
-(108 numbers a cell), and a learned 1x1 convolution to the code's 128 channels. It starts as the
-box-filtered 30 x 30 thumbnail (plus 1, so that the paper's f = alpha * 1 with alpha >= 0 starts at the
-mid-grey image and reaches every photo's code) and learns from there; it costs nothing beside the decoder.
+With ``window`` a stage trains its new block on random windows of the previous stage's features (the
+patch training of super-resolution networks), which makes the 224 px stage 1.6x cheaper.
+
+The encoder is only the means of training the decoder, and it need not read the 224 px photo: the
+thumbnail encoder (:func:`dgn.autoencoder.encoders.build_thumbnail_encoder`) reads a 60 px copy and starts as its
+box thumbnail laid onto the code's 5 x 5 grid; it costs nothing beside the decoder. Measurements:
+docs/autoencoder.md, "The progressive recipe".
 """
+
 
 import json
 import math
 import os
+import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -31,112 +34,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from dgn.autoencoder.encoders import ResizeTo, THUMBNAIL, build_thumbnail_encoder, thumbnail_encoder_input
+from dgn.autoencoder.encoders import THUMBNAIL, build_thumbnail_encoder, thumbnail_encoder_input
 from dgn.autoencoder.files import folder_names, save_parts
 from dgn.autoencoder.norms import kept_norm_statistics, norm_batches, precise_norm_statistics
 from dgn.autoencoder.schedule import learning_rate_schedule
+from dgn.autoencoder.stages import build_paper_decoder, build_stage, shrunk_mse, stage_sides
 from dgn.data import ImageDataset, list_and_split, load_images
 from dgn.errors import DgnError
 from dgn.images import eval_short_side
-from dgn.optvis.generator import PAPER_BLOCKS, build_decoder
-from dgn.optvis.layers import GeneratorNorm
+from dgn.optvis.generator import PAPER_BLOCKS
 from dgn.precision import dtype_policy
 from dgn.runs.outputs import write_json
-
-
-@keras.saving.register_keras_serializable(package="dgn")
-class FadeIn(keras.layers.Layer):
-    """``old + t * (new - old)`` for inputs [old, new] of the same shape; ``t`` (0..1) is a non-trainable
-    weight that training moves from 0 to 1 (:class:`FadeSchedule`), so a new block enters without a jolt."""
-
-    def build(self, input_shape):
-        self.t = self.add_weight(name="t", shape=(), initializer="zeros", trainable=False, autocast=False)
-
-    def call(self, inputs):
-        old, new = inputs
-        t = ops.cast(self.t, new.dtype)
-        return old + t * (new - old)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-
-def decoder_layers_until(decoder, side):
-    """The decoder's layers (in call order, from ``reshape``) whose output is at most ``side`` px: the
-    blocks of a stage. The whole decoder's layers for its own side."""
-    layers = []
-    for layer in decoder.layers[1:]:
-        shape = layer.output.shape
-        if len(shape) == 4 and shape[1] > side:
-            break
-        layers.append(layer)
-    return layers
-
-
-def stage_sides(decoder):
-    """Sides (px) of the decoder's stages: after each block's last norm, the head's image last."""
-    sides = [layer.output.shape[1] for layer in decoder.layers if layer.name.endswith("_bn2")
-             and layer.name.startswith("block")]
-    return sides + [decoder.output.shape[1]]
-
-
-def build_stage(encoder, decoder, side, previous=None, to_rgb=None):
-    """The model trained at stage ``side``: D-space photo (batch, N, N, 3) -> encoder -> the
-    decoder's layers up to ``side`` -> (a temporary 1x1 conv to RGB unless ``side`` is the decoder's
-    own) -> image (batch, side, side, 3); with ``previous`` (the side of the stage before), the new
-    block fades in over the previous stage's output, upsampled (:class:`FadeIn`).
-
-    ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here).
-    Returns (model, fade layer or None)."""
-    to_rgb = {} if to_rgb is None else to_rgb
-    size = encoder.input.shape[1]
-    photo = keras.Input((size, size, 3), name="photo")
-    x = encoder(photo)
-    outputs = {}
-    for layer in decoder_layers_until(decoder, side):
-        x = layer(x)
-        if len(x.shape) == 4:
-            outputs[x.shape[1]] = x
-    final = side == decoder.output.shape[1]
-
-    def rgb(at):
-        if at == decoder.output.shape[1]:
-            return outputs[at]
-        if at not in to_rgb:
-            to_rgb[at] = keras.layers.Conv2D(3, 1, name=f"to_rgb_{at}")
-        return to_rgb[at](outputs[at])
-
-    image = x if final else rgb(side)
-    fade = None
-    if previous is not None:
-        old = ResizeTo(side, name=f"up_{previous}_{side}")(rgb(previous))
-        fade = FadeIn(name=f"fade_{side}")
-        image = fade([old, image])
-    image = keras.layers.Activation("linear", dtype="float32", name="stage_image")(image)
-    return keras.Model(photo, image, name=f"stage_{side}"), fade
-
-
-def shrunk_mse(side):
-    """Loss of stage ``side``: MSE between the stage's image and the photo shrunk to side x side
-    (antialiased bilinear), per image, in D's input space."""
-    def loss(y_true, y_pred):
-        target = ops.image.resize(y_true, (side, side), interpolation="bilinear", antialias=True) \
-            if y_true.shape[1] != side else y_true
-        return ops.mean(ops.square(ops.cast(target, "float32") - ops.cast(y_pred, "float32")), axis=(1, 2, 3))
-
-    loss.__name__ = f"mse_{side}"
-    return loss
-
-
-def build_paper_decoder(seed_shape, blocks, output_activation="linear", output_norm="moving"):
-    """The decoder that ships: the paper's G with head 8b, hidden norms on batch statistics."""
-    return build_decoder(seed_shape, blocks, head="decoder", norm="batch", output_activation=output_activation,
-                         output_norm=output_norm)
-
-
-def norms(decoder):
-    """The decoder's batch-statistics norms (their moving averages are what training leaves)."""
-    return [layer for layer in decoder.layers if isinstance(layer, GeneratorNorm) and layer.mode == "batch"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -148,7 +56,8 @@ class Stage:
     """One stage: the decoder up to ``side`` px trained for ``updates`` batches of ``batch_size``, the
     new block faded in over the first ``fade`` of them (none for the first stage), Adam at
     ``learning_rate`` warmed up over ``warmup`` updates and, with ``decay``, down to 0 along half a
-    cosine over the stage (the last stage's)."""
+    cosine over the stage (the last stage's); ``window`` > 0: the new block trains on random windows of
+    that many of the previous stage's features (:func:`build_stage`), validation on the whole image."""
 
     side: int
     updates: int
@@ -157,6 +66,7 @@ class Stage:
     learning_rate: float = 1e-3
     warmup: int = 0
     decay: bool = False
+    window: int = 0
 
 
 @dataclass
@@ -164,6 +74,8 @@ class ProgressiveRecipe:
     """The whole recipe: ``stages`` in order (:class:`Stage`, the last one the decoder's own side),
     a checkpoint every ``checkpoint_updates`` updates, the encoder's ``cell`` (thumbnail pixels per code
     cell side; None: the most whose 3 * cell**2 numbers fit a code cell's channels, 6 for the paper's 128),
+    ``encoder_mix`` ("global": the encoder may move what it codes anywhere in the code; "local": each code
+    cell codes its own part of the photo, :func:`dgn.autoencoder.encoders.build_thumbnail_encoder`),
     the input noise (D's input space), the compute ``precision``, the ``seed`` of weights,
     noise and photo order, ``validation_photos`` held-out photos for each checkpoint's loss, and
     ``norm_photos`` training photos whose batch statistics the saved norms carry (PreciseBN)."""
@@ -171,6 +83,7 @@ class ProgressiveRecipe:
     stages: list
     checkpoint_updates: int = 250
     cell: int = None
+    encoder_mix: str = "global"
     noise_stddev: float = 0.1
     precision: str = "mixed_bfloat16"
     seed: int = 0
@@ -187,9 +100,10 @@ class StageBatches(ImageDataset):
     crops (and flips) of :class:`dgn.data.ImageDataset` with its ``epoch`` left at 0: a function of the
     seed and g alone."""
 
-    def __init__(self, images, crop, space, small, side, noise_stddev=0.0, **kwargs):
+    def __init__(self, images, crop, space, small, side, noise_stddev=0.0, window=None, **kwargs):
         super().__init__(images, crop, space, **kwargs)
         self.small, self.side, self.noise_stddev = int(small), int(side), float(noise_stddev)
+        self.window = window    # (window, previous side, image side of a window) of a window stage
 
     def __len__(self):
         return self.batches_per_pass
@@ -200,7 +114,13 @@ class StageBatches(ImageDataset):
         if self.noise_stddev:   # the denoising autoencoder's input noise, drawn from the batch's own seed
             rng = np.random.default_rng([self.seed, g, 1])
             small = small + rng.normal(0.0, self.noise_stddev, small.shape).astype("float32")
-        return small, shrink(x, self.side)
+        target = shrink(x, self.side)
+        if not self.window:
+            return small, target
+        window, previous, out = self.window   # one window a batch, at a random place (build_stage)
+        row, col = np.random.default_rng([self.seed, g, 2]).integers(0, previous - window + 1, 2)
+        offsets = np.tile(np.array([[row, col]], "int32"), (len(small), 1))
+        return (small, offsets), target[:, 2 * row:2 * row + out, 2 * col:2 * col + out]
 
 
 def shrink(x, side):
@@ -212,11 +132,13 @@ def shrink(x, side):
 
 class Progress:
     """One line per checkpoint: stage, updates, losses and the stage's validation PSNR, the whole
-    recipe's share done and its estimated time left (this run's seconds per unit of :func:`stage_cost`)."""
+    recipe's share done and its estimated time left: what remains in :func:`stage_cost` units times this
+    run's seconds per unit so far (so the stages' relative costs come from the measured table and the
+    machine's speed from the run)."""
 
     def __init__(self, recipe, out=print):
         self.recipe, self.out = recipe, out
-        self.costs = [stage_cost(s.side) for s in recipe.stages]
+        self.costs = [stage_cost(s) for s in recipe.stages]
         self.total = sum(c * s.updates for c, s in zip(self.costs, recipe.stages))
         self.start, self.spent = time.monotonic(), 0.0
 
@@ -244,10 +166,21 @@ def _duration(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def stage_cost(side):
-    """Relative cost of one update of a stage per photo: the decoder's multiply-adds up to ``side``
-    (measured ratios on 2 CPU cores, docs/autoencoder.md, are close to these)."""
-    return {30: 1.0, 58: 1.5, 113: 4.0, 224: 8.0}.get(side, side / 30)
+# milliseconds a photo of one update in mixed_bfloat16 on one core of the development machine
+# (docs/autoencoder.md, "Speed per stage"), for the time left; other sides scale with their area
+PHOTO_MS = {30: 33.0, 58: 50.0, 113: 245.0, 224: 354.0}
+
+
+WINDOW_224_MS = 224.0
+
+
+def stage_cost(stage):
+    """Estimated seconds of one update of ``stage`` (:class:`Stage`), for the time left: its batch times the
+    measured cost of a photo at its side (a window's at 224), relative figures being what matters."""
+    ms = PHOTO_MS.get(stage.side, PHOTO_MS[30] * (stage.side / 30) ** 2)
+    if stage.window and stage.side == 224:
+        ms = WINDOW_224_MS
+    return stage.batch_size * ms / 1000.0
 
 
 def _schedule(stage):
@@ -258,6 +191,8 @@ def _schedule(stage):
 
 
 CHECKPOINT = "checkpoint.weights.h5"
+
+
 STATE = "checkpoint.json"
 
 
@@ -285,25 +220,46 @@ class Trainer:
             recipe.cell = max(1, math.isqrt(int(self.seed_shape[2]) // 3))
         with dtype_policy(recipe.precision):
             keras.utils.set_random_seed(recipe.seed)
-            self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell)
+            try:
+                self.encoder = build_thumbnail_encoder(self.size, self.seed_shape, recipe.cell, recipe.encoder_mix)
+            except ValueError as exc:
+                raise DgnError(f"{exc} (generator.seed_shape)") from None
             self.decoder = build_paper_decoder(self.seed_shape, self.blocks)
         sides = stage_sides(self.decoder)
         wanted = [s.side for s in recipe.stages]
         if wanted != sides[len(sides) - len(wanted):] or not wanted:
             raise DgnError(f"progressive stages {wanted}: give the decoder's stage sides in order, ending at its "
                            f"image ({', '.join(map(str, sides))})")
-        for s in recipe.stages:
+        for i, s in enumerate(recipe.stages):
             if s.updates < 1 or s.updates % recipe.checkpoint_updates:
                 raise DgnError(f"stage {s.side}: updates {s.updates} must be a positive multiple of "
-                               f"checkpoint_updates {recipe.checkpoint_updates}")
+                               f"checkpoint_updates {recipe.checkpoint_updates} (dae.steps_per_epoch)")
+            if s.batch_size < 1:
+                raise DgnError(f"stage {s.side}: batch_size {s.batch_size} must be at least 1")
+            if i == 0 and (s.fade or s.window):
+                raise DgnError(f"stage {s.side}: the first stage has no block to fade in or window; remove its "
+                               f"{'fade' if s.fade else 'window'}")
+            if s.fade > s.updates:
+                raise DgnError(f"stage {s.side}: fade {s.fade} is longer than its {s.updates} updates; give at "
+                               f"most {s.updates}")
+            if s.window and not 2 <= s.window <= recipe.stages[i - 1].side:
+                raise DgnError(f"stage {s.side}: window {s.window} must be between 2 and the previous stage's side "
+                               f"{recipe.stages[i - 1].side} (0: the whole image)")
         self.small = thumbnail_encoder_input(self.seed_shape, recipe.cell)
         self.to_rgb = {}
 
     def identity(self):
         r = self.recipe
         return {"space": self.space, "size": self.size, "seed_shape": self.seed_shape, "blocks": self.blocks,
-                "encoder": {"kind": THUMBNAIL, "cell": r.cell}, "noise_stddev": r.noise_stddev, "seed": r.seed,
+                "encoder": self.encoder_record(), "noise_stddev": r.noise_stddev, "seed": r.seed,
                 "sides": [s.side for s in r.stages]}
+
+    def encoder_record(self):
+        """What decoder.json records of the encoder (:func:`dgn.weights.recorded_encoder` reads it)."""
+        record = {"kind": THUMBNAIL, "cell": self.recipe.cell}
+        if self.recipe.encoder_mix != "local":
+            record["mix"] = self.recipe.encoder_mix
+        return record
 
     def _state(self):
         path = os.path.join(self.out_dir, STATE)
@@ -313,19 +269,38 @@ class Trainer:
             return json.load(fh)
 
     def _stage_model(self, index):
-        """The compiled model of stage ``index`` (and the fade layer, None for the first stage); builds
-        the stages before it first, whose temporary RGB layers it shares."""
+        """(the compiled model that trains stage ``index``, the fade layer or None, the compiled model of
+        the whole image that validates it: the same one unless the stage trains on windows); builds the
+        stages before it first, whose temporary RGB layers it shares."""
         stages = self.recipe.stages
+        stage = stages[index]
         with dtype_policy(self.recipe.precision):
             keras.utils.set_random_seed(self.recipe.seed + 1 + index)
             core = _encoder_core(self.encoder, self.small)
             for j in range(index + 1):   # the RGB layers of the stages before, in order
                 model, fade = build_stage(core, self.decoder, stages[j].side,
                                           stages[j - 1].side if j else None, self.to_rgb)
-        model.compile(optimizer=keras.optimizers.Adam(_schedule(stages[index])), loss=shrunk_mse(stages[index].side))
-        return model, fade
+            whole = model
+            if stage.window:
+                model, _ = build_stage(core, self.decoder, stage.side, stages[index - 1].side, self.to_rgb,
+                                       stage.window)
+        model.compile(optimizer=keras.optimizers.Adam(_schedule(stage)),
+                      loss=shrunk_mse(model.output.shape[1], self._margin(index)))
+        if whole is not model:
+            whole.compile(loss=shrunk_mse(stage.side))
+        return model, fade, whole
 
-    def run(self, train_images, val_images, data_names, time_limit=None, verbose=0):
+    def _margin(self, index):
+        """Border (px) of a window stage's image that differs from the whole image's: what the new block's
+        'same' convolutions after its first read of the zero padding."""
+        if not self.recipe.stages[index].window:
+            return 0
+        previous, side = self.recipe.stages[index - 1].side, self.recipe.stages[index].side
+        block = [layer for layer in self.decoder.layers if isinstance(layer, keras.layers.Conv2D)
+                 and previous < layer.output.shape[1] <= side]
+        return sum((layer.kernel_size[0] - 1 + 1) // 2 for layer in block[1:])
+
+    def run(self, train_images, val_images, data_names, time_limit=None):
         """Trains from where ``out_dir`` stands, until the recipe ends or ``time_limit`` minutes have passed
         (stopping after a checkpoint). Returns True when the recipe is finished."""
         r = self.recipe
@@ -345,7 +320,7 @@ class Trainer:
         if state is not None:
             self.out(f"resuming stage {index + 1} ({r.stages[index].side} px) after {done} updates", flush=True)
             if done >= r.stages[index].updates:   # a finished stage: its weights start the next one
-                model, _ = self._stage_model(index)
+                model, _, _ = self._stage_model(index)
                 self._load_checkpoint(model)
                 index, done = index + 1, 0
         started, progress = time.monotonic(), Progress(r, self.out)
@@ -362,14 +337,15 @@ class Trainer:
         ``time_limit`` minutes from ``started`` (False). Batch g of a stage is drawn from the recipe's seed,
         the stage and g alone (:class:`StageBatches`), so a resumed stage sees what an unbroken one would."""
         r, stage = self.recipe, self.recipe.stages[index]
-        model, fade = self._stage_model(index)
+        model, fade, whole = self._stage_model(index)
         if done:
             self._load_checkpoint(model)
         elif index:
             self.out(f"stage {index + 1} ({stage.side} px): the new block fades in over {stage.fade} updates",
                      flush=True)
+        window = (stage.window, r.stages[index - 1].side, model.output.shape[1]) if stage.window else None
         train = StageBatches(train_images, self.size, self.space, self.small, stage.side, r.noise_stddev,
-                             batch_size=stage.batch_size, seed=r.seed + 1000 * (index + 1))
+                             batch_size=stage.batch_size, seed=r.seed + 1000 * (index + 1), window=window)
         val = StageBatches(val_images[:r.validation_photos], self.size, self.space, self.small, stage.side,
                            batch_size=stage.batch_size, augment=False, shuffle=False) if val_images else None
         val_x, val_y = (np.concatenate(p) for p in zip(*(val[i] for i in range(len(val))))) if val else (None, None)
@@ -382,7 +358,7 @@ class Trainer:
             if (g + 1) % r.checkpoint_updates:
                 continue
             progress.ran(index, len(losses))
-            val_loss = float(model.evaluate(val_x, val_y, batch_size=stage.batch_size, verbose=0)) if val else None
+            val_loss = float(whole.evaluate(val_x, val_y, batch_size=stage.batch_size, verbose=0)) if val else None
             loss = float(np.mean(losses))
             losses = []
             wall = round(wall_before + time.monotonic() - started, 1)
@@ -432,7 +408,7 @@ class Trainer:
         used = sum(len(b) for b in batches)
         meta = {"preprocessing": self.space, "input_size": self.size, "norm": "batch", "output_norm": "moving",
                 "output_activation": "linear", "seed_shape": self.seed_shape, "blocks": self.blocks,
-                "encoder": {"kind": THUMBNAIL, "cell": r.cell}, "encoder_filters": [], "encoder_bottleneck": 0,
+                "encoder": self.encoder_record(), "encoder_filters": [], "encoder_bottleneck": 0,
                 "dense": 0, "noise_stddev": r.noise_stddev, "data": data_names,
                 "images": {"train": train_count}, "progressive": history,
                 "history": [{"recipe": "progressive", "updates": sum(h["updates"] for h in _last_per_stage(history)),
@@ -452,8 +428,7 @@ def _last_per_stage(history):
 
 
 def run_record_machine():
-    import platform
-
+    """The machine a run trained on, as decoder.json's history records it."""
     return f"{platform.machine()}, {os.cpu_count()} cores, {keras.backend.backend()}"
 
 
@@ -473,14 +448,14 @@ def load_photos(data, size, validation=0.1, wnids=None, warn=print):
 
 
 def train_progressive(recipe, data, space, size, out_dir, seed_shape=(5, 5, 128), blocks=None, validation=0.1,
-                      wnids=None, time_limit=None, verbose=0, out=print):
+                      wnids=None, time_limit=None, out=print):
     """Trains the paper's decoder for D's input ``space`` and ``size`` by ``recipe``
     (:class:`ProgressiveRecipe`) on the photos of ``data`` (a folder or a list), in ``out_dir``
     (:class:`Trainer`). Returns True when the recipe has ended."""
     trainer = Trainer(recipe, seed_shape, blocks or PAPER_BLOCKS, space, size, out_dir, out)
     train_images, val_images, names = load_photos(data, size, validation, wnids)
     out(f"{len(train_images)} training photos, {len(val_images)} held out", flush=True)
-    return trainer.run(train_images, val_images, names, time_limit, verbose)
+    return trainer.run(train_images, val_images, names, time_limit)
 
 
 def _encoder_core(encoder, small):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from dgn import imagenet, preprocessing
-from dgn.classifiers import efficientnet_lite
+from dgn.classifiers import efficientnet_lite, mobilenet_v2
 from dgn.classifiers.analysis import analyse
 from dgn.classifiers.tiny import build_tiny_classifier
 from dgn.errors import DgnError
@@ -19,7 +19,7 @@ from dgn.weights import load_weights_strict
 
 
 WEIGHTS_DIR_ENV = "DGN_WEIGHTS_DIR"
-BUILTIN = ("efficientnet_lite0", "efficientnet_lite2", "vgg16", "tiny")
+BUILTIN = ("efficientnet_lite0", "efficientnet_lite2", "mobilenet_v2", "vgg16", "tiny")
 
 
 def weights_dir():
@@ -225,6 +225,15 @@ def _load_classifier(cfg):
         model = efficientnet_lite.build_efficientnet_lite(variant)
         _load_weights(model, weights, model_name)
         preprocessing = efficientnet_lite.PREPROCESSING
+    elif model_name == "mobilenet_v2":
+        if weights == "imagenet":
+            weights = os.path.join(weights_dir(), "mobilenet_v2_imagenet.weights.h5")
+            if not os.path.isfile(weights):
+                raise DgnError(f"the shipped {model_name} weights are missing: {weights}; set "
+                               f"{WEIGHTS_DIR_ENV} to the project's weights/ folder or give classifier.weights")
+        model = mobilenet_v2.build_mobilenet_v2()
+        _load_weights(model, weights, model_name)
+        preprocessing = mobilenet_v2.PREPROCESSING
     elif model_name == "tiny":
         size = _input_size(cfg) or (32, 32)
         if size[0] != size[1]:
@@ -270,7 +279,7 @@ def _load_classifier(cfg):
 
 def load_classifier_named(model, weights="imagenet", preprocessing=None, class_index="auto", input_size=None,
                           output=None, custom_code=None, num_classes=10, precision="float32"):
-    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, vgg16, tiny) or a ``.keras`` path,
+    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny) or a ``.keras`` path,
     with the meanings of the config's ``classifier:`` keys (``weights``: imagenet, none or a file;
     ``preprocessing``: caffe, tf, unit or raw, required for a .keras file; ``class_index``: auto, none or a
     class names file; ``input_size``: (H, W) or one number for a model whose input size is dynamic).
