@@ -101,7 +101,7 @@ def stage_sides(decoder):
     return sides + [decoder.output.shape[1]]
 
 
-def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
+def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0, fade=None):
     """The model trained at stage ``side``: D-space photo (batch, N, N, 3) -> encoder -> the
     decoder's layers up to ``side`` -> (a temporary 1x1 conv to RGB unless ``side`` is the decoder's
     own) -> image (batch, side, side, 3); with ``previous`` (the side of the stage before), the new
@@ -115,8 +115,9 @@ def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
     the whole image's by what the zero padding of the block's 'same' convolutions sees (the loss leaves
     them out, :func:`shrunk_mse`).
 
-    ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here).
-    Returns (model, fade layer or None)."""
+    ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here);
+    ``fade``: the :class:`FadeIn` layer to use (one shared with another model of the same stage: the
+    window model and the whole one must fade together). Returns (model, fade layer or None)."""
     to_rgb = {} if to_rgb is None else to_rgb
     size = encoder.input.shape[1]
     photo = keras.Input((size, size, 3), name="photo")
@@ -141,12 +142,11 @@ def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
         return to_rgb[at](tensor)
 
     image = x if final else rgb(side, x)
-    fade = None
     if previous is not None:
         old = ResizeTo(side, name=f"up_{previous}_{side}")(rgb(previous, outputs[previous]))
         if window:
             old = Window(image.shape[1], scale=2, name=f"window_{side}")([old, offset])
-        fade = FadeIn(name=f"fade_{side}")
+        fade = fade or FadeIn(name=f"fade_{side}")
         image = fade([old, image])
     image = keras.layers.Activation("linear", dtype="float32", name="stage_image")(image)
     inputs = [photo, offset] if window else photo
@@ -393,11 +393,16 @@ class Trainer:
         return record
 
     def _state(self):
+        """checkpoint.json, or None where there is none or the weights it names are missing."""
         path = os.path.join(self.out_dir, STATE)
-        if not (os.path.isfile(path) and os.path.isfile(os.path.join(self.out_dir, CHECKPOINT))):
+        if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            state = json.load(fh)
+        return state if os.path.isfile(self._weights_path(state)) else None
+
+    def _weights_path(self, state):
+        return os.path.join(self.out_dir, state.get("weights", CHECKPOINT))   # runs before 2026-12-07: one name
 
     def _stage_model(self, index):
         """(the compiled model that trains stage ``index``, the fade layer or None, the compiled model of
@@ -412,9 +417,9 @@ class Trainer:
                 model, fade = build_stage(core, self.decoder, stages[j].side,
                                           stages[j - 1].side if j else None, self.to_rgb)
             whole = model
-            if stage.window:
+            if stage.window:   # the same layers, the same fade
                 model, _ = build_stage(core, self.decoder, stage.side, stages[index - 1].side, self.to_rgb,
-                                       stage.window)
+                                       stage.window, fade)
         model.compile(optimizer=keras.optimizers.Adam(_schedule(stage)),
                       loss=shrunk_mse(model.output.shape[1], self._margin(index)))
         if whole is not model:
@@ -498,7 +503,8 @@ class Trainer:
                                   "wall_seconds": wall}]
             self._checkpoint(model, index, g + 1, wall, history, train_images, data_names)
             progress.report(index, g + 1, loss, val_loss)
-            if time_limit and time.monotonic() - started >= 60.0 * time_limit and g + 1 < stage.updates:
+            last = index == len(r.stages) - 1 and g + 1 == stage.updates
+            if time_limit and time.monotonic() - started >= 60.0 * time_limit and not last:
                 self.out(f"time limit of {time_limit:g} min reached; run the same command again to resume",
                          flush=True)
                 return False
@@ -507,7 +513,7 @@ class Trainer:
     def _load_checkpoint(self, model):
         """The checkpoint into the stage model, with its optimizer's state where the file has it (a packed
         checkpoint, :func:`pack_checkpoint`, has none: Adam starts afresh, and says so)."""
-        path = os.path.join(self.out_dir, CHECKPOINT)
+        path = self._weights_path(self._state())
         with h5py.File(path, "r") as fh:
             with_optimizer = "optimizer" in fh
         if with_optimizer:
@@ -521,13 +527,19 @@ class Trainer:
     def _checkpoint(self, model, index, updates, wall, history, train_images, data_names):
         """The stage model with its optimizer, the decoder folder (last stage only), then checkpoint.json,
         each written to a temporary file and renamed, the json last: what a resumed run trusts."""
-        tmp = os.path.join(self.out_dir, ".tmp-" + CHECKPOINT)
+        name = f"checkpoint-{index}-{updates}.weights.h5"   # a new file: the one checkpoint.json names stays whole
+        tmp = os.path.join(self.out_dir, ".tmp-" + name)
         model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.out_dir, CHECKPOINT))
+        os.replace(tmp, os.path.join(self.out_dir, name))
         if index == len(self.recipe.stages) - 1:
             self.save_decoder(train_images, history, data_names, len(train_images), wall)
+        previous = self._state()
         write_json(os.path.join(self.out_dir, STATE), {"stage": index, "updates": updates, "wall_seconds": wall,
-                                                       "history": history, "recipe": asdict(self.recipe)})
+                                                       "weights": name, "history": history,
+                                                       "recipe": asdict(self.recipe)})
+        old = (previous or {}).get("weights", CHECKPOINT)
+        if old != name and os.path.isfile(os.path.join(self.out_dir, old)):
+            os.remove(os.path.join(self.out_dir, old))
 
     def save_decoder(self, train_images, history, data_names, train_count, wall):
         """The decoder folder in ``out_dir``: decoder.weights.h5 (the paper's decoder), encoder.weights.h5
@@ -610,7 +622,10 @@ def pack_checkpoint(run_dir, dest):
     if not os.path.isfile(os.path.join(run_dir, STATE)):
         raise DgnError(f"{run_dir} holds no progressive checkpoint (checkpoint.json); give a train-dae folder")
     os.makedirs(dest, exist_ok=True)
-    with h5py.File(os.path.join(run_dir, CHECKPOINT), "r") as fin, \
+    with open(os.path.join(run_dir, STATE), encoding="utf-8") as fh:
+        state = json.load(fh)
+    source = os.path.join(run_dir, state.get("weights", CHECKPOINT))
+    with h5py.File(source, "r") as fin, \
             h5py.File(os.path.join(dest, ".tmp-" + CHECKPOINT), "w") as fout:
         fout.attrs.update(dict(fin.attrs))
 
@@ -627,8 +642,8 @@ def pack_checkpoint(run_dir, dest):
 
         fin.visititems(copy)
     os.replace(os.path.join(dest, ".tmp-" + CHECKPOINT), os.path.join(dest, CHECKPOINT))
-    for name in ("training.json", STATE):
-        shutil.copy(os.path.join(run_dir, name), os.path.join(dest, name))
+    shutil.copy(os.path.join(run_dir, "training.json"), os.path.join(dest, "training.json"))
+    write_json(os.path.join(dest, STATE), {**state, "weights": CHECKPOINT, "packed": True})
     return dest
 
 
