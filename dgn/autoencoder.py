@@ -765,6 +765,9 @@ def load_trained(spec, folder):
     ``encoder_bottleneck`` since 2026-12-07, 0 where it is missing; ``encoder.kind`` "thumbnail": the
     encoder of the progressive recipe, :mod:`dgn.encoders`, since 2026-12-07)."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
+        if os.path.isfile(os.path.join(folder, STATE)) and os.path.isfile(os.path.join(folder, "training.json")):
+            raise DgnError(f"{folder} holds a training run that has not written its decoder yet (a progressive run "
+                           f"writes it from its last stage on); run `dgn train-dae` again to go on")
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))

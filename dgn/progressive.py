@@ -477,7 +477,8 @@ class Trainer:
         if done:
             self._load_checkpoint(model)
         elif index:
-            self.out(f"stage {index + 1} ({stage.side} px): the new block fades in over {stage.fade} updates",
+            self.out(f"stage {index + 1} ({stage.side} px): " + (f"the new block fades in over {stage.fade} updates"
+                                                                 if stage.fade else "the new block, without fade"),
                      flush=True)
         window = (stage.window, r.stages[index - 1].side, model.output.shape[1]) if stage.window else None
         train = StageBatches(train_images, self.size, self.space, self.small, stage.side, r.noise_stddev,

@@ -124,8 +124,9 @@ def test_the_thumbnail_encoder_starts_as_the_box_thumbnail_plus_one():
 @pytest.mark.parametrize("stages, message", [
     ("[{side: 9, updates: 4, colour: red}]", "dae.stages[0]: unknown key colour; valid keys: side, updates"),
     ("[{side: 9}]", "dae.stages[0]: side and updates are needed"),
-    ("[{side: 9, updates: -4}]", "dae.stages[0].updates: -4 is not a valid value"),
-    ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not a valid value (a non-negative true/false)"),
+    ("[{side: 9, updates: -4}]", "dae.stages[0].updates: -4 is not valid; give a whole number of at least 0"),
+    ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not valid; give true or false"),
+    ("[{side: 9, updates: 4.0}]", "dae.stages[0].updates: 4.0 is not valid; give a whole number"),
     ("[{side: 17, updates: 4}, {side: 9, updates: 4}]", "progressive stages [17, 9]: give the decoder's stage sides"),
     ("[{side: 32, updates: 3}]", "stage 32: updates 3 must be a positive multiple of checkpoint_updates 2"),
     ("[{side: 17, updates: 2, window: 4}, {side: 32, updates: 2}]", "stage 17: the first stage has no block"),
