@@ -436,23 +436,32 @@ class Trainer:
                  and previous < layer.output.shape[1] <= side]
         return sum((layer.kernel_size[0] - 1 + 1) // 2 for layer in block[1:])
 
-    def run(self, train_images, val_images, data_names, time_limit=None):
+    def run(self, train_images, val_images, data_names, time_limit=None, photos=None):
         """Trains from where ``out_dir`` stands, until the recipe ends or ``time_limit`` minutes have passed
-        (stopping after a checkpoint). Returns True when the recipe is finished."""
+        (stopping after a checkpoint). ``photos``: what chose the photos (folders, wnids, validation share),
+        part of the run's identity. Returns True when the recipe is finished.
+
+        Raises:
+            DgnError: ``out_dir`` holds a run of another identity (keys a run began without are not compared)."""
         r = self.recipe
         os.makedirs(self.out_dir, exist_ok=True)
         ident_path = os.path.join(self.out_dir, "training.json")
+        identity = {**self.identity(), **({"photos": photos} if photos is not None else {})}
         state = self._state()
         if state is not None and os.path.isfile(ident_path):
             with open(ident_path, encoding="utf-8") as fh:
                 held = json.load(fh)["identity"]
-            if held != self.identity():
-                differ = sorted(k for k in self.identity() if self.identity()[k] != held.get(k))
-                raise DgnError(f"{self.out_dir} holds a progressive run of another decoder or encoder (differs in "
-                               f"{', '.join(differ)}); use another folder or delete that one")
-        write_json(ident_path, {"identity": self.identity(), "recipe": asdict(r)})
+            differ = sorted(k for k in identity if k in held and identity[k] != held[k])
+            if differ:
+                raise DgnError(f"{self.out_dir} holds a progressive run of other {', '.join(differ)}; use another "
+                               f"folder or delete that one")
+            identity = {k: v for k, v in identity.items() if k in held}   # as it began
+        write_json(ident_path, {"identity": identity, "recipe": asdict(r)})
         index, done, wall = (state["stage"], state["updates"], state["wall_seconds"]) if state else (0, 0, 0.0)
         history = state.get("history", []) if state else []
+        if state is not None and index == len(r.stages) - 1 and done >= r.stages[index].updates:
+            self.out(f"the recipe is already finished in {self.out_dir}", flush=True)
+            return True
         if state is not None:
             self.out(f"resuming stage {index + 1} ({r.stages[index].side} px) after {done} updates", flush=True)
             if done >= r.stages[index].updates:   # a finished stage: its weights start the next one
@@ -599,7 +608,8 @@ def train_progressive(recipe, data, space, size, out_dir, seed_shape=(5, 5, 128)
     trainer = Trainer(recipe, seed_shape, blocks or PAPER_BLOCKS, space, size, out_dir, out)
     train_images, val_images, names = load_photos(data, size, validation, wnids)
     out(f"{len(train_images)} training photos, {len(val_images)} held out", flush=True)
-    return trainer.run(train_images, val_images, names, time_limit)
+    photos = {"data": names, "wnids": wnids, "validation": validation}
+    return trainer.run(train_images, val_images, names, time_limit, photos)
 
 
 def _encoder_core(encoder, small):

@@ -153,7 +153,12 @@ def test_a_folder_of_another_decoder_is_refused(trained, tmp_path, capfd):
     config, images, run = trained
     other = CONFIG.replace("seed_shape: [5, 5, 12]", "seed_shape: [5, 5, 15]")
     assert main(["train-dae", write_config(tmp_path, images, other), "--out", run]) == 2
-    assert "holds a progressive run of another decoder or encoder (differs in seed_shape)" in capfd.readouterr().err
+    assert "holds a progressive run of other seed_shape;" in capfd.readouterr().err
+    other = CONFIG.replace("validation: 0.25", "validation: 0.5")
+    assert main(["train-dae", write_config(tmp_path, images, other), "--out", run]) == 2
+    assert "holds a progressive run of other photos;" in capfd.readouterr().err
+    assert main(["train-dae", config, "--out", run]) == 0
+    assert "the recipe is already finished" in capfd.readouterr().out
 
 
 def test_photos_are_split_as_train_dae_splits_them(tmp_path):
