@@ -137,7 +137,7 @@ def dae_training(data):
 
 
 def progressive_recipe(data):
-    """The :class:`dgn.progressive.ProgressiveRecipe` of a train-dae config with ``dae.stages``: the stages,
+    """The :class:`dgn.autoencoder.progressive.ProgressiveRecipe` of a train-dae config with ``dae.stages``: the stages,
     a checkpoint every ``dae.steps_per_epoch`` updates (default 250), ``dae.noise_stddev``,
     ``dae.precision``, ``dae.norm_photos``, ``seed``.
 
@@ -153,12 +153,18 @@ def progressive_recipe(data):
         if unknown or "side" not in stage or "updates" not in stage:
             what = f"unknown key {', '.join(unknown)}" if unknown else "side and updates are needed"
             raise ConfigError(f"dae.stages[{i}]: {what}; valid keys: {', '.join(known)}")
-        for key, value in stage.items():
+        for key, value in list(stage.items()):
             kind = {int: int, float: (int, float), bool: bool}[known[key]]
+            if kind is not int and kind is not bool and isinstance(value, str):
+                try:   # YAML 1.1 reads 1e-3 (no dot) as a string
+                    value = stage[key] = float(value)
+                except ValueError:
+                    pass
             if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) or (kind is not bool and value < 0):
-                raise ConfigError(f"dae.stages[{i}].{key}: {value!r} is not a valid value (a non-negative "
-                                  f"{'true/false' if kind is bool else 'number'})")
-    return ProgressiveRecipe(stages=[dict(s) for s in dae["stages"]], checkpoint_updates=dae["steps_per_epoch"] or 250,
+                what = {int: "a whole number of at least 0", bool: "true or false"}.get(kind, "a number of at least 0")
+                raise ConfigError(f"dae.stages[{i}].{key}: {value!r} is not valid; give {what}")
+    stages = [{"batch_size": dae["batch_size"], **s} for s in dae["stages"]]
+    return ProgressiveRecipe(stages=stages, checkpoint_updates=dae["steps_per_epoch"] or 250,
                              noise_stddev=dae["noise_stddev"], precision=dae["precision"], seed=data["seed"],
                              norm_photos=dae["norm_photos"])
 

@@ -195,9 +195,10 @@ SCHEMA = {
                                    "do not train at all (norm_photos is then not used)"),
         "stages": Field((list,), None, nullable=True, item=lambda v: isinstance(v, dict) and bool(v),
                         help="train the decoder progressively (Karras et al. 2018) with the thumbnail encoder: a "
-                             "list of stages {side, updates, batch_size, fade, learning_rate, warmup, decay}, the "
-                             "decoder's block sides in order ending at its image (docs/autoencoder.md); null: "
-                             "the whole autoencoder at once (the paper)"),
+                             "list of stages {side, updates, batch_size, fade, learning_rate, warmup, decay, "
+                             "window}, the decoder's block sides in order ending at its image; a checkpoint every "
+                             "dae.steps_per_epoch updates (docs/autoencoder.md); null: the whole autoencoder at "
+                             "once (the paper)"),
         "init": Field((str,), None, nullable=True, path=True,
                       help="start from these trained weights (a folder with encoder.weights.h5 and "
                            "decoder.weights.h5, e.g. an export) instead of random ones; fresh optimizer"),

@@ -61,10 +61,15 @@ def test_every_stage_trains_and_the_last_writes_the_papers_decoder(trained):
     assert meta["encoder"] == {"kind": "thumbnail", "cell": 2, "mix": "global"}   # 3 * 2**2 = 12 numbers a cell
     assert meta["output_norm"] == "moving" and meta["output_activation"] == "linear"
     assert meta["history"][0]["updates"] == 14 and meta["history"][0]["norm_photos"] == 8
+    # one checkpoint file, the one checkpoint.json names (each checkpoint writes a new file, then the json)
+    assert [n for n in os.listdir(run) if n.endswith(".weights.h5") and n.startswith("checkpoint")] == \
+        ["checkpoint-2-6.weights.h5"] == [state["weights"]]
     # the decoder is the paper's G with head 8b, as the pretrained generator builds it: it loads strictly
     decoder = build_decoder([5, 5, 12], [[16, 2], [16, 2]], head="decoder", norm="batch",
                             output_activation="linear", output_norm="moving")
     decoder.load_weights(os.path.join(run, "decoder.weights.h5"))
+    # the last stage trained on windows: its head trained too (its fade reached the window model)
+    assert np.abs(np.asarray(decoder.get_layer("head_bn2").gamma) - 1.0).max() > 1e-3
     summary, crops, recon = eval_dae(build.autoencoder(load_config(config).data),
                                      build.dae_training(load_config(config).data), str(images), run)
     assert summary["images"] == 22 and np.isfinite(summary["psnr"]) and recon.shape == crops.shape
@@ -73,12 +78,9 @@ def test_every_stage_trains_and_the_last_writes_the_papers_decoder(trained):
 def test_a_run_stopped_at_every_checkpoint_ends_with_the_same_weights(trained, tmp_path):
     config, images, run = trained
     out = str(tmp_path / "run")
-    for _ in range(10):   # one checkpoint a call: --time-limit is checked after each
+    for call in range(1, 8):   # one checkpoint a call, also at the end of a stage: 7 checkpoints, 7 calls
         assert main(["train-dae", config, "--out", out, "--time-limit", "0.0001"]) == 0
-        if os.path.isfile(os.path.join(out, "checkpoint.json")) and \
-                json.load(open(os.path.join(out, "checkpoint.json")))["history"][-1]["updates"] == 6 and \
-                json.load(open(os.path.join(out, "checkpoint.json")))["stage"] == 2:
-            break
+        assert len(json.load(open(os.path.join(out, "checkpoint.json")))["history"]) == call
     import h5py
 
     def weights(folder):
@@ -124,8 +126,9 @@ def test_the_thumbnail_encoder_starts_as_the_box_thumbnail_plus_one():
 @pytest.mark.parametrize("stages, message", [
     ("[{side: 9, updates: 4, colour: red}]", "dae.stages[0]: unknown key colour; valid keys: side, updates"),
     ("[{side: 9}]", "dae.stages[0]: side and updates are needed"),
-    ("[{side: 9, updates: -4}]", "dae.stages[0].updates: -4 is not a valid value"),
-    ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not a valid value (a non-negative true/false)"),
+    ("[{side: 9, updates: -4}]", "dae.stages[0].updates: -4 is not valid; give a whole number of at least 0"),
+    ("[{side: 9, updates: 4, decay: 1}]", "dae.stages[0].decay: 1 is not valid; give true or false"),
+    ("[{side: 9, updates: 4.0}]", "dae.stages[0].updates: 4.0 is not valid; give a whole number"),
     ("[{side: 17, updates: 4}, {side: 9, updates: 4}]", "progressive stages [17, 9]: give the decoder's stage sides"),
     ("[{side: 32, updates: 3}]", "stage 32: updates 3 must be a positive multiple of checkpoint_updates 2"),
     ("[{side: 17, updates: 2, window: 4}, {side: 32, updates: 2}]", "stage 17: the first stage has no block"),
@@ -152,7 +155,12 @@ def test_a_folder_of_another_decoder_is_refused(trained, tmp_path, capfd):
     config, images, run = trained
     other = CONFIG.replace("seed_shape: [5, 5, 12]", "seed_shape: [5, 5, 15]")
     assert main(["train-dae", write_config(tmp_path, images, other), "--out", run]) == 2
-    assert "holds a progressive run of another decoder or encoder (differs in seed_shape)" in capfd.readouterr().err
+    assert "holds a progressive run of other seed_shape;" in capfd.readouterr().err
+    other = CONFIG.replace("validation: 0.25", "validation: 0.5")
+    assert main(["train-dae", write_config(tmp_path, images, other), "--out", run]) == 2
+    assert "holds a progressive run of other photos;" in capfd.readouterr().err
+    assert main(["train-dae", config, "--out", run]) == 0
+    assert "the recipe is already finished" in capfd.readouterr().out
 
 
 def test_photos_are_split_as_train_dae_splits_them(tmp_path):

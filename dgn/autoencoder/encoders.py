@@ -6,11 +6,13 @@ the decoder, so this one reads a small copy of the photo and starts as its thumb
 2 * cell * seed-side px (60 for the paper's 5 x 5 seed), a learned 2x2 convolution with stride 2 to
 30 x 30 x 4 (initialized as the 2x2 box mean of R, G, B, a 30 x 30 thumbnail, and a detail channel), a
 space-to-depth rearrangement onto the code's 5 x 5 grid (144 numbers a cell) and a learned 1x1
-convolution to the code's 128 channels, initialized to copy the thumbnail's 108 numbers with bias 1, so
-that the paper's f = alpha * 1 with alpha >= 0 starts at the mid-grey image and reaches every photo's
-code. All linear, about 18,600 weights, and the code can hold 3,200 numbers' worth of the 60 px copy,
-where the 30 x 30 thumbnail alone would give it 2,700 (22.2 dB at 224 on the held-out dogs, below the
-code-sized thumbnail's 22.6).
+convolution to the code's 128 channels (``mix="local"``, about 18,600 weights), or the two as one dense
+layer from the whole 30 x 30 x 4 map to the code (``mix="global"``, 11.5 M weights, the progressive
+recipe's default: the encoder can then move what it codes to where the paper's G draws each cell),
+initialized to copy the thumbnail's 108 numbers a cell with bias 1, so that the paper's f = alpha * 1
+with alpha >= 0 starts at the mid-grey image and reaches every photo's code. All linear; the code can
+hold 3,200 numbers' worth of the 60 px copy, where the 30 x 30 thumbnail alone would give it 2,700
+(22.2 dB at 224 on the held-out dogs, below the code-sized thumbnail's 22.6).
 """
 
 import keras

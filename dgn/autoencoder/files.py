@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from dgn.autoencoder.encoders import THUMBNAIL, build_thumbnail_encoder
-from dgn.autoencoder.model import CODE_STATS, build_encoder
+from dgn.autoencoder.model import CODE_STATS, STATE, build_encoder
 from dgn.errors import DgnError
 from dgn.optvis.generator import build_decoder
 from dgn.runs.outputs import write_atomic, write_json
@@ -162,6 +162,9 @@ def load_trained(spec, folder):
     ``encoder_bottleneck`` since 2026-12-07, 0 where it is missing; ``encoder.kind`` "thumbnail": the
     encoder of the progressive recipe, :mod:`dgn.autoencoder.encoders`, since 2026-12-07)."""
     if not os.path.isfile(os.path.join(folder, "decoder.weights.h5")):
+        if os.path.isfile(os.path.join(folder, STATE)) and os.path.isfile(os.path.join(folder, "training.json")):
+            raise DgnError(f"{folder} holds a training run that has not written its decoder yet (a progressive run "
+                           f"writes it from its last stage on); run `dgn train-dae` again to go on")
         raise DgnError(f"no trained autoencoder in {folder}; run `dgn train-dae` first or give --weights a "
                        f"folder written by `dgn train-dae` or `dgn export-dae`")
     meta = decoder_metadata(os.path.join(folder, "decoder.weights.h5"))

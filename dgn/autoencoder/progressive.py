@@ -262,11 +262,16 @@ class Trainer:
         return record
 
     def _state(self):
+        """checkpoint.json, or None where there is none or the weights it names are missing."""
         path = os.path.join(self.out_dir, STATE)
-        if not (os.path.isfile(path) and os.path.isfile(os.path.join(self.out_dir, CHECKPOINT))):
+        if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            state = json.load(fh)
+        return state if os.path.isfile(self._weights_path(state)) else None
+
+    def _weights_path(self, state):
+        return os.path.join(self.out_dir, state.get("weights", CHECKPOINT))   # runs before 2026-12-07: one name
 
     def _stage_model(self, index):
         """(the compiled model that trains stage ``index``, the fade layer or None, the compiled model of
@@ -281,9 +286,9 @@ class Trainer:
                 model, fade = build_stage(core, self.decoder, stages[j].side,
                                           stages[j - 1].side if j else None, self.to_rgb)
             whole = model
-            if stage.window:
+            if stage.window:   # the same layers, the same fade
                 model, _ = build_stage(core, self.decoder, stage.side, stages[index - 1].side, self.to_rgb,
-                                       stage.window)
+                                       stage.window, fade)
         model.compile(optimizer=keras.optimizers.Adam(_schedule(stage)),
                       loss=shrunk_mse(model.output.shape[1], self._margin(index)))
         if whole is not model:
@@ -300,23 +305,32 @@ class Trainer:
                  and previous < layer.output.shape[1] <= side]
         return sum((layer.kernel_size[0] - 1 + 1) // 2 for layer in block[1:])
 
-    def run(self, train_images, val_images, data_names, time_limit=None):
+    def run(self, train_images, val_images, data_names, time_limit=None, photos=None):
         """Trains from where ``out_dir`` stands, until the recipe ends or ``time_limit`` minutes have passed
-        (stopping after a checkpoint). Returns True when the recipe is finished."""
+        (stopping after a checkpoint). ``photos``: what chose the photos (folders, wnids, validation share),
+        part of the run's identity. Returns True when the recipe is finished.
+
+        Raises:
+            DgnError: ``out_dir`` holds a run of another identity (keys a run began without are not compared)."""
         r = self.recipe
         os.makedirs(self.out_dir, exist_ok=True)
         ident_path = os.path.join(self.out_dir, "training.json")
+        identity = {**self.identity(), **({"photos": photos} if photos is not None else {})}
         state = self._state()
         if state is not None and os.path.isfile(ident_path):
             with open(ident_path, encoding="utf-8") as fh:
                 held = json.load(fh)["identity"]
-            if held != self.identity():
-                differ = sorted(k for k in self.identity() if self.identity()[k] != held.get(k))
-                raise DgnError(f"{self.out_dir} holds a progressive run of another decoder or encoder (differs in "
-                               f"{', '.join(differ)}); use another folder or delete that one")
-        write_json(ident_path, {"identity": self.identity(), "recipe": asdict(r)})
+            differ = sorted(k for k in identity if k in held and identity[k] != held[k])
+            if differ:
+                raise DgnError(f"{self.out_dir} holds a progressive run of other {', '.join(differ)}; use another "
+                               f"folder or delete that one")
+            identity = {k: v for k, v in identity.items() if k in held}   # as it began
+        write_json(ident_path, {"identity": identity, "recipe": asdict(r)})
         index, done, wall = (state["stage"], state["updates"], state["wall_seconds"]) if state else (0, 0, 0.0)
         history = state.get("history", []) if state else []
+        if state is not None and index == len(r.stages) - 1 and done >= r.stages[index].updates:
+            self.out(f"the recipe is already finished in {self.out_dir}", flush=True)
+            return True
         if state is not None:
             self.out(f"resuming stage {index + 1} ({r.stages[index].side} px) after {done} updates", flush=True)
             if done >= r.stages[index].updates:   # a finished stage: its weights start the next one
@@ -341,7 +355,8 @@ class Trainer:
         if done:
             self._load_checkpoint(model)
         elif index:
-            self.out(f"stage {index + 1} ({stage.side} px): the new block fades in over {stage.fade} updates",
+            self.out(f"stage {index + 1} ({stage.side} px): " + (f"the new block fades in over {stage.fade} updates"
+                                                                 if stage.fade else "the new block, without fade"),
                      flush=True)
         window = (stage.window, r.stages[index - 1].side, model.output.shape[1]) if stage.window else None
         train = StageBatches(train_images, self.size, self.space, self.small, stage.side, r.noise_stddev,
@@ -367,7 +382,8 @@ class Trainer:
                                   "wall_seconds": wall}]
             self._checkpoint(model, index, g + 1, wall, history, train_images, data_names)
             progress.report(index, g + 1, loss, val_loss)
-            if time_limit and time.monotonic() - started >= 60.0 * time_limit and g + 1 < stage.updates:
+            last = index == len(r.stages) - 1 and g + 1 == stage.updates
+            if time_limit and time.monotonic() - started >= 60.0 * time_limit and not last:
                 self.out(f"time limit of {time_limit:g} min reached; run the same command again to resume",
                          flush=True)
                 return False
@@ -376,7 +392,7 @@ class Trainer:
     def _load_checkpoint(self, model):
         """The checkpoint into the stage model, with its optimizer's state where the file has it (a packed
         checkpoint, :func:`pack_checkpoint`, has none: Adam starts afresh, and says so)."""
-        path = os.path.join(self.out_dir, CHECKPOINT)
+        path = self._weights_path(self._state())
         with h5py.File(path, "r") as fh:
             with_optimizer = "optimizer" in fh
         if with_optimizer:
@@ -390,13 +406,19 @@ class Trainer:
     def _checkpoint(self, model, index, updates, wall, history, train_images, data_names):
         """The stage model with its optimizer, the decoder folder (last stage only), then checkpoint.json,
         each written to a temporary file and renamed, the json last: what a resumed run trusts."""
-        tmp = os.path.join(self.out_dir, ".tmp-" + CHECKPOINT)
+        name = f"checkpoint-{index}-{updates}.weights.h5"   # a new file: the one checkpoint.json names stays whole
+        tmp = os.path.join(self.out_dir, ".tmp-" + name)
         model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.out_dir, CHECKPOINT))
+        os.replace(tmp, os.path.join(self.out_dir, name))
         if index == len(self.recipe.stages) - 1:
             self.save_decoder(train_images, history, data_names, len(train_images), wall)
+        previous = self._state()
         write_json(os.path.join(self.out_dir, STATE), {"stage": index, "updates": updates, "wall_seconds": wall,
-                                                       "history": history, "recipe": asdict(self.recipe)})
+                                                       "weights": name, "history": history,
+                                                       "recipe": asdict(self.recipe)})
+        old = (previous or {}).get("weights", CHECKPOINT)
+        if old != name and os.path.isfile(os.path.join(self.out_dir, old)):
+            os.remove(os.path.join(self.out_dir, old))
 
     def save_decoder(self, train_images, history, data_names, train_count, wall):
         """The decoder folder in ``out_dir``: decoder.weights.h5 (the paper's decoder), encoder.weights.h5
@@ -455,7 +477,8 @@ def train_progressive(recipe, data, space, size, out_dir, seed_shape=(5, 5, 128)
     trainer = Trainer(recipe, seed_shape, blocks or PAPER_BLOCKS, space, size, out_dir, out)
     train_images, val_images, names = load_photos(data, size, validation, wnids)
     out(f"{len(train_images)} training photos, {len(val_images)} held out", flush=True)
-    return trainer.run(train_images, val_images, names, time_limit)
+    photos = {"data": names, "wnids": wnids, "validation": validation}
+    return trainer.run(train_images, val_images, names, time_limit, photos)
 
 
 def _encoder_core(encoder, small):
@@ -479,7 +502,10 @@ def pack_checkpoint(run_dir, dest):
     if not os.path.isfile(os.path.join(run_dir, STATE)):
         raise DgnError(f"{run_dir} holds no progressive checkpoint (checkpoint.json); give a train-dae folder")
     os.makedirs(dest, exist_ok=True)
-    with h5py.File(os.path.join(run_dir, CHECKPOINT), "r") as fin, \
+    with open(os.path.join(run_dir, STATE), encoding="utf-8") as fh:
+        state = json.load(fh)
+    source = os.path.join(run_dir, state.get("weights", CHECKPOINT))
+    with h5py.File(source, "r") as fin, \
             h5py.File(os.path.join(dest, ".tmp-" + CHECKPOINT), "w") as fout:
         fout.attrs.update(dict(fin.attrs))
 
@@ -496,8 +522,8 @@ def pack_checkpoint(run_dir, dest):
 
         fin.visititems(copy)
     os.replace(os.path.join(dest, ".tmp-" + CHECKPOINT), os.path.join(dest, CHECKPOINT))
-    for name in ("training.json", STATE):
-        shutil.copy(os.path.join(run_dir, name), os.path.join(dest, name))
+    shutil.copy(os.path.join(run_dir, "training.json"), os.path.join(dest, "training.json"))
+    write_json(os.path.join(dest, STATE), {**state, "weights": CHECKPOINT, "packed": True})
     return dest
 
 

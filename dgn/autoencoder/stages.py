@@ -69,7 +69,7 @@ def stage_sides(decoder):
     return sides + [decoder.output.shape[1]]
 
 
-def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
+def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0, fade=None):
     """The model trained at stage ``side``: D-space photo (batch, N, N, 3) -> encoder -> the
     decoder's layers up to ``side`` -> (a temporary 1x1 conv to RGB unless ``side`` is the decoder's
     own) -> image (batch, side, side, 3); with ``previous`` (the side of the stage before), the new
@@ -83,8 +83,9 @@ def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
     the whole image's by what the zero padding of the block's 'same' convolutions sees (the loss leaves
     them out, :func:`shrunk_mse`).
 
-    ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here).
-    Returns (model, fade layer or None)."""
+    ``to_rgb``: dict of the temporary RGB convolutions by side, shared between stages (filled here);
+    ``fade``: the :class:`FadeIn` layer to use (one shared with another model of the same stage: the
+    window model and the whole one must fade together). Returns (model, fade layer or None)."""
     to_rgb = {} if to_rgb is None else to_rgb
     size = encoder.input.shape[1]
     photo = keras.Input((size, size, 3), name="photo")
@@ -109,12 +110,11 @@ def build_stage(encoder, decoder, side, previous=None, to_rgb=None, window=0):
         return to_rgb[at](tensor)
 
     image = x if final else rgb(side, x)
-    fade = None
     if previous is not None:
         old = ResizeTo(side, name=f"up_{previous}_{side}")(rgb(previous, outputs[previous]))
         if window:
             old = Window(image.shape[1], scale=2, name=f"window_{side}")([old, offset])
-        fade = FadeIn(name=f"fade_{side}")
+        fade = fade or FadeIn(name=f"fade_{side}")
         image = fade([old, image])
     image = keras.layers.Activation("linear", dtype="float32", name="stage_image")(image)
     inputs = [photo, offset] if window else photo

@@ -93,7 +93,8 @@ def add_train_dae(sub):
     p.add_argument("--data", metavar="DIR", help="image folder (overrides dae.data)")
     p.add_argument("--epochs", type=positive_int, help="total epochs (overrides dae.epochs)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
-                   help="stop after the first epoch that ends past this many minutes (resume later)")
+                   help="stop after the first epoch (with dae.stages: checkpoint) that ends past this many "
+                        "minutes (resume later)")
     p.set_defaults(func=cmd_train_dae)
 
 
