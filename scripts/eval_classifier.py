@@ -106,6 +106,25 @@ def torch_predictor(variant):
     return predict
 
 
+def crop_batches(items, sizes, batch_size, skipped):
+    """(images done, {side: evaluation crops}, labels array) per batch of ``items`` ((path, label) pairs),
+    each readable photo cropped at every side of ``sizes``; an unreadable one's message goes to ``skipped``."""
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        crops, labels = {side: [] for side in sizes}, []
+        for path, label in batch:
+            try:
+                img = load_image(path)
+            except ImageLoadError as exc:
+                skipped.append(str(exc))
+                continue
+            for side in crops:
+                crops[side].append(eval_crop(img, crop=side))
+            labels.append(label)
+        if labels:
+            yield start + len(batch), crops, np.array(labels)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of <wnid>/<image> files")
@@ -141,27 +160,11 @@ def main(argv=None):
     sizes = sorted({DEFAULT_INPUT_SIZES[r.variant] for r in rows})
     labels_all, skipped = [], []
     t0 = time.time()
-    for start in range(0, len(items), args.batch_size):
-        batch = items[start:start + args.batch_size]
-        crops = {s: [] for s in sizes}
-        labels = []
-        for path, label in batch:
-            try:
-                img = load_image(path)
-            except ImageLoadError as exc:
-                skipped.append(str(exc))
-                continue
-            for s in sizes:
-                crops[s].append(eval_crop(img, crop=s))
-            labels.append(label)
-        if not labels:
-            continue
-        labels = np.array(labels)
+    for done, crops, labels in crop_batches(items, sizes, args.batch_size, skipped):
         labels_all.extend(labels)
         for r in rows:
             x = np.stack(crops[DEFAULT_INPUT_SIZES[r.variant]]).astype(np.float32)
             r.update(PREPROCESSORS[r.prep](x).astype(np.float32), labels)
-        done = start + len(batch)
         print(f"\r{done}/{len(items)} images, {time.time() - t0:.0f}s", end="", file=sys.stderr)
     print(file=sys.stderr)
 

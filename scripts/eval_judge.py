@@ -26,10 +26,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-from eval_classifier import Row, list_images  # noqa: E402
+from eval_classifier import Row, crop_batches, list_images  # noqa: E402
 
 from dgn.imagenet import load_class_index  # noqa: E402
-from dgn.images import ImageLoadError, eval_crop, load_image  # noqa: E402
 
 
 def dgn_predictor(name):
@@ -85,25 +84,11 @@ def main(argv=None):
         sizes["mobilenet_v2 "] = size
 
     labels_all, skipped, t0 = [], [], time.time()
-    for start in range(0, len(items), args.batch_size):
-        batch = items[start:start + args.batch_size]
-        crops, labels = {s: [] for s in set(sizes.values())}, []
-        for path, label in batch:
-            try:
-                img = load_image(path)
-            except ImageLoadError as exc:
-                skipped.append(str(exc))
-                continue
-            for s in crops:
-                crops[s].append(eval_crop(img, crop=s))
-            labels.append(label)
-        if not labels:
-            continue
-        labels = np.array(labels)
+    for done, crops, labels in crop_batches(items, set(sizes.values()), args.batch_size, skipped):
         labels_all.extend(labels)
         for r in rows:
             r.update(np.stack(crops[sizes[r.variant]]).astype(np.float32), labels)
-        print(f"\r{start + len(batch)}/{len(items)} images, {time.time() - t0:.0f}s", end="", file=sys.stderr)
+        print(f"\r{done}/{len(items)} images, {time.time() - t0:.0f}s", end="", file=sys.stderr)
     print(file=sys.stderr)
 
     labels_all = np.array(labels_all)
