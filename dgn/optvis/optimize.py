@@ -88,12 +88,14 @@ def auto_learning_rate(image_size, kind="generator"):
     parameterization ``kind``. The generator's (and any other kind's): 0.002 at 224 x 224 (the
     quickstart's, measured on EfficientNet-Lite0), growing as 224 / short side up to 0.01 (measured on
     32 x 32 classifiers, where 0.002 reaches a class that 0.01 reaches in 150 steps only after many more).
-    ``fourier`` and ``maco``: :data:`SPECTRUM_RATES` at 224 x 224, growing the same way up to 5 times
-    that (docs/measurements.md, "Size-aware defaults")."""
-    short = 224.0 if image_size is None else float(min(image_size))
+    ``fourier`` and ``maco``: :data:`SPECTRUM_RATES`, the same at every size: their variables are
+    spectra scaled so that an Adam step (about ``rate`` on every coefficient) changes the image by an
+    amount that hardly depends on its size (lucid's 1/f scale: ~ rate * sqrt(2 pi ln N) for N x N
+    images; MACO's phase is normalized every step), whereas the generator's and the pixels' steps
+    change it less at small sizes (docs/measurements.md, "Size-aware defaults")."""
     if kind in SPECTRUM_RATES:
-        base = SPECTRUM_RATES[kind]
-        return float(min(5.0 * base, max(base, base * 224.0 / short)))
+        return float(SPECTRUM_RATES[kind])
+    short = 224.0 if image_size is None else float(min(image_size))
     return float(min(0.01, max(0.002, 0.002 * 224.0 / short)))
 
 
