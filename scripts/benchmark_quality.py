@@ -1,9 +1,9 @@
-"""Image quality side by side: dgn's methods (and, optionally, Xplique's MACO and Fourier) on the same
-classifier D and classes, judged by D and by independent ImageNet classifiers.
+"""Image quality side by side: dgn's methods on the same classifier D and classes, judged by D and by
+independent ImageNet classifiers.
 
     python scripts/benchmark_quality.py --out runs/quality --classes 1,9,130,207,323,417,812,949 --seeds 0 \\
         [--methods quickstart,fourier,maco] [--method NAME=CONFIG.yaml ...] [--set NAME:KEY=VALUE ...] \\
-        [--steps N] [--judges efficientnet_lite2,mobilenet_v2] [--xplique PYTHON] [--xplique-steps 256]
+        [--steps N] [--judges efficientnet_lite2,mobilenet_v2]
 
 Methods: ``quickstart``, ``fourier``, ``maco``, ``pixel``, ``pretrained`` (dgn's shipped configs for
 EfficientNet-Lite0) or ``NAME=CONFIG.yaml`` (``--method``); ``--set NAME:KEY=VALUE`` overrides one key
@@ -11,11 +11,9 @@ of a method's config (``--set maco:maco.crops=8``), ``--steps`` all methods' ste
 and seed runs as ``dgn generate-all`` into ``OUT/NAME-seedS`` (resumable: a rerun skips what is done),
 one class per step on the CPU.
 
-``--xplique PYTHON``: a Python whose environment has xplique 2.0.2 (installed apart from dgn's, e.g.
-``python -m venv /tmp/xenv && /tmp/xenv/bin/pip install xplique==2.0.2 --no-deps`` plus TensorFlow,
-Keras 3, numpy, pillow, pyyaml, h5py there) runs Xplique's ``maco`` and ``optimize`` (its Fourier) on
-D's logits (the same D, loaded through dgn from this checkout) into ``OUT/xplique-maco-seedS`` and
-``OUT/xplique-fourier-seedS``, at their defaults but ``--xplique-steps``.
+A folder of other images can join the table (``images_of``: an ``images.json`` listing
+``{"index", "image", "seconds"}`` per image, e.g. Xplique's, made in an environment of its own) with
+``--folder NAME=DIR`` (repeatable).
 
 Every image (PNG) is judged by D and by each judge (resized bicubic to its input): top-1 and top-5
 (the class's rank 1 / <= 5) and the mean probability of the class; seconds per class are the
@@ -28,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -82,20 +79,6 @@ def run_dgn(name, config, overrides, classes, seed, out):
     run_dir = os.path.join(out, f"{name}-seed{seed}")
     generate_all(cfg, classes=",".join(map(str, classes)), batch=1, out_dir=run_dir, progress=True, finish=False)
     return run_dir
-
-
-def run_xplique(python, classes, seed, out, steps):
-    """Xplique's MACO and Fourier in its own environment (scripts/xplique_quality.py)."""
-    folders = []
-    for method in ("maco", "fourier"):
-        run_dir = os.path.join(out, f"xplique-{method}-seed{seed}")
-        cmd = [python, os.path.join(ROOT, "scripts", "xplique_quality.py"), method, run_dir, ",".join(map(str, classes)),
-               "--seed", str(seed), "--steps", str(steps)]
-        done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": ROOT})
-        if done.returncode != 0:
-            raise Usage(f"xplique's {method} failed (exit {done.returncode}); see its output above")
-        folders.append(run_dir)
-    return folders
 
 
 def images_of(run_dir):
@@ -170,8 +153,7 @@ def main(argv=None):
     parser.add_argument("--set", action="append", dest="sets", help="NAME:KEY=VALUE (repeatable)")
     parser.add_argument("--steps", type=int, default=None, help="every dgn method's steps (default: its config's)")
     parser.add_argument("--judges", default="efficientnet_lite2,mobilenet_v2")
-    parser.add_argument("--xplique", default=None, help="a Python with xplique 2.0.2 installed")
-    parser.add_argument("--xplique-steps", type=int, default=256)
+    parser.add_argument("--folder", action="append", default=[], help="NAME=DIR of images with an images.json")
     args = parser.parse_args(argv)
     try:
         try:
@@ -183,11 +165,15 @@ def main(argv=None):
             raise Usage("--classes: ImageNet indices 0..999; --seeds: 0 or more")
         if args.steps is not None and args.steps < 1:
             raise Usage(f"--steps {args.steps}: give 1 or more")
-        if args.xplique and not os.path.isfile(args.xplique):
-            raise Usage(f"--xplique {args.xplique}: not a file; give the python of an environment with xplique 2.0.2")
+        extra = []
+        for spec in args.folder:
+            name, _, folder = spec.partition("=")
+            if not name or not os.path.isfile(os.path.join(folder, "images.json")):
+                raise Usage(f"--folder {spec}: give NAME=DIR with DIR/images.json")
+            extra.append((name, folder))
         methods = parse_methods(args.methods, args.method, args.sets, args.steps)
-        if not methods and not args.xplique:
-            raise Usage("no methods: give --methods, --method or --xplique")
+        if not methods and not extra:
+            raise Usage("no methods: give --methods, --method or --folder")
         from dgn import load_classifier
         from dgn.errors import DgnError
 
@@ -196,14 +182,10 @@ def main(argv=None):
         except DgnError as err:
             raise Usage(f"--judges {args.judges}: {err}") from None
         os.makedirs(os.path.join(args.out, "sheets"), exist_ok=True)
-        folders = []
+        folders = list(extra)
         for seed in seeds:
             for name, config, overrides in methods:
                 folders.append((name, run_dgn(name, config, overrides, classes, seed, args.out)))
-            if args.xplique:
-                for method, run_dir in zip(("xplique-maco", "xplique-fourier"),
-                                           run_xplique(args.xplique, classes, seed, args.out, args.xplique_steps)):
-                    folders.append((method, run_dir))
     except (Usage, DgnError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -102,7 +102,7 @@ def auto_learning_rate(image_size, kind="generator"):
 # Adam's step size at 224 x 224 for the spectrum parameterizations: Fourier's is lucid's 0.05 (as
 # configs/fourier-efficientnet-lite0.yaml); MACO's phase (normalized to std 1 each step) chosen by the sweep in
 # docs/measurements.md ("MACO").
-SPECTRUM_RATES = {"fourier": 0.05, "maco": 0.2}
+SPECTRUM_RATES = {"fourier": 0.05, "maco": 0.5}
 
 
 def make_optimizer(cfg, image_size=None, kind="generator"):
