@@ -35,6 +35,14 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dgn import load_classifier  # noqa: E402
+from dgn.config import load_config  # noqa: E402
+from dgn.errors import DgnError  # noqa: E402
+from dgn.optvis.generate_all import generate_all  # noqa: E402
+from dgn.runs.judge import judge_image  # noqa: E402
+from dgn.runs.outputs import write_png  # noqa: E402
+from dgn.runs.sheets import grid  # noqa: E402
+
 SHIPPED = {"quickstart": "configs/quickstart.yaml", "fourier": "configs/fourier-efficientnet-lite0.yaml",
            "maco": "configs/maco-efficientnet-lite0.yaml", "pixel": "configs/pixel-efficientnet-lite0.yaml",
            "pretrained": "configs/pretrained-efficientnet-lite0.yaml"}
@@ -72,8 +80,6 @@ def parse_methods(names, extra, sets, steps):
 
 def run_dgn(name, config, overrides, classes, seed, out):
     """generate-all of one method and seed into OUT/NAME-seedS; returns the folder."""
-    from dgn.config import load_config
-    from dgn.optvis.generate_all import generate_all
 
     cfg = load_config(config, list(overrides) + [f"seed={seed}"])
     run_dir = os.path.join(out, f"{name}-seed{seed}")
@@ -98,8 +104,6 @@ def images_of(run_dir):
 
 def judge_all(images, judges):
     """Per image: {judge name: {"rank", "prob"}}."""
-    from dgn.runs.judge import judge_image
-
     rows = []
     for index, path, seconds in images:
         with Image.open(path) as img:
@@ -132,8 +136,6 @@ def table(results, judge_names):
 
 
 def sheet(run_dir, rows, path):
-    from dgn.runs.outputs import write_png
-    from dgn.runs.sheets import grid
 
     tiles = []
     for r in rows:
@@ -174,8 +176,6 @@ def main(argv=None):
         methods = parse_methods(args.methods, args.method, args.sets, args.steps)
         if not methods and not extra:
             raise Usage("no methods: give --methods, --method or --folder")
-        from dgn import load_classifier
-        from dgn.errors import DgnError
 
         try:
             judges = [load_classifier("efficientnet_lite0")] + [load_classifier(n) for n in args.judges.split(",") if n]
