@@ -152,21 +152,27 @@ def layer_activation(classifier, layer):
 
 
 def target_scores(classifier, target, kind):
-    """f(x, w) -> per row: the objective's value, or D's probability of the class targets. Probabilities are
-    computed from the log-probabilities in float64, so that a confident D's small changes (1 - p below
-    float32's resolution near 1) are not lost."""
+    """f(x, w) -> per row: the objective's value (``kind`` value), or D's probability of the class targets
+    (``probability``: ``sum_c w_c p_c``) or its log (``log_probability``: ``log sum_c w_c p_c``, for
+    probabilities that would underflow). Probabilities are computed from the log-probabilities in float64,
+    so that a confident D's small changes (1 - p below float32's resolution near 1) are not lost."""
     key = ("scores", target.key(kind))
     cache = _kernels(classifier)
     if key not in cache:
         runner = _Runner(classifier.features(target.layers))
-        if kind == "probability":
+        if kind in ("probability", "log_probability"):
             binary = classifier.head.kind == "binary"
             compiled = _compile(lambda state, x: ops.log_softmax(
                 runner(state, x)["logits"] / (2.0 if binary else 1.0), axis=-1))
 
             def fn(x, w):
                 logp = np.asarray(compiled(runner.state(), x), dtype="float64")
-                return (np.exp(logp) * np.asarray(w, dtype="float64")).sum(axis=-1)
+                w = np.asarray(w, dtype="float64")
+                if kind == "probability":
+                    return (np.exp(logp) * w).sum(axis=-1)
+                top = logp.max(axis=-1, keepdims=True)
+                with np.errstate(divide="ignore"):
+                    return np.log((np.exp(logp - top) * w).sum(axis=-1)) + top[..., 0]
         else:
             value = target.value_fn(kind, classifier.head.kind == "binary")
             compiled = _compile(lambda state, x, w: value(runner(state, x), w))

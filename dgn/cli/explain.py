@@ -13,16 +13,47 @@ METHOD_HELP = ("saliency, smoothgrad, guided, integrated_gradients (ig), gradcam
                "or all; repeatable or comma-separated (default gradcam)")
 
 
+def setting_pairs(items):
+    """{key: value} of ``--setting KEY=VALUE`` flags: a value is read as an integer, a number, none, true or
+    false where it is one, else kept as text. DgnError (one line) for an item without '='."""
+    out = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise DgnError(f"--setting {item!r}: give KEY=VALUE, e.g. --setting window=8")
+        text = text.strip()
+        value = {"none": None, "null": None, "true": True, "false": False}.get(text.lower(), text)
+        if value is text:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
 def cmd_explain(args):
     cfg = load_config(args.config, args.set or [])
     settings = {"layer": args.layer, "samples": args.samples, "noise": args.noise, "seed": args.seed,
                 "steps": args.ig_steps, "baseline": args.baseline, "channels": args.channels,
                 "window": args.window, "stride": args.stride, "fill": args.fill, "score": args.score,
                 "upsample": args.upsample}
+    for key, value in setting_pairs(args.setting).items():
+        if settings.get(key) is not None:
+            raise DgnError(f"--setting {key}= and its own flag both given: give one")
+        settings[key] = value
     explain_photos = library("dgn.attribution.photos").explain_photos
-    summary = explain_photos(cfg, images=args.image or (), data=args.data, targets=args.target, methods=args.method,
-                             out_dir=args.out, settings=settings, batch=args.batch, fit=args.fit,
-                             progress=not args.quiet)
+    build = library("dgn.build")
+    default_out_dir = library("dgn.optvis.render").default_out_dir
+    classifier = build.classifier(cfg.data)
+    summary = explain_photos(classifier, images=args.image or (), data=args.data, targets=args.target,
+                             methods=args.method, out_dir=args.out or os.path.join(default_out_dir(cfg), "explain"),
+                             settings=settings, batch=args.batch, fit=args.fit, progress=not args.quiet,
+                             identity=cfg.data["classifier"])
+    for line in summary["notes"]:
+        print(f"dgn: warning: {line}", file=sys.stderr)
     for line in summary["errors"]:
         print(f"dgn: error: {line}", file=sys.stderr)
     print(f"{summary['out_dir']}: {summary['maps']} maps written for {summary['photos']} photos, "
@@ -95,6 +126,8 @@ def add_explain(sub):
     p.add_argument("--upsample", metavar="U",
                    help="gradcam, gradcam++, scorecam: bilinear (default, half-pixel centres) or corners "
                         "(corner-aligned, as tf-keras-vis)")
+    p.add_argument("--setting", action="append", metavar="KEY=VALUE",
+                   help="a method's setting by name (any registered method's, e.g. window=8); repeatable")
     p.add_argument("--batch", type=int, default=8, metavar="B", help="photos explained together (default 8)")
     p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",
                    help="how a photo is brought to D's input size (as dgn classify; default auto)")
