@@ -138,7 +138,10 @@ def register(cls):
         DgnError: not a Method subclass with a name, or a name or alias another method has."""
     if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
         raise DgnError(f"register({cls!r}): give a subclass of dgn.attribution.Method with a name")
-    taken = {n for m in REGISTRY.values() if m.name != cls.name for n in (m.name, *m.aliases)}
+    def same(m):   # the same class registered again (a module imported twice) replaces itself
+        return (type(m).__module__, type(m).__qualname__) == (cls.__module__, cls.__qualname__)
+
+    taken = {n for m in REGISTRY.values() if not same(m) for n in (m.name, *m.aliases)}
     clash = [n for n in (cls.name, *cls.aliases) if n in taken]
     if clash:
         raise DgnError(f"attribution method name {clash[0]!r} is already taken")

@@ -291,14 +291,27 @@ def _load_keras_file(cfg):
     if weights not in (None, "none", "imagenet"):
         _load_weights(model, weights, path)
     if not cfg.get("preprocessing"):
-        raise DgnError(f"classifier {path}: set classifier.preprocessing (caffe, tf, unit or raw) "
-                       f"to the input space the model was trained on")
+        raise DgnError(f"classifier {path}: say what input space the model was trained on: {path}:PREPROCESSING "
+                       f"on the command line or in Python (one of caffe, tf, unit, raw; e.g. {path}:tf), or "
+                       f"classifier.preprocessing in a config")
     return model, cfg["preprocessing"]
+
+
+def split_model(name):
+    """(model, preprocessing) of the one syntax that names a model with its input space everywhere
+    (``--classifier``, ``--judge``, :func:`dgn.load_classifier`): ``MODEL[:PREPROCESSING]``, e.g.
+    ``mine.keras:tf``; preprocessing None where it is not given (a built-in model knows its own)."""
+    text = str(name)
+    path, sep, space = text.rpartition(":")
+    if sep and path and space in preprocessing.SPACES:
+        return path, space
+    return text, None
 
 
 def load_classifier_named(model, weights="imagenet", preprocessing=None, class_index="auto", input_size=None,
                           output=None, custom_code=None, num_classes=10, precision="float32", safe_mode=True):
-    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny) or a ``.keras`` path,
+    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny) or a ``.keras`` path
+    (``MODEL:PREPROCESSING`` names its input space too, as ``--classifier`` and ``--judge``: :func:`split_model`),
     with the meanings of the config's ``classifier:`` keys (``weights``: imagenet, none or a file;
     ``preprocessing``: caffe, tf, unit or raw, required for a .keras file; ``class_index``: auto, none or a
     class names file; ``input_size``: (H, W) or one number for a model whose input size is dynamic;
@@ -307,6 +320,9 @@ def load_classifier_named(model, weights="imagenet", preprocessing=None, class_i
 
     Raises:
         DgnError: an unknown name, a missing or unreadable file, a model dgn cannot read (one line)."""
+    if isinstance(model, str):
+        model, space = split_model(model)
+        preprocessing = preprocessing or space
     if not isinstance(model, str) or not (model in BUILTIN or model.endswith(".keras")):
         raise DgnError(f"classifier {model!r}: give one of {', '.join(BUILTIN)} or a .keras file")
     if model.endswith(".keras") and not os.path.isfile(model):

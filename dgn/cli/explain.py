@@ -4,7 +4,8 @@ excite each unit most)."""
 import os
 import sys
 
-from dgn.cli.common import SET_HELP_CLASSIFIER, config_overrides, library, out_option, quiet_option, set_option
+from dgn.cli.common import (SET_HELP_CLASSIFIER, config_overrides, library, out_option, quiet_option,
+                             report_unreadable, set_option)
 from dgn.config import load_config
 from dgn.errors import DgnError
 
@@ -54,12 +55,10 @@ def cmd_explain(args):
                              identity=cfg.data["classifier"])
     for line in summary["notes"]:
         print(f"dgn: warning: {line}", file=sys.stderr)
-    for line in summary["errors"]:
-        print(f"dgn: error: {line}", file=sys.stderr)
     print(f"{summary['out_dir']}: {summary['maps']} maps written for {summary['photos']} photos, "
           f"{summary['skipped']} photos already there"
           + (f", {len(summary['errors'])} could not be read" if summary["errors"] else ""))
-    return 2 if summary["errors"] else 0
+    return report_unreadable(summary["errors"], summary["photos"])
 
 
 def cmd_examples(args):
@@ -91,7 +90,8 @@ def cmd_examples(args):
           f"{summary['read']} photos read{rate}"
           + (f"; {summary['unreadable']} unreadable photos skipped (listed in {run_dir}/examples/unreadable.json; "
              f"e.g. {summary['unreadable_first'][0]}: {summary['unreadable_first'][1]})" if summary["unreadable"] else ""))
-    return 0
+    return report_unreadable(summary["unreadable_errors"], summary["photos"],
+                             os.path.join(run_dir, "examples", "unreadable.json"))
 
 
 def add_explain(sub):
