@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dgn.classifiers.analysis import split_at_call
 from dgn.errors import DgnError
 
 
@@ -107,11 +108,15 @@ def _layer_models(classifier, layer, target_layers):
     analysis = classifier.analysis
     tensor = classifier.layer_output(layer)
     first = keras.Model(analysis.inputs, tensor, name="to_layer")
-    outputs = {"logits": analysis.logits}
+    if "#" in layer:   # one call of a shared layer: the graph traced again from a placeholder at that call
+        placeholder, tensors = split_at_call(analysis, classifier.model, classifier.name, classifier.output, layer)
+    else:
+        placeholder, tensors = tensor, {"logits": analysis.logits}
+    outputs = {"logits": tensors["logits"]}
     for name in target_layers:
         if name != layer:
-            outputs[name] = classifier.layer_output(name)
-    second = keras.Model([analysis.inputs, tensor], outputs, name="from_layer")
+            outputs[name] = tensors[name] if "#" in layer else classifier.layer_output(name)
+    second = keras.Model([analysis.inputs, placeholder], outputs, name="from_layer")
     first.trainable = second.trainable = False
     return first, second
 

@@ -190,6 +190,8 @@ class _Tracer:
         self.calls = []   # (path, output) of every single-output call, in the graph's order
         self.pre_activation = {}
         self.lenient = lenient
+        self.substitute = None   # (path, k, tensor): the k-th call of layer ``path`` gives ``tensor`` instead
+        self.seen = {}           # path -> calls so far
 
     def record(self, path, layer, args, outputs):
         for out in keras.tree.flatten(outputs):
@@ -218,6 +220,11 @@ class _Tracer:
 
     def call_layer(self, layer, prefix, args, kwargs):
         path = prefix + layer.name
+        call = self.seen.get(path, 0)
+        self.seen[path] = call + 1
+        if self.substitute is not None and self.substitute[:2] == (path, call):
+            self.record(path, layer, args, self.substitute[2])
+            return self.substitute[2]
         if self.lenient and any(a is None for a in keras.tree.flatten(list(args))):
             return None
         if _is_graph_model(layer):
@@ -368,6 +375,26 @@ def _opaque_logits(tracer, tensor):
         return LogProbabilities(name="log_probabilities")(tensor), "softmax", \
             "log of the output probabilities (the model's softmax is not reachable)"
     return tensor, "logits", "output"
+
+
+def split_at_call(analysis, model, name, output, layer):
+    """The classifier from its input and the output of one call of a shared layer (``layer``:
+    ``path#k``, as :meth:`Analysis.layer_rows` lists it): ``(placeholder, {"logits": ..., path: ...})``,
+    the flat graph traced again with that call's output replaced by a new ``keras.Input`` (the other calls
+    of the layer still computed from the image). What Grad-CAM differentiates at a shared layer.
+
+    Raises:
+        DgnError: ``layer`` does not name a call of a shared layer."""
+    path, _, call = layer.rpartition("#")
+    if path not in analysis.repeated or not call.isdigit() or int(call) >= analysis.repeated[path]:
+        raise DgnError(f"{layer!r} is not a call of a shared layer of classifier {name}")
+    placeholder = keras.Input(tuple(analysis.tensors[layer].shape[1:]), name="at_layer")
+    tracer = _Tracer()
+    tracer.substitute = (path, int(call), placeholder)
+    tensor, head_name = _choose_output(tracer.trace(model, analysis.inputs), _output_names(model), output, name)
+    logits = _logits(tracer, tensor, head_name, name)[0]
+    called = tracer.by_call()[0]
+    return placeholder, {"logits": logits, **{p: tracer.pre_activation.get(id(t), t) for p, t in called.items()}}
 
 
 def trace_any_size(model, paths, channels):

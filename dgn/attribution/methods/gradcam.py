@@ -6,7 +6,6 @@ import numpy as np
 from dgn.attribution.gradients import layer_gradient, run_batches
 from dgn.attribution.methods.layers import LayerMethod, to_input
 from dgn.attribution.settings import register
-from dgn.errors import DgnError
 
 
 @register
@@ -21,15 +20,6 @@ class GradCam(LayerMethod):
     reference = "Selvaraju et al. 2017"
     defaults = {"layer": None, "upsample": "bilinear"}
     direct = True
-
-    def prepare(self, classifier, settings, size):
-        super().prepare(classifier, settings, size)
-        base = settings["layer"].split("#")[0]
-        if "#" in settings["layer"] and base in classifier.analysis.repeated:
-            raise DgnError(f"{self.name} cannot split classifier {classifier.name} at {settings['layer']!r}: layer "
-                           f"{base!r} is called {classifier.analysis.repeated[base]} times (shared weights) and "
-                           f"Grad-CAM differentiates at one call's output; use scorecam at {settings['layer']!r}, "
-                           f"or a layer called once")
 
     def weights(self, a, g):
         """The weight of each channel, (N, 1, 1, K): the mean gradient."""
