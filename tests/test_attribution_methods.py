@@ -80,6 +80,13 @@ def test_a_method_defined_in_a_test_runs_through_the_api_and_the_command(brightn
     assert side["settings"] == {"scale": 3} and side["reference"] == "this test"
     raw = np.load(out / "a" / "top1_brightness_test.npy")
     assert np.allclose(raw, 3.0 * clf.from_pixels(images[:1]).mean(-1)[0])
+    for bad, text in ((["--setting", "scael=3"], "no attribution method has a setting 'scael'"),
+                      (["--setting", "scale"], "--setting 'scale': give KEY=VALUE"),
+                      (["--setting", "scale=dim"], "brightness_test scale 'dim': give a number")):
+        code = main(["explain", str(config), "--image", str(tmp_path / "a.png"), "--method", "brightness_test",
+                     *bad, "--out", str(out), "--quiet"])
+        lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("dgn:")]
+        assert code == 2 and len(lines) == 1 and text in lines[0], (bad, lines)
 
 
 def test_the_registry_refuses_a_taken_name_and_a_non_method():

@@ -107,6 +107,9 @@ def method_settings(methods, settings):
     for key in given:
         if not any(key in attribution.DEFAULTS[m] for m in methods):
             owners = [m for m in attribution.METHODS if key in attribution.DEFAULTS[m]]
+            if not owners:
+                known = sorted({k for m in attribution.METHODS for k in attribution.DEFAULTS[m]})
+                raise DgnError(f"no attribution method has a setting {key!r}; the settings: {', '.join(known)}")
             flag = SETTING_FLAGS.get(key, key)
             raise DgnError(f"{flag} is a setting of {', '.join(owners) or 'no method'}, which is not among the methods "
                            f"({', '.join(methods)}); add --method {owners[0] if owners else 'NAME'}")

@@ -45,14 +45,16 @@ def cmd_explain(args):
         if settings.get(key) is not None:
             raise DgnError(f"--setting {key}= and its own flag both given: give one")
         settings[key] = value
-    explain_photos = library("dgn.attribution.photos").explain_photos
+    photos = library("dgn.attribution.photos")
+    photos.method_settings(photos.method_list(args.method), settings)   # bad names fail before D is loaded
     build = library("dgn.build")
     default_out_dir = library("dgn.optvis.render").default_out_dir
     classifier = build.classifier(cfg.data)
-    summary = explain_photos(classifier, images=args.image or (), data=args.data, targets=args.target,
-                             methods=args.method, out_dir=args.out or os.path.join(default_out_dir(cfg), "explain"),
-                             settings=settings, batch=args.batch, fit=args.fit, progress=not args.quiet,
-                             identity=cfg.data["classifier"])
+    summary = photos.explain_photos(classifier, images=args.image or (), data=args.data, targets=args.target,
+                                    methods=args.method,
+                                    out_dir=args.out or os.path.join(default_out_dir(cfg), "explain"),
+                                    settings=settings, batch=args.batch, fit=args.fit, progress=not args.quiet,
+                                    identity=cfg.data["classifier"])
     for line in summary["notes"]:
         print(f"dgn: warning: {line}", file=sys.stderr)
     print(f"{summary['out_dir']}: {summary['maps']} maps written for {summary['photos']} photos, "
