@@ -200,6 +200,28 @@ def test_a_center_crop_inside_the_model_puts_the_cam_on_the_pixels_it_sees():
         assert peak > 0, method
 
 
+def test_a_resizing_layer_maps_each_cell_back_to_the_pixels_it_came_from():
+    """Resizing(16) of a 32-pixel input: cell i's centre is input pixel 2i + 1/2 (half-pixel centres), the
+    same place as a bilinear resize of the grid over the whole input; a crop after it shifts the grid."""
+    from dgn.attribution.inputs import resize_maps
+    from dgn.attribution.methods import to_input
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Resizing(16, 16, name="resize")(inp)
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    b = keras.layers.Cropping2D(((4, 4), (2, 6)), name="crop")(a)
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(b))
+    clf = dgn.classifier(keras.Model(inp, out), "tf", name="resized")
+    grid = np.random.RandomState(0).rand(1, 16, 16, 1).astype("float32")
+    assert np.allclose(to_input(clf, "conv", grid, (32, 32), "bilinear"), resize_maps(grid, (32, 32)), atol=1e-6)
+    cropped = to_input(clf, "crop", grid[:, :8, :8], (32, 32), "bilinear")[0, ..., 0]
+    # crop rows 4..11 and columns 2..9 of the 16-cell grid: input rows 8..23 and columns 4..19
+    assert np.all(cropped[:8] == 0) and np.all(cropped[24:] == 0)
+    assert np.all(cropped[:, :4] == 0) and np.all(cropped[:, 20:] == 0)
+    assert cropped[8, 4] == pytest.approx(grid[0, 0, 0, 0]) and cropped[23, 19] == pytest.approx(grid[0, 7, 7, 0])
+
+
 # ------------------------------------------------------------------------------------- two threads (14)
 
 def test_two_threads_explaining_with_one_classifier_get_their_own_maps():
