@@ -1,6 +1,8 @@
 """Each bad input ends with exit code 2 and one line on stderr naming the problem, no traceback."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -115,3 +117,26 @@ def test_autoencoder_of_another_size_fails_before_the_photos_are_read(tmp_path, 
     assert_one_line(*run_cli(capfd, "train-dae", cfg, "--data", missing, "--out", out,
                              "--set", "classifier.input_size=57"),
                     "57x57", "42x42, 58x58, 74x74", "generator.blocks")
+
+
+# Ctrl-C at two moments of a start: while the command line loads (an import), and while the command loads Keras.
+CTRL_C = """
+import importlib.abc, sys
+MODULE = sys.argv[1]
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from dgn import command_line
+sys.argv = ["dgn", "generate", sys.argv[2], "--steps", "1", "--out", sys.argv[3]]
+sys.exit(command_line())
+"""
+
+
+@pytest.mark.parametrize("module", ["yaml", "keras"])
+def test_ctrl_c_while_starting_is_one_line(tiny_config, tmp_path, module):
+    done = subprocess.run([sys.executable, "-c", CTRL_C, module, tiny_config(), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["dgn: interrupted"]
