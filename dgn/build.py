@@ -12,10 +12,11 @@ from dgn.autoencoder.progressive import ProgressiveRecipe, Stage
 from dgn.classifiers import load_classifier
 from dgn.errors import ConfigError
 from dgn.optvis import param
+from dgn.optvis.engine import Engine
 from dgn.optvis.objectives import parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
-from dgn.runs.records import input_files
+from dgn.runs.records import RunInfo, input_files
 
 
 def kind(data):
@@ -101,6 +102,23 @@ def snapshots(data):
     if count > data["steps"]:
         raise ConfigError(f"final.snapshots ({count}) is more than steps ({data['steps']}); lower final.snapshots")
     return count
+
+
+def engine(data, classifier, stack="copies"):
+    """The :class:`dgn.optvis.engine.Engine` of a config for ``classifier``: its parameterization,
+    transforms, optimizer, ``steps``, ``seed`` and final median (``stack``: see
+    :func:`dgn.optvis.generator.check_stack`)."""
+    return Engine(classifier, parameterization(data), transforms(data),
+                  optimizer(data["optimizer"], classifier.input_shape[:2]), data["steps"], seed=data["seed"],
+                  snapshots=snapshots(data), stack=stack)
+
+
+def run_info(cfg):
+    """The :class:`dgn.runs.records.RunInfo` of a loaded config (steps, final median, display, seed,
+    kind, the config and its file): what every sidecar records of the run."""
+    data = cfg.data
+    return RunInfo(steps=data["steps"], snapshots=snapshots(data), display=data["output"]["display"],
+                   seed=data["seed"], kind=kind(data), config=data, config_file=cfg.path)
 
 
 def build_generator_for(data, classifier, rows=1, seed=0):

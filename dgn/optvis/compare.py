@@ -2,7 +2,7 @@
 
 Each config is one method (one row of the sheet): pixel ascent, lucid's Fourier image, the untrained
 generator, the pretrained decoder, ... Every target (a column) is optimized with every method by
-:func:`dgn.optvis.render.run_target`, so each image has its PNG and sidecar under ``OUT/<config name>/``.
+:func:`dgn.optvis.render.render_target` (the config's :class:`dgn.optvis.engine.Engine`), so each image has its PNG and sidecar under ``OUT/<config name>/``.
 The sheet ``OUT/compare.png`` has one row per method; ``OUT/compare.json`` lists, per method and
 target, D's probability and rank of the target and, with a judge (an independent classifier, never
 used in an objective), the judge's: the exact image resized to the judge's input size.
@@ -21,7 +21,7 @@ from dgn.attribution.photos import heat_rgb, overlay
 from dgn.errors import DgnError
 from dgn.images import fit_to_input, load_image
 from dgn.optvis.objectives import ClassObjective, target_classes, target_label
-from dgn.optvis.render import NO_TARGETS, run_target
+from dgn.optvis.render import NO_TARGETS, render_target
 from dgn.runs.folder import finished, jsonable_config, run_identity
 from dgn.runs.judge import judge_image, load_judge
 from dgn.runs.outputs import write_json, write_png
@@ -74,6 +74,7 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
         classifier = classifier_for(cfg)
         row = {"method": cfg.name, "config_file": cfg.path, "classifier": classifier.name,
                "parameterization": build.kind(cfg.data), "results": []}
+        engine, run = build.engine(cfg.data, classifier), build.run_info(cfg)
         for column, spec in enumerate(targets):
             method_dir = os.path.join(out_dir, cfg.name)
             found = finished_image(method_dir, cfg, classifier, spec)
@@ -81,7 +82,8 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
                 path, sidecar = found
                 reused += 1
             else:
-                path, sidecar = run_target(cfg, classifier, spec, method_dir, progress=progress)
+                path, sidecar = render_target(engine, run, build.objective(spec, classifier, cfg.data), spec,
+                                              method_dir, progress=progress)
             rgb = np.asarray(Image.open(path).convert("RGB"))
             entry = {"target": spec, "image": os.path.relpath(path, out_dir), "prob": sidecar["prob"],
                      "rank": sidecar["rank"], "activation": sidecar["activation"],

@@ -32,10 +32,12 @@ from dgn.classify import fit_mode
 from dgn.errors import DgnError
 from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.optvis.layers import InputSpace
+from dgn.optvis.engine import Engine
 from dgn.optvis.objectives import Objective
-from dgn.optvis.optimize import Problem, optimize
+from dgn.optvis.param.base import Built, Parameterization
 from dgn.optvis.param.pixels import PixelImage, pixel_values, resize_images
 from dgn.optvis.render import default_out_dir
+from dgn.optvis.transforms import NONE as NO_TRANSFORMS
 from dgn.runs.outputs import slug, write_atomic, write_json, write_png
 from dgn.runs.records import RunInfo, evaluate, sidecar_fields
 
@@ -144,24 +146,48 @@ def _octave_sizes(height, width, octaves, scale, smallest=8):
 
 @dataclass
 class Dreamer:
-    """How a photo is dreamt: D's input space ``space`` (the pixels live in its parameter space,
+    """How a photo is dreamt: the classifier D (its input space: the pixels live in its parameter space,
     :func:`dgn.preprocessing.parameter_space`), the octaves' size ratio ``octave_scale``, the normalized
     gradient's step ``learning_rate``, the longest side dreamt at (``max_size``, None: full size), the
     random ``seed`` and the ``transforms`` between the image and D (:class:`dgn.optvis.transforms.Transforms`)."""
 
-    space: str
+    classifier: object
     octave_scale: float = 1.4
     learning_rate: float = 0.01
     max_size: int = 512
     seed: int = 0
-    transforms: object = None
+    transforms: object = NO_TRANSFORMS
+
+    @property
+    def space(self):
+        return self.classifier.preprocessing
+
+
+@dataclass
+class PhotoPixels(Parameterization):
+    """One octave of a dream: the pixels themselves, started at ``init`` (1, h, w, C) in the parameter space
+    of D's input space (the photo at that size plus the detail dreamt so far), at their own size (D runs
+    size-agnostic). Not registered: ``dgn dream`` builds it per octave."""
+
+    kind = "dream"
+    init: np.ndarray = None
+
+    def build(self, classifier, rows=1, seed=0):
+        space = classifier.preprocessing
+        _, height, width, channels = self.init.shape
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((1,), name="f0")
+        image = PixelImage(1, height, width, init=self.init, channels=channels, name="pixels")(inputs)
+        if InputSpace.needed(space):
+            image = InputSpace(space, name="input_space")(image)
+        return Built(keras.Model(inputs, image, name="dream"), np.ones((1, 1), "float32"))
 
 
 def dream_array(base, dreamer, objective, features, octaves, steps, progress=True, label="dream"):
     """Dreams one image ``base`` (H, W, C) in the parameter space of D's input space at its own size
-    (``dreamer``: a :class:`Dreamer`); returns (image in that space, values per step, losses per step,
-    seconds)."""
-    space = dreamer.space
+    (``dreamer``: a :class:`Dreamer`): every octave one run of :class:`dgn.optvis.engine.Engine` with
+    :class:`PhotoPixels`, :class:`NormalizedGradient` and D's size-agnostic ``features``; returns (image in
+    that space, values per step, losses per step, seconds)."""
     height, width, channels = base.shape
     sizes = _octave_sizes(height, width, octaves, dreamer.octave_scale)
     detail = np.zeros((1,) + sizes[0] + (channels,), dtype="float32")
@@ -170,21 +196,14 @@ def dream_array(base, dreamer, objective, features, octaves, steps, progress=Tru
         octave_base = resize_images(base[None], size)
         detail = resize_images(detail, size)
         src = octave_base + detail
-        keras.utils.set_random_seed(dreamer.seed)
-        inputs = keras.Input((1,), name="f0")
-        image = PixelImage(1, size[0], size[1], init=src, channels=channels, name="pixels")(inputs)
-        if InputSpace.needed(space):
-            image = InputSpace(space, name="input_space")(image)
-        model = keras.Model(inputs, image, name="dream")
-        if dreamer.transforms is not None:
-            model = dreamer.transforms.wrap(model, space, dreamer.seed)
-        text = f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}"
-        result = optimize(Problem(model, features, objective, np.ones((1, 1), "float32")),
-                          NormalizedGradient(dreamer.learning_rate), steps, progress=progress, label=text)
-        values += [v[0] for v in result.values]
-        losses += result.losses
-        seconds += result.seconds
-        src = pixel_values(model)   # the pixels in the parameter space (the render is in D's space)
+        engine = Engine(dreamer.classifier, PhotoPixels(init=src), dreamer.transforms,
+                        lambda: NormalizedGradient(dreamer.learning_rate), steps, seed=dreamer.seed, features=features)
+        batch = engine.run(objective, progress=progress,
+                           label=f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}")
+        values += [v[0] for v in batch.result.values]
+        losses += batch.result.losses
+        seconds += batch.result.seconds
+        src = pixel_values(batch.model)   # the pixels in the parameter space (the render is in D's space)
         detail = src - octave_base
     return src[0], values, losses, seconds
 
@@ -265,7 +284,7 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     space = classifier.preprocessing
     param = preprocessing.parameter_space(space)  # the dream's steps are the same whatever D's range
     run_cfg = {**data, "dream": dcfg}
-    dreamer = Dreamer(space, dcfg["octave_scale"], dcfg["learning_rate"], dcfg["max_size"], data["seed"],
+    dreamer = Dreamer(classifier, dcfg["octave_scale"], dcfg["learning_rate"], dcfg["max_size"], data["seed"],
                       build.transforms(data))
     out_dir = out_dir or default_out_dir(cfg)
     stem = slug(os.path.splitext(os.path.basename(image_path))[0], unique=True) + "_dream"

@@ -21,7 +21,7 @@ import time
 
 from dgn import build
 from dgn.errors import DgnError
-from dgn.optvis.batch import (BatchRunner, unit_batches, accelerated, default_batch, evaluate_batch, finished_sidecar,
+from dgn.optvis.batch import (unit_batches, accelerated, default_batch, evaluate_batch, finished_sidecar,
                               select_units, setup_distribution, sidecar_for, unit_objective, unit_spec)
 from dgn.optvis.generator import check_stack
 from dgn.optvis.render import default_out_dir
@@ -93,7 +93,8 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
               + (f" over {devices} devices" if devices > 1 else "")
               + f", {data['steps']} steps, into {run_dir}", flush=True)
     bar = Progress(len(todo), unit=noun[:-2] if noun == "classes" else "channel", enabled=progress and bool(todo))
-    runner = BatchRunner(cfg, classifier, stack)
+    engine, run = build.engine(data, classifier, stack), build.run_info(cfg)
+    objectives = {c: build.objective(str(unit_spec(c)), classifier, data) for c in todo}
     finished = 0
     shard_text = f"{shard[0]}/{shard[1]}" if shard else None
     pad = accelerated() if pad is None else pad
@@ -102,11 +103,11 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
         shown = ", ".join(str(c[2]) if isinstance(c, tuple) else str(c) for c in chunk)
         layer = f" of {chunk[0][1]}" if isinstance(chunk[0], tuple) else ""
         label = f"batch {number}: {noun} {shown}{layer}" if progress and bar.interactive else None
-        rows = list(chunk)
-        if pad and len(chunk) < batch and runner.compiled(batch, chunk[0]):
-            rows += [chunk[-1]] * (batch - len(chunk))
-        objective, result, per_class = runner.run(rows, progress=bool(label), label=label)
-        evaluated = evaluate_batch(cfg, classifier, objective, result, len(chunk))
+        rows = [objectives[c] for c in chunk]
+        if pad and len(chunk) < batch and engine.compiled(rows + [rows[-1]] * (batch - len(chunk))):
+            rows += [rows[-1]] * (batch - len(chunk))
+        result = engine.run(rows, progress=bool(label), label=label)
+        evaluated = evaluate_batch(run, classifier, result, len(chunk))
         seconds = time.time() - started
         for k, c in enumerate(chunk):
             info = {"size": len(chunk), "row": k, "shard": shard_text}
@@ -116,8 +117,7 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
                 info["classes"] = list(chunk)
             if len(rows) > len(chunk):
                 info["padded_to"] = len(rows)
-            stem, rgb, side = sidecar_for(cfg, classifier, objective, k, result, per_class, info, seconds,
-                                          evaluated[k])
+            stem, rgb, side = sidecar_for(run, classifier, result, k, unit_spec(c), info, seconds, evaluated[k])
             try:
                 write_atomic(os.path.join(run_dir, stem + ".png"), png_bytes(rgb))
                 write_atomic(os.path.join(run_dir, stem + ".json"), json_bytes(side))

@@ -32,6 +32,7 @@ from dgn.classifiers import Classifier, load_classifier_named
 from dgn.errors import ConfigError, DgnError
 from dgn.optvis import param as param_module
 from dgn.optvis.callbacks import Callback
+from dgn.optvis.engine import Engine
 from dgn.optvis.generator import count_trainable
 from dgn.optvis.objectives import Objective, parse_target
 from dgn.optvis.optimize import auto_learning_rate
@@ -170,14 +171,33 @@ def as_callbacks(callbacks):
     return list(callbacks)
 
 
+def check_settings(objective, steps, snapshots, display, seed):
+    """:func:`render`'s small arguments.
+
+    Raises:
+        DgnError: one of them out of range (one line)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise DgnError(f"steps {steps!r}: give a positive integer")
+    if not isinstance(snapshots, int) or not 1 <= snapshots <= steps:
+        raise DgnError(f"snapshots {snapshots!r}: give an integer from 1 to steps ({steps})")
+    if display not in ("clip", "authors"):
+        raise DgnError(f"display {display!r}: give clip or authors")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
+        raise DgnError(f"seed {seed!r}: give an integer from 0 to 2**32 - 1")
+    if isinstance(objective, (list, tuple)) and not objective:
+        raise DgnError("objective []: give an objective, a target string, or a non-empty list of them")
+
+
 def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
            callbacks=(), snapshots=1, display="clip", progress=False):
-    """Optimizes one image so that ``objective`` of ``classifier`` is maximized (activation
-    maximization; Despraz et al. 2017 with the default generator parameterization).
+    """Optimizes images so that ``objective`` of ``classifier`` is maximized (activation maximization;
+    Despraz et al. 2017 with the default generator parameterization): one image, or with a list of B
+    objectives B images side by side (one optimization step for all), image k the one objective k gets
+    alone with the same seed (to float rounding; :mod:`dgn.optvis.engine`).
 
     Args:
         classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path.
-        objective: an Objective or a target string / class index.
+        objective: an Objective or a target string / class index, or a list of them.
         parameterization: :class:`dgn.optvis.param.Generator` (default), ``Pixels``, ``Fourier``, or a kind name.
         transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` (one copy per step) or a
             :class:`~dgn.optvis.transforms.Transforms` (with ``samples``); ``[]`` for none.
@@ -189,73 +209,56 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
         display: "clip" (undo D's preprocessing, clip to 0..255) or "authors" (the authors' display).
 
     Returns:
-        :class:`Rendering`.
+        :class:`Rendering`, one row per objective.
 
     Raises:
         DgnError: a bad argument (one line), or the loss became NaN (lower the learning rate)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise DgnError(f"steps {steps!r}: give a positive integer")
-    if not isinstance(snapshots, int) or not 1 <= snapshots <= steps:
-        raise DgnError(f"snapshots {snapshots!r}: give an integer from 1 to steps ({steps})")
-    if display not in ("clip", "authors"):
-        raise DgnError(f"display {display!r}: give clip or authors")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
-        raise DgnError(f"seed {seed!r}: give an integer from 0 to 2**32 - 1")
+    check_settings(objective, steps, snapshots, display, seed)
     callbacks = as_callbacks(callbacks)
     classifier = as_classifier(classifier)
-    spec = objective if isinstance(objective, (str, int, np.integer)) else None
-    objective = as_objective(objective, classifier)
+    many = isinstance(objective, (list, tuple))
+    items = list(objective) if many else [objective]
+    specs = [item if isinstance(item, (str, int, np.integer)) else None for item in items]
+    objectives = [as_objective(item, classifier) for item in items]
     parameterization = as_parameterization(parameterization)
     transforms = as_transforms(transforms)
     make_optimizer = as_optimizer(optimizer, classifier.input_shape[:2])
     started = time.time()
-    model, result = parameterization.optimize(classifier, objective, steps, transforms=transforms,
-                                              optimizer=make_optimizer, seed=seed, callbacks=callbacks,
-                                              snapshots=snapshots, progress=progress)
+    engine = Engine(classifier, parameterization, transforms, make_optimizer, steps, seed=seed, snapshots=snapshots,
+                    callbacks=callbacks)
+    batch = engine.run(objectives if many else objectives[0], progress=progress)
     settings = {"classifier": classifier.name, "parameterization": parameterization.describe(),
                 "transform": transforms.describe(), "optimizer": keras.optimizers.serialize(make_optimizer()),
                 "steps": steps, "seed": seed, "snapshots": snapshots, "display": display}
     run = RunInfo(steps=steps, snapshots=snapshots, display=display, seed=seed, kind=parameterization.kind,
                   config=settings)
     rgbs, sidecars = [], []
-    for k in range(len(result.images)):
-        rgb, sidecar = image_record(run, classifier, objective, result, k, spec if spec is not None else objective.label,
-                                    count_trainable(model), time.time() - started)
+    for k, (spec, obj) in enumerate(zip(specs, objectives)):
+        rgb, sidecar = image_record(run, classifier, obj, batch.result, k, spec if spec is not None else obj.label,
+                                    batch.trainable, (time.time() - started) / len(objectives))
         rgbs.append(rgb)
         sidecars.append(sidecar)
-    return Rendering(images=np.asarray(result.images, dtype="float32"), rgb=np.stack(rgbs), losses=result.losses,
-                     values=result.values, evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")}
-                                                       for s in sidecars],
-                     sidecars=sidecars, model=model)
+    return Rendering(images=np.asarray(batch.result.images, dtype="float32"), rgb=np.stack(rgbs),
+                     losses=batch.result.losses, values=batch.result.values,
+                     evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")} for s in sidecars],
+                     sidecars=sidecars, model=batch.model)
 
 
 NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [disc] or [channel:LAYER:C]) or pass "
               "--target T")
 
 
-def run_info(cfg):
-    """The :class:`RunInfo` of a loaded config (steps, final median, display, seed, kind, the config)."""
-    data = cfg.data
-    return RunInfo(steps=data["steps"], snapshots=build.snapshots(data), display=data["output"]["display"],
-                   seed=data["seed"], kind=build.kind(data), config=data, config_file=cfg.path)
-
-
-def run_target(cfg, classifier, spec, out_dir, progress=True):
-    """Optimizes one target and writes ``<stem>.png`` and ``<stem>.json``; returns (PNG path, sidecar)."""
-    data = cfg.data
-    objective = build.objective(spec, classifier, data)
-    run = run_info(cfg)
+def render_target(engine, run, objective, spec, out_dir, progress=True):
+    """Optimizes one target with ``engine`` (:class:`dgn.optvis.engine.Engine`) and writes ``<stem>.png``
+    and ``<stem>.json`` in ``out_dir``; returns (PNG path, sidecar). ``run``: the
+    :class:`dgn.runs.records.RunInfo` its sidecar records; ``spec``: the target string."""
     stem = objective.stem(spec)
-    parameterization = build.parameterization(data)
     started = time.time()
     label = f"{stem}: {run.steps} steps, {run.kind}" if run.kind != "generator" else \
         (lambda model: f"{stem}: {run.steps} steps, {count_trainable(model):,} trainable weights")
-    model, result = parameterization.optimize(
-        classifier, objective, run.steps, transforms=build.transforms(data),
-        optimizer=build.optimizer(data["optimizer"], classifier.input_shape[:2]), seed=data["seed"],
-        snapshots=run.snapshots, progress=progress, label=label)
+    batch = engine.run(objective, progress=progress, label=label)
     png_path = os.path.join(out_dir, stem + ".png")
-    rgb, sidecar = image_record(run, classifier, objective, result, 0, spec, count_trainable(model),
+    rgb, sidecar = image_record(run, engine.classifier, objective, batch.result, 0, spec, batch.trainable,
                                 time.time() - started)
     sidecar["image"] = os.path.basename(png_path)
     for key in ("relu_trap", "dead_unit"):
@@ -272,7 +275,8 @@ def default_out_dir(cfg):
 
 
 def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
-    """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...].
+    """``dgn generate``: every target of the config (or ``targets``), one image each; returns
+    [(png_path, sidecar), ...].
 
     Raises:
         ConfigError: no targets. DgnError: a bad target, or ``out_dir`` holds another config's
@@ -282,14 +286,12 @@ def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
     if not targets:
         raise ConfigError(NO_TARGETS)
     # Resolve every target before the first long optimization, so a typo fails at once.
-    for spec in targets:
-        build.objective(spec, classifier, cfg.data)
+    objectives = [build.objective(spec, classifier, cfg.data) for spec in targets]
     out_dir = out_dir or default_out_dir(cfg)
     refuse_foreign_run(out_dir, cfg.data, force)
-    results = []
-    for spec in targets:
-        results.append(run_target(cfg, classifier, spec, out_dir, progress=progress))
-    return results
+    engine, run = build.engine(cfg.data, classifier), build.run_info(cfg)
+    return [render_target(engine, run, objective, spec, out_dir, progress=progress)
+            for spec, objective in zip(targets, objectives)]
 
 
 def describe_result(path, sidecar):

@@ -33,7 +33,8 @@ def grey(space, channels=3):
 
 class RandomAffine(keras.layers.Layer):
     """Per image: shift by up to ``jitter`` pixels, scale by a factor in ``scale``, rotate by up to
-    ``rotate`` degrees, about the centre, bilinear, reflected borders. One seeded draw per call.
+    ``rotate`` degrees, about the centre, bilinear, reflected borders. One seeded draw per call and copy,
+    shared by the images of a batch (see :meth:`draw`).
     While training, returns ``samples`` differently transformed copies of the batch, copy-major."""
 
     def __init__(self, jitter=0, scale=(1.0, 1.0), rotate=0.0, seed=None, samples=1, **kwargs):
@@ -66,8 +67,11 @@ class RandomAffine(keras.layers.Layer):
         return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
 
     def draw(self, batch):
-        """(batch, 4) uniform draws: x shift, y shift, scale, angle; one per image."""
-        return keras.random.uniform((batch, 4), seed=self.seed_generator)
+        """(batch, 4) uniform draws: x shift, y shift, scale, angle. One (samples, 4) draw per call, copy s
+        of every image getting draw s: each image of a batch is transformed as it would be alone (what a
+        batch of one draws), so B images optimized side by side are each the image it gets alone."""
+        draws = keras.random.uniform((self.samples, 4), seed=self.seed_generator)
+        return ops.repeat(draws, batch // self.samples, axis=0)
 
     def compute_output_shape(self, input_shape):
         return input_shape if self.samples == 1 else (None,) + tuple(input_shape[1:])  # larger while training
