@@ -218,7 +218,7 @@ def test_crash_between_any_two_file_operations_loses_nothing(tiny_config, tmp_pa
 
 def test_disk_full_stops_cleanly_and_keeps_finished_classes(tiny_config, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "run")
-    real = batch_mod.write_atomic
+    real = folder_mod.write_atomic
     calls = {"n": 0}
 
     def full(path, data):
@@ -227,14 +227,12 @@ def test_disk_full_stops_cleanly_and_keeps_finished_classes(tiny_config, tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(batch_mod, "write_atomic", full)   # the images and sidecars
-    monkeypatch.setattr(folder_mod, "write_atomic", full)  # run.json
+    monkeypatch.setattr(folder_mod, "write_atomic", full)  # run.json, the images and sidecars (RunFolder)
     cfg = tiny_config()
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "disk full" in err and "2 finished classes are kept" in err and len(err.splitlines()) == 1
     _check_complete(out, range(2))
-    monkeypatch.setattr(batch_mod, "write_atomic", real)
     monkeypatch.setattr(folder_mod, "write_atomic", real)
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 0
     _check_complete(out, range(4))

@@ -12,7 +12,6 @@ from dgn import imagenet
 from dgn.attribution.examples import parse_channels
 from dgn.errors import DgnError
 from dgn.optvis.objectives import ChannelObjective, ClassObjective
-from dgn.runs.folder import finished
 from dgn.runs.records import evaluate, feature_outputs, image_record, png_pixels
 
 
@@ -58,12 +57,6 @@ def unit_objective(unit, names):
 def unit_spec(unit):
     """The target string of a unit (what ``dgn generate --target`` takes)."""
     return f"channel:{unit[1]}:{unit[2]}" if isinstance(unit, tuple) else unit
-
-
-def finished_sidecar(run_dir, unit, stem, identity, size, files, names=None):
-    """The sidecar of a finished unit (class or channel) in ``run_dir`` (see :func:`dgn.runs.folder.finished`),
-    else None."""
-    return finished(run_dir, stem, unit_objective(unit, names).describe(), identity, files, size=size)
 
 
 def default_batch(trainable="alpha"):

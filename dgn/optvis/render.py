@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from dgn import build
+from dgn.build import default_out_dir  # noqa: F401 - dgn.optvis.render.default_out_dir, as before
 from dgn.classifiers import Classifier, load_classifier_named
 from dgn.errors import ConfigError, DgnError
 from dgn.optvis import param as param_module
@@ -37,7 +38,7 @@ from dgn.optvis.generator import count_trainable
 from dgn.optvis.objectives import Objective, parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
-from dgn.runs.folder import refuse_foreign_run
+from dgn.runs.folder import RunFolder
 from dgn.runs.outputs import write_json, write_png
 from dgn.runs.records import RunInfo, image_record
 
@@ -248,30 +249,23 @@ NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [dis
               "--target T")
 
 
-def render_target(engine, run, objective, spec, out_dir, progress=True):
+def render_target(engine, run, objective, spec, folder, progress=True):
     """Optimizes one target with ``engine`` (:class:`dgn.optvis.engine.Engine`) and writes ``<stem>.png``
-    and ``<stem>.json`` in ``out_dir``; returns (PNG path, sidecar). ``run``: the
-    :class:`dgn.runs.records.RunInfo` its sidecar records; ``spec``: the target string."""
+    and ``<stem>.json`` into ``folder`` (a :class:`dgn.runs.folder.RunFolder`); returns (PNG path,
+    sidecar). ``run``: the :class:`dgn.runs.records.RunInfo` its sidecar records; ``spec``: the target
+    string."""
     stem = objective.stem(spec)
     started = time.time()
     label = f"{stem}: {run.steps} steps, {run.kind}" if run.kind != "generator" else \
         (lambda model: f"{stem}: {run.steps} steps, {count_trainable(model):,} trainable weights")
     batch = engine.run(objective, progress=progress, label=label)
-    png_path = os.path.join(out_dir, stem + ".png")
     rgb, sidecar = image_record(run, engine.classifier, objective, batch.result, 0, spec, batch.trainable,
                                 time.time() - started)
-    sidecar["image"] = os.path.basename(png_path)
+    sidecar["image"] = stem + ".png"
     for key in ("relu_trap", "dead_unit"):
         if sidecar.get(key):
             print(f"warning: {stem}: {sidecar[key]['warning']}", flush=True)
-    write_png(png_path, rgb)
-    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
-    return png_path, sidecar
-
-
-def default_out_dir(cfg):
-    """``output.dir``, else ``runs/<name>``, for a Config or its resolved dict."""
-    return cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
+    return folder.write_image(stem, rgb, sidecar), sidecar
 
 
 def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
@@ -279,18 +273,18 @@ def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
     [(png_path, sidecar), ...].
 
     Raises:
-        ConfigError: no targets. DgnError: a bad target, or ``out_dir`` holds another config's
-            ``generate-all`` run (unless ``force``)."""
+        ConfigError: no targets. DgnError: ``out_dir`` is a file, a bad target, or ``out_dir`` holds
+            another config's ``generate-all`` run (unless ``force``)."""
+    folder = RunFolder(out_dir or default_out_dir(cfg.data), cfg.data)
     classifier = build.classifier(cfg.data)
-    targets = list(targets) if targets else list(cfg["objective"]["targets"] or [])
+    targets = list(targets) if targets else build.targets(cfg.data)
     if not targets:
         raise ConfigError(NO_TARGETS)
     # Resolve every target before the first long optimization, so a typo fails at once.
     objectives = [build.objective(spec, classifier, cfg.data) for spec in targets]
-    out_dir = out_dir or default_out_dir(cfg)
-    refuse_foreign_run(out_dir, cfg.data, force)
+    folder.refuse_foreign(force)
     engine, run = build.engine(cfg.data, classifier), build.run_info(cfg)
-    return [render_target(engine, run, objective, spec, out_dir, progress=progress)
+    return [render_target(engine, run, objective, spec, folder, progress=progress)
             for spec, objective in zip(targets, objectives)]
 
 
