@@ -77,4 +77,16 @@ def __getattr__(name):
     raise AttributeError(f"module 'dgn' has no attribute {name!r}")
 
 
+def command_line():
+    """The ``dgn`` console script (and ``python -m dgn``): loads the command line, then runs
+    :func:`dgn.cli.main`. A Ctrl-C while it loads (NumPy, YAML: about a second) ends in one line and exit
+    code 130, as one during the command does, not in the import's traceback."""
+    try:
+        cli = importlib.import_module("dgn.cli")
+    except KeyboardInterrupt:
+        print("dgn: interrupted", file=sys.stderr)
+        return 130
+    return cli.main()
+
+
 __all__ = list(_EXPORTS) + ["param", "transforms", "callbacks", "objectives", "attribution", "__version__"]

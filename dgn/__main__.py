@@ -1,6 +1,6 @@
 import sys
 
-from dgn.cli import main
+from dgn import command_line
 
 
-sys.exit(main())
+sys.exit(command_line())

@@ -32,6 +32,7 @@ class Field:
     item: Any = None            # for lists: a check applied to each element
     empty: bool = False         # for lists: [] is valid
     help: str = ""
+    aliases: tuple = ()         # (other spelling, choice) pairs accepted and stored as the choice
 
 
 def _int_pair_list(value):
@@ -211,7 +212,7 @@ SCHEMA = {
     # Other image parameterizations (dgn/optvis/param/) and DeepDream (dgn/optvis/dream.py). A parameterization
     # registered outside dgn (dgn.param.register) is chosen by its kind and set by a section of that name.
     "parameterization": {
-        "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"),
+        "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"), aliases=(("pixels", "pixel"),),
                       help="generator: G (the paper); pixel: the pixels themselves; fourier: lucid's "
                            "1/f-scaled, colour-decorrelated spectrum"),
         "pad": Field((int,), 0, minimum=0,
@@ -291,8 +292,12 @@ def _check_value(key, value, spec, base_dir, where):
         raise ConfigError(f"{where}: '{key}' must be {_type_name(spec.types)}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: '{key}' must be finite, got {value!r}")
+    if spec.aliases and isinstance(value, str):
+        value = dict(spec.aliases).get(value, value)
     if spec.choices and value not in spec.choices:
-        raise ConfigError(f"{where}: '{key}' is {value!r}; valid: {', '.join(map(str, spec.choices))}")
+        other = {choice: alias for alias, choice in spec.aliases}
+        valid = [f"{c} (or {other[c]})" if c in other else str(c) for c in spec.choices]
+        raise ConfigError(f"{where}: '{key}' is {value!r}; valid: {', '.join(valid)}")
     if spec.minimum is not None and value < spec.minimum:
         raise ConfigError(f"{where}: '{key}' must be >= {spec.minimum}, got {value!r}")
     if spec.maximum is not None and value > spec.maximum:

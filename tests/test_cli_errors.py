@@ -1,6 +1,8 @@
 """Each bad input ends with exit code 2 and one line on stderr naming the problem, no traceback."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -154,3 +156,24 @@ def test_generate_then_generate_all_of_one_config_share_a_folder(tiny_config, tm
     capfd.readouterr()
     assert_one_line(*run_cli(capfd, "generate-all", config, "--classes", "0:2", "--out", out, "--quiet"),
                     "another config's run", "steps (there 2, here 40)", "the same config", "--steps", "--force")
+# Ctrl-C at two moments of a start: while the command line loads (an import), and while the command loads Keras.
+CTRL_C = """
+import importlib.abc, sys
+MODULE = sys.argv[1]
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from dgn import command_line
+sys.argv = ["dgn", "generate", sys.argv[2], "--steps", "1", "--out", sys.argv[3]]
+sys.exit(command_line())
+"""
+
+
+@pytest.mark.parametrize("module", ["yaml", "keras"])
+def test_ctrl_c_while_starting_is_one_line(tiny_config, tmp_path, module):
+    done = subprocess.run([sys.executable, "-c", CTRL_C, module, tiny_config(), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["dgn: interrupted"]

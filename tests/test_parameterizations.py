@@ -243,10 +243,17 @@ def test_generate_writes_png_and_sidecar_with_the_generators_fields(tmp_path, ca
     assert "0003.png" in capsys.readouterr().out
 
 
+def test_kind_pixels_is_the_docs_word_for_pixel():
+    """The README and the class (Pixels) say "pixels"; the config accepts it and stores the one name."""
+    assert load_config(text=BASE, overrides=["parameterization.kind=pixels"])["parameterization"]["kind"] == "pixel"
+    text = BASE.replace("parameterization: {kind: pixel}", "parameterization: {kind: pixels}")
+    assert load_config(text=text)["parameterization"]["kind"] == "pixel"
+
+
 def test_bad_parameterization_values_are_one_line_errors(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(BASE)
-    for setting, word in (("parameterization.kind=pixels", "valid: generator, pixel, fourier"),
+    for setting, word in (("parameterization.kind=pixles", "valid: generator, pixel (or pixels), fourier"),
                           ("pixel.clip_value_percentile=120", "<= 100"),
                           ("pixel.octaves=0", ">= 1")):
         assert main(["generate", str(path), "--set", setting, "--quiet"]) == 2
