@@ -156,6 +156,8 @@ def test_generate_then_generate_all_of_one_config_share_a_folder(tiny_config, tm
     capfd.readouterr()
     assert_one_line(*run_cli(capfd, "generate-all", config, "--classes", "0:2", "--out", out, "--quiet"),
                     "another config's run", "steps (there 2, here 40)", "the same config", "--steps", "--force")
+
+
 # Ctrl-C at two moments of a start: while the command line loads (an import), and while the command loads Keras.
 CTRL_C = """
 import importlib.abc, sys
