@@ -236,3 +236,29 @@ def test_an_empty_list_of_objectives_is_one_line(tiny):
     with pytest.raises(DgnError) as info:
         dgn.render(tiny, [], steps=1)
     assert "list" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_transforms_compose_any_function_of_the_images(tiny):
+    """As lucid's compose: a function of the images runs after the built-in warp, while optimizing only,
+    and D sees its output (a function that blanks the image leaves D no gradient: the pixels stay)."""
+    calls = []
+
+    def blank(images):
+        calls.append(tuple(images.shape[1:]))
+        return images * 0.0
+
+    moves = compose([Jitter(2), blank])
+    assert moves.describe()["functions"] == ["blank"] and moves.describe()["jitter"] == 2
+    one = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=moves, steps=1, seed=0)
+    three = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=moves, steps=3, seed=0)
+    assert calls and calls[0] == (32, 32, 3)
+    np.testing.assert_array_equal(one.images, three.images)   # no gradient reached the pixels
+    moved = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=[Jitter(2)], steps=3, seed=0)
+    assert not np.array_equal(moved.images, three.images)     # without the function they move
+    flipped = dgn.render(tiny, ["3", "4"], parameterization=Generator(**SMALL_G), steps=2, seed=0,
+                         transforms=[lambda images: images[:, :, ::-1, :]])
+    alone = dgn.render(tiny, "4", parameterization=Generator(**SMALL_G), steps=2, seed=0,
+                       transforms=[lambda images: images[:, :, ::-1, :]])
+    np.testing.assert_allclose(flipped.images[1], alone.images[0], atol=1e-4)
+    with pytest.raises(DgnError, match="functions of the images"):
+        dgn.render(tiny, "3", transforms=[Jitter(2), 3], steps=1)

@@ -379,6 +379,8 @@ def _build_batched_generator(generator, transforms, classifier, rows, seed, stac
         if t is not None:
             x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, samples=t.samples, name="transform",
                              dtype="float32")(x)
+        for function in transforms.function_layers():
+            x = function(x)
         model = keras.Model(inputs, x, name="generator_batch")
     elif stack == "vmap":
         inputs = keras.Input((f0.shape[1],), name="f0")

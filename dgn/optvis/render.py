@@ -127,11 +127,12 @@ def as_transforms(transforms):
         return DEFAULT_TRANSFORMS
     if isinstance(transforms, Transforms):
         return transforms
-    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)):
+    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)) or (callable(transforms)
+                                                               and not isinstance(transforms, type)):
         transforms = [transforms]
     if not isinstance(transforms, (list, tuple)):
         raise DgnError(f"transforms {transforms!r}: give a list of dgn.transforms objects (Jitter, Scale, Rotate, "
-                       f"Pad), compose([...], samples=N), or [] for none")
+                       f"Pad) or functions of the images, compose([...], samples=N), or [] for none")
     try:
         return Transforms(list(transforms), samples=1)
     except (TypeError, ValueError) as err:
@@ -200,8 +201,9 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
         classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path.
         objective: an Objective or a target string / class index, or a list of them.
         parameterization: :class:`dgn.optvis.param.Generator` (default), ``Pixels``, ``Fourier``, or a kind name.
-        transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` (one copy per step) or a
-            :class:`~dgn.optvis.transforms.Transforms` (with ``samples``); ``[]`` for none.
+        transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` and functions of the images
+            (one copy per step; see :class:`~dgn.optvis.transforms.Transforms`) or a ``Transforms`` (with
+            ``samples``); ``[]`` for none.
         optimizer: a Keras optimizer (copied fresh for the run) or its name; default Adam at
             :func:`dgn.optvis.optimize.auto_learning_rate` of D's input size.
         steps: optimizer updates (>= 1). seed: the same seed gives the same image.
