@@ -42,7 +42,10 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
 
     ``photos``: a folder of real photos; a last row shows, for each class target, the photo D (the first
     config's classifier) gives the largest logit of the target's classes (``dgn examples``' cached pass),
-    and with ``maps`` (an attribution method, :mod:`dgn.attribution`) one more row with that photo's map."""
+    and with ``maps`` (an attribution method, :mod:`dgn.attribution`) one more row with that photo's map.
+
+    Over 60 lines: the checks before any run, the method-by-target loop (reused or rendered, judged,
+    labelled) and the sheet's layout are one sequence, each part a few lines."""
     if not configs:
         raise DgnError("compare needs at least one config (one per method)")
     check_out_dir(out_dir)

@@ -44,7 +44,11 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
     change no image). Default: on a GPU/TPU, where compiling costs more than the extra rows.
     ``judge``: an independent classifier (name, .keras file or YAML config) that also scores every
     image in the final report (loaded first, so a bad name fails before any work). ``stack``: how the
-    untrained configuration's B generators run (dgn.optvis.generator.build_batched_generator)."""
+    untrained configuration's B generators run (dgn.optvis.generator.build_batched_generator).
+
+    Over 60 lines: the command's steps in the order a run meets them (checks before D loads, selection,
+    the folder's finished units, the batches with their crash-safe writes, the last shard's finish), each
+    a few lines on the engine and the run folder."""
     data = cfg.data
     if batch is None:
         batch = default_batch(build.batch_kind(data))
