@@ -403,3 +403,17 @@ def test_vmap_stack_needs_jax(tiny_config, tmp_path, capsys):
                  "--stack", "grouped", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--stack 'grouped': give one of copies, vmap" in err
+
+
+def test_every_file_a_config_names_is_part_of_a_finished_images_identity(tmp_path):
+    """input_files digests each file of a list too (classifier.custom_code): edited model code, like
+    retrained weights, makes finished images again."""
+    from dgn.runs.records import input_files
+
+    code = tmp_path / "layers.py"
+    code.write_text("X = 1\n")
+    data = {"classifier": {"model": "tiny", "custom_code": [str(code)]}, "dae": {"data": [str(tmp_path)]}}
+    first = input_files(data)
+    assert list(first) == ["classifier.custom_code[0]"]   # files only: a folder is not digested
+    code.write_text("X = 22\n")   # another size too: the digest cache keys on path, size and mtime
+    assert input_files(data) != first
