@@ -32,6 +32,7 @@ class Field:
     item: Any = None            # for lists: a check applied to each element
     empty: bool = False         # for lists: [] is valid
     help: str = ""
+    omit: bool = False          # left out of the resolved config unless given (not part of a run's identity)
     aliases: tuple = ()         # (other spelling, choice) pairs accepted and stored as the choice
 
 
@@ -64,6 +65,9 @@ SCHEMA = {
                              help="Python files imported before the .keras model is loaded: those that define its "
                                   "custom layers or model class (registered with "
                                   "@keras.saving.register_keras_serializable)"),
+        "safe_mode": Field((bool,), True, omit=True,
+                           help="false to trust a .keras file that holds Python code (a Lambda layer): Keras's "
+                                "safe_mode=False; only for files from a source you trust"),
     },
     "generator": {
         "seed_shape": Field((list,), None, nullable=True, item=lambda v: isinstance(v, int) and v > 0,
@@ -268,7 +272,8 @@ SCHEMA = {
 
 def defaults(schema=SCHEMA):
     """The config that an empty YAML file means."""
-    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()
+            if isinstance(v, dict) or not v.omit}
 
 
 def _type_name(types):
@@ -339,7 +344,7 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
             out[key] = validate(raw.get(key), where, base_dir, spec, full)
         elif key in raw:
             out[key] = _check_value(full, raw[key], spec, base_dir, where)
-        else:
+        elif not spec.omit:
             out[key] = copy.deepcopy(spec.default)
     if extension:
         out[extension] = copy.deepcopy(raw[extension])

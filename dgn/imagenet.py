@@ -116,8 +116,9 @@ def resolve_class(ref, names, num_classes):
             raise DgnError(f"class index {index} is out of range; the classifier has classes 0..{num_classes - 1}")
         return index
     if names is None:
-        raise DgnError(f"unknown class {text!r}: without a class index only indices 0..{num_classes - 1} work; "
-                       f"set classifier.class_index to an imagenet_class_index.json")
+        raise DgnError(f"unknown class {text!r}: the classifier has no class names, so give an index "
+                       f"0..{num_classes - 1}, or name its {num_classes} classes (config: classifier.class_index, a "
+                       f"JSON list of names; Python: class_names=[...] or class_index=FILE)")
     key = _key(text)
     hits = [i for i, (wnid, name) in enumerate(names) if key in ((wnid or "").lower(), _key(name))]
     if len(hits) == 1:

@@ -129,8 +129,9 @@ def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, 
     config = tiny_config()
     out = str(tmp_path / "run")
     assert main(["generate", config, "--target", "channel:conv2:5", "--steps", "2", "--out", out, "--quiet"]) == 0
+    # photo_folder holds one broken photo: skipped and counted, exit 2 (the one rule, report_unreadable)
     assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--top", "4", "--out", out,
-                 "--quiet"]) == 0
+                 "--quiet"]) == 2
     line = capsys.readouterr().out
     assert "1 unreadable photos skipped" in line and "12 photos read" in line
     cfg = load_config(config)
@@ -155,17 +156,17 @@ def test_examples_top_k_equals_a_brute_force_ranking_and_is_cached(tiny_config, 
     assert os.path.isfile(os.path.join(out, "sheets", "sheet_conv2_examples.png"))   # image + patches per row
     # a rerun (another K) reads no photo; a lost chunk (a killed pass) is all that is read again
     assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--top", "2", "--out", out,
-                 "--quiet"]) == 0
+                 "--quiet"]) == 2
     assert "0 photos read" in capsys.readouterr().out
     assert sorted(os.listdir(os.path.join(out, "examples", "channel_conv2_3"))) == ["01.png", "02.png"]  # none stale
     assert os.path.join("n0001", "broken.png") in json.loads(open(os.path.join(out, "examples", "unreadable.json")).read())
     cache = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(out, "examples", "cache")) for f in fs]
     os.remove(sorted(cache)[-1])
-    assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--out", out, "--quiet"]) == 0
+    assert main(["examples", config, "--data", photo_folder, "--channels", "conv2:3:6", "--out", out, "--quiet"]) == 2
     assert "4 photos read" in capsys.readouterr().out
     # classes: the top photos by logit
     assert main(["examples", config, "--data", photo_folder, "--classes", "2", "--top", "3", "--out", out,
-                 "--maps", "gradcam", "--quiet"]) == 0
+                 "--maps", "gradcam", "--quiet"]) == 2
     record = json.loads(open(os.path.join(out, "examples", "0002.json")).read())
     assert record["maps"] == "gradcam" and all(os.path.isfile(os.path.join(out, e["map"])) for e in record["examples"])
     assert main(["examples", config, "--data", photo_folder, "--classes", "2", "--out", out, "--maps", "nope",

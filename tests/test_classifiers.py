@@ -78,7 +78,8 @@ def test_classify_cli_json_and_failures(tmp_path, capfd):
     code = main(["classify", str(good), str(bad), "--classifier", "tiny", "--set", "classifier.weights=none",
                  "--set", "classifier.class_index=none", "--top", "3", "--json"])
     captured = capfd.readouterr()
-    assert code == 1
+    assert code == 2   # the one rule for unreadable photos (dgn.cli.common.report_unreadable): skipped, counted, 2
+    assert "1 of 2 photos could not be read and were skipped" in captured.err
     lines = [json.loads(line) for line in captured.out.strip().splitlines()]
     assert lines[0]["image"] == str(good) and len(lines[0]["top"]) == 3
     assert set(lines[0]["top"][0]) == {"index", "wnid", "name", "prob"}

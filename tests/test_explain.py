@@ -498,9 +498,10 @@ def test_an_unreadable_photo_is_one_line_and_the_others_are_done(monkeypatch, ca
                                "--out", str(tmp_path / "out"), "--quiet"])
     out, err = capfd.readouterr()
     assert code == 2
-    lines = [line for line in err.splitlines() if line.startswith("dgn:")]
+    lines = [line for line in err.splitlines() if line.startswith("dgn: error:")]
     assert len(lines) == 2 and all(line.startswith("dgn: error: cannot read image") for line in lines)
     assert "5 maps written for 7 photos" in out and "2 could not be read" in out
+    assert "dgn: warning: 2 of 7 photos could not be read and were skipped" in err   # the count, as every command
 
 
 @pytest.mark.parametrize("extra, text", [

@@ -264,6 +264,7 @@ def test_new_user_findings_end_in_one_line(models, tmp_path, capfd):
         (["generate", cfg, "--target", "0*1"], "positive number"),          # a zero weight
         (["generate", cfg, "--target", "1", "--set", "transform.scale=[1.2,0.9]"], "low <= high"),
         (["classify", "--config", cfg, "--top", "0", cfg], "--top 0"),
+        (["generate", cfg, "--target", "cat"], "index 0..2, or name its 3 classes"),   # a name, no names
     ]
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "corrupt.keras").write_text("garbage")

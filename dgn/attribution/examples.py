@@ -227,6 +227,11 @@ class Pass:
         return np.concatenate(maxes), (np.concatenate(argmaxes) if argmaxes else None), errors
 
 
+def unreadable_lines(errors):
+    """One line per unreadable photo of a pass (``{photo: error}``), as every command prints them."""
+    return [str(e) if str(e).startswith("cannot read") else f"cannot read image {p!r}: {e}" for p, e in errors.items()]
+
+
 def top_photos(values, k):
     """Indices of the ``k`` largest values (N,), largest first, ties by index; unreadable photos
     (-inf) never chosen."""
@@ -240,6 +245,10 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
     a unit's image sidecar in ``run_dir`` (``<stem>.json``) gets an ``examples`` field. ``maps``: an
     attribution method (:mod:`dgn.attribution`, e.g. "gradcam"): each example photo also gets the map of
     the same unit, laid over the photo as D saw it (``examples/<stem>/NN_map.png``). Returns a summary.
+
+    A few lines over 60: the pass over the photos, then per unit its patches (:func:`_patches`), maps and
+    records, kept together so that the order in which the files are written (the record last) reads in one
+    place.
 
     Raises:
         DgnError: a missing or empty folder, top < 1 (one line); unreadable photos are skipped and counted."""
@@ -267,17 +276,7 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         raise DgnError(f"--data {cached.folder}: none of its {len(cached.paths)} image files could be read (e.g. "
                        f"{first[0]}: {first[1]})")
     for unit in units:
-        if unit[0] == "channel":
-            _, layer, c = unit
-            maxes, argmaxes, errs = values_of[layer]
-            objective = ChannelObjective(layer, c)
-            geom = geometry(classifier, layer)
-            cols = int(classifier.layer_output(layer).shape[2]) if len(classifier.layer_output(layer).shape) == 4 else 1
-        else:
-            _, c = unit
-            maxes, argmaxes, errs = values_of["logits"]
-            objective = ClassObjective([(c, 1.0)], "logit", 0.0, names=classifier.class_names)
-            geom, cols = None, 1
+        c, objective, (maxes, argmaxes, errs), geom, cols = _unit(classifier, unit, values_of)
         errors.update(errs)
         stem = objective.stem(str(c))
         folder = os.path.join(run_dir, "examples", stem)
@@ -285,23 +284,8 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
             for old in os.listdir(folder):
                 if old.endswith(".png") and old[:-4].isdigit() and int(old[:-4]) > top:
                     os.remove(os.path.join(folder, old))
-        rows = []
-        for rank, i in enumerate(top_photos(maxes[:, c], top), start=1):
-            image = photo(i)
-            entry = {"rank": rank, "photo": os.path.relpath(cached.paths[i], cached.folder),
-                     "activation": float(maxes[i, c])}
-            if geom is not None and argmaxes is not None:
-                pos = int(argmaxes[i, c])
-                y, x = divmod(pos, cols)
-                top_, left, bottom, right = geom.box(y, x, height, width)
-                entry.update(position=[y, x], box=[top_, left, bottom, right])
-                crop = image[top_:bottom, left:right]
-            else:
-                crop = image
-            name = f"{rank:02d}.png"
-            write_atomic(os.path.join(folder, name), png_bytes(_enlarge(crop)))
-            entry["file"] = os.path.join("examples", stem, name)
-            rows.append(entry)
+        rows = _patches(cached, photo, maxes[:, c], None if argmaxes is None else argmaxes[:, c], geom, cols, top,
+                        folder, stem)
         if maps and rows:
             _add_maps(run_dir, classifier, objective, [photo(cached.paths.index(os.path.join(cached.folder, r["photo"])))
                                                        for r in rows], rows, folder, maps, stem)
@@ -319,8 +303,44 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         write_atomic(os.path.join(run_dir, "examples", "unreadable.json"), json_bytes(errors))
     return {"units": len(written), "photos": len(cached.paths), "read": read, "unreadable": len(errors),
             "unreadable_first": next(iter(errors.items()), None),
+            "unreadable_errors": unreadable_lines(errors),
             "seconds": round(seconds, 2), "photos_per_second": round(read / seconds, 2) if read else None,
             "stems": written}
+
+
+def _unit(classifier, unit, values_of):
+    """(c, objective, (maxes, argmaxes, errors) of its layer, geometry or None, the layer's columns)."""
+    if unit[0] == "channel":
+        _, layer, c = unit
+        shape = classifier.layer_output(layer).shape
+        return c, ChannelObjective(layer, c), values_of[layer], geometry(classifier, layer), \
+            int(shape[2]) if len(shape) == 4 else 1
+    _, c = unit
+    return c, ClassObjective([(c, 1.0)], "logit", 0.0, names=classifier.class_names), values_of["logits"], None, 1
+
+
+def _patches(cached, photo, maxes, argmaxes, geom, cols, top, folder, stem):
+    """The ``top`` photos of one unit (its ``maxes`` (photos,) and flat ``argmaxes``): each photo's patch
+    (the receptive field of its strongest position; the whole photo without a geometry) written as
+    ``folder/NN.png``; their rows for the unit's record."""
+    height, width = cached.classifier.input_shape[:2]
+    rows = []
+    for rank, i in enumerate(top_photos(maxes, top), start=1):
+        image = photo(i)
+        entry = {"rank": rank, "photo": os.path.relpath(cached.paths[i], cached.folder),
+                 "activation": float(maxes[i])}
+        if geom is not None and argmaxes is not None:
+            y, x = divmod(int(argmaxes[i]), cols)
+            top_, left, bottom, right = geom.box(y, x, height, width)
+            entry.update(position=[y, x], box=[top_, left, bottom, right])
+            crop = image[top_:bottom, left:right]
+        else:
+            crop = image
+        name = f"{rank:02d}.png"
+        write_atomic(os.path.join(folder, name), png_bytes(_enlarge(crop)))
+        entry["file"] = os.path.join("examples", stem, name)
+        rows.append(entry)
+    return rows
 
 
 def _add_maps(run_dir, classifier, objective, photos, rows, folder, method, stem):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dgn.classifiers.analysis import split_at_call
 from dgn.errors import DgnError
 
 
@@ -107,11 +108,15 @@ def _layer_models(classifier, layer, target_layers):
     analysis = classifier.analysis
     tensor = classifier.layer_output(layer)
     first = keras.Model(analysis.inputs, tensor, name="to_layer")
-    outputs = {"logits": analysis.logits}
+    if "#" in layer:   # one call of a shared layer: the graph traced again from a placeholder at that call
+        placeholder, tensors = split_at_call(analysis, classifier.model, classifier.name, classifier.output, layer)
+    else:
+        placeholder, tensors = tensor, {"logits": analysis.logits}
+    outputs = {"logits": tensors["logits"]}
     for name in target_layers:
         if name != layer:
-            outputs[name] = classifier.layer_output(name)
-    second = keras.Model([analysis.inputs, tensor], outputs, name="from_layer")
+            outputs[name] = tensors[name] if "#" in layer else classifier.layer_output(name)
+    second = keras.Model([analysis.inputs, placeholder], outputs, name="from_layer")
     first.trainable = second.trainable = False
     return first, second
 
@@ -152,21 +157,27 @@ def layer_activation(classifier, layer):
 
 
 def target_scores(classifier, target, kind):
-    """f(x, w) -> per row: the objective's value, or D's probability of the class targets. Probabilities are
-    computed from the log-probabilities in float64, so that a confident D's small changes (1 - p below
-    float32's resolution near 1) are not lost."""
+    """f(x, w) -> per row: the objective's value (``kind`` value), or D's probability of the class targets
+    (``probability``: ``sum_c w_c p_c``) or its log (``log_probability``: ``log sum_c w_c p_c``, for
+    probabilities that would underflow). Probabilities are computed from the log-probabilities in float64,
+    so that a confident D's small changes (1 - p below float32's resolution near 1) are not lost."""
     key = ("scores", target.key(kind))
     cache = _kernels(classifier)
     if key not in cache:
         runner = _Runner(classifier.features(target.layers))
-        if kind == "probability":
+        if kind in ("probability", "log_probability"):
             binary = classifier.head.kind == "binary"
             compiled = _compile(lambda state, x: ops.log_softmax(
                 runner(state, x)["logits"] / (2.0 if binary else 1.0), axis=-1))
 
             def fn(x, w):
                 logp = np.asarray(compiled(runner.state(), x), dtype="float64")
-                return (np.exp(logp) * np.asarray(w, dtype="float64")).sum(axis=-1)
+                w = np.asarray(w, dtype="float64")
+                if kind == "probability":
+                    return (np.exp(logp) * w).sum(axis=-1)
+                top = logp.max(axis=-1, keepdims=True)
+                with np.errstate(divide="ignore"):
+                    return np.log((np.exp(logp - top) * w).sum(axis=-1)) + top[..., 0]
         else:
             value = target.value_fn(kind, classifier.head.kind == "binary")
             compiled = _compile(lambda state, x, w: value(runner(state, x), w))

@@ -42,7 +42,7 @@ class Target:
 
     def key(self, kind):
         if self.objective is None:
-            return ("classes", "probability" if kind == "probability" else self.activation, self.top1)
+            return ("classes", kind if kind in ("probability", "log_probability") else self.activation, self.top1)
         return ("objective", _objective_key(self.objective))
 
     def rows(self, index, count=None):

@@ -3,14 +3,13 @@
 
 
 import time
+import warnings
 
 import numpy as np
 
 from dgn.attribution.gradients import backend_name, run_batches, target_scores
 from dgn.attribution.inputs import resolve_targets, Target, as_inputs
-from dgn.attribution.methods import (gradcam_map, integrated_gradients_map, occlusion_map, saliency_map, scorecam_map, smoothgrad_map,
-                                     check_layer, occlusion_defaults, occlusion_windows)
-from dgn.attribution.settings import Attribution, CAM_METHODS, DIRECT_METHODS, check_settings, method_name
+from dgn.attribution.settings import LOCK, Attribution, AttributionWarning, get_method
 from dgn.errors import DgnError
 from dgn.optvis.objectives import ClassObjective
 from dgn.optvis.render import as_classifier
@@ -21,6 +20,9 @@ from dgn.optvis.render import as_classifier
 def attribute(classifier, images, objective=None, method="gradcam", *, batch_size=32, fit="auto", **settings):
     """Attribution maps of ``images`` under ``classifier`` for ``objective`` by ``method``.
 
+    Calls run one at a time in a process (a lock; guided backpropagation swaps a model's ReLUs while it
+    traces): two threads explaining with one classifier get their own maps, the second waiting for the first.
+
     Args:
         classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path (as :func:`dgn.render`).
         images: uint8 pixels (one image, a batch, or a list of any sizes and 1 or 3 channels: fitted to D's
@@ -28,7 +30,8 @@ def attribute(classifier, images, objective=None, method="gradcam", *, batch_siz
         objective: None (each image's top-1 class), a target string or class index ("207", "golden
             retriever", "207+281", "channel:LAYER:C", "neuron:LAYER:C:Y:X"; a class means its logit), an
             Objective, or a list of those, one per image.
-        method: one of :data:`METHODS` (aliases: ig, guided_backprop, gradcam_plus_plus, ...).
+        method: a registered method's name (:data:`METHODS`; aliases: ig, guided_backprop,
+            gradcam_plus_plus, ...) or a :class:`Method` subclass.
         batch_size: rows per call of D (noisy copies, masked or occluded images, path points).
         **settings: the method's settings (:data:`DEFAULTS`): ``layer`` (Grad-CAM, Grad-CAM++, Score-CAM),
             ``samples``, ``noise``, ``seed`` (SmoothGrad), ``steps``, ``baseline`` (integrated gradients),
@@ -41,68 +44,56 @@ def attribute(classifier, images, objective=None, method="gradcam", *, batch_siz
     Raises:
         DgnError: an unknown method or setting, a target the classifier lacks, a layer without spatial
             dimensions, an activation guided backpropagation does not handle (one line each)."""
-    method = method_name(method)
-    settings = check_settings(method, settings)
+    method = method() if isinstance(method, type) else get_method(method)
+    settings = method.check(settings)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DgnError(f"batch_size {batch_size!r}: give a positive integer")
     batch_size = int(batch_size)
     classifier = as_classifier(classifier)
     backend_name()
-    if method in CAM_METHODS:
-        settings["layer"] = check_layer(classifier, settings["layer"], method)
-        settings["layer_shape"] = [int(s) for s in classifier.layer_output(settings["layer"]).shape[1:]]
-    x = as_inputs(classifier, images, fit)
-    if not len(x):
-        raise DgnError("no images to explain")
+    with LOCK:
+        method.prepare(classifier, settings, classifier.input_shape[:2])
+        x = as_inputs(classifier, images, fit)
+        if not len(x):
+            raise DgnError("no images to explain")
+        return _attribute(classifier, x, objective, method, batch_size, settings)
+
+
+def _attribute(classifier, x, objective, method, batch_size, settings):
+    """:func:`attribute` after its checks: the maps of every group of images with the same target."""
     started = time.perf_counter()
-    direct = method in DIRECT_METHODS
-    if objective is None and direct:   # each image's top-1 class, found in the same call of D as the gradient
+    if objective is None and method.direct:   # each image's top-1 class, found in the same call as the gradient
         groups, objectives = [(list(range(len(x))), Target(top1=True))], None
     else:
         groups, objectives = resolve_targets(classifier, objective, x, batch_size)
-    if method == "occlusion":
-        settings["window"], settings["stride"] = occlusion_defaults(x.shape[1], x.shape[2], settings)
-        settings["windows"] = (len(occlusion_windows(x.shape[1], settings["window"], settings["stride"]))
-                               * len(occlusion_windows(x.shape[2], settings["window"], settings["stride"])))
     maps = np.zeros(x.shape[:3], "float32")
     values = np.zeros(len(x), "float64")
-    kinds = set()
+    kinds, notes = set(), []
     for index, target in groups:
-        rows, local = x[index], _local(index)
+        rows, local = x[index], list(range(len(index)))   # a group's weights are in the group's order
         kind = target.score_kind(settings["score"]) if "score" in settings else "value"
         kinds.add(kind)
-        if method in ("saliency", "guided"):
-            out, found, logits = saliency_map(classifier, rows, target, local, batch_size, settings,
-                                           guided=method == "guided")
-        elif method in ("gradcam", "gradcam++"):
-            out, found, logits = gradcam_map(classifier, rows, target, local, batch_size, settings,
-                                          plus=method == "gradcam++")
-        elif method == "smoothgrad":
-            out = smoothgrad_map(classifier, rows, target, local, batch_size, settings)
-        elif method == "integrated_gradients":
-            out = integrated_gradients_map(classifier, rows, target, local, batch_size, settings)
-        elif method == "scorecam":
-            out = scorecam_map(classifier, rows, target, local, batch_size, settings, kind)
-        else:
-            out = occlusion_map(classifier, rows, target, local, batch_size, settings, kind)
-        maps[index] = out
-        if direct:   # the value is the one the gradient was taken of
-            values[index] = found
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AttributionWarning)
+            out = method.maps(classifier, rows, target, local, batch_size, settings, kind)
+        for w in caught:
+            if issubclass(w.category, AttributionWarning):
+                notes.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if method.direct:   # the value is the one the gradient was taken of
+            out, values[index], logits = out
             if target.top1:
-
                 objectives = [ClassObjective([(int(c), 1.0)], "logit", 0.0, classifier.class_names)
                               for c in np.argmax(logits, axis=-1)]
         else:
-            (values[index],) = run_batches(target_scores(classifier, target, kind), [rows, target.rows(local)], batch_size)
+            (values[index],) = run_batches(target_scores(classifier, target, kind), [rows, target.rows(local)],
+                                           batch_size)
+        maps[index] = out
     if "score" in settings:
         settings["score"] = kinds.pop() if len(kinds) == 1 else "per target"
-    return Attribution(maps=maps, method=method, settings=settings, targets=[o.describe() for o in objectives],
-                       objectives=objectives, values=values, seconds=time.perf_counter() - started)
-
-
-def _local(index):
-    """Rows of a group's weights are in the group's order: 0..len-1."""
-    return list(range(len(index)))
+    return Attribution(maps=maps, method=method.name, settings=settings, targets=[o.describe() for o in objectives],
+                       objectives=objectives, values=values, seconds=time.perf_counter() - started, notes=notes)
 
 
 def explain(classifier, images, objective=None, method="gradcam", *, batch_size=32, fit="auto", **settings):

@@ -26,12 +26,11 @@ import os
 import numpy as np
 from PIL import Image
 
-from dgn import attribution, build, preprocessing
+from dgn import attribution, preprocessing
 from dgn.classify import FIT_MODES, fit_mode
 from dgn.errors import DgnError
 from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.optvis.objectives import ClassObjective
-from dgn.optvis.render import default_out_dir
 from dgn.progress import Progress
 from dgn.runs.outputs import read_json, slug, write_atomic, write_json, write_png
 from dgn.runs.records import evaluate, feature_outputs, versions
@@ -108,6 +107,9 @@ def method_settings(methods, settings):
     for key in given:
         if not any(key in attribution.DEFAULTS[m] for m in methods):
             owners = [m for m in attribution.METHODS if key in attribution.DEFAULTS[m]]
+            if not owners:
+                known = sorted({k for m in attribution.METHODS for k in attribution.DEFAULTS[m]})
+                raise DgnError(f"no attribution method has a setting {key!r}; the settings: {', '.join(known)}")
             flag = SETTING_FLAGS.get(key, key)
             raise DgnError(f"{flag} is a setting of {', '.join(owners) or 'no method'}, which is not among the methods "
                            f"({', '.join(methods)}); add --method {owners[0] if owners else 'NAME'}")
@@ -119,7 +121,7 @@ def heat_rgb(values, method):
     """The map for display in 0..1: pixel-level maps by the 99th percentile of |map| (their few extreme
     pixels would hide the rest); CAMs and occlusion by the maximum of their positive part."""
     values = np.asarray(values, dtype="float64")
-    if method in attribution.PIXEL_METHODS:
+    if attribution.get_method(method).pixel_level:
         mag = np.abs(values)
         top = float(np.percentile(mag, 99)) if mag.size else 0.0
         return np.clip(mag / top, 0.0, 1.0) if top > 0 else np.zeros_like(mag), {"shows": "|map|",
@@ -182,20 +184,22 @@ def _jsonable_settings(settings):
     return {k: v for k, v in settings.items() if k not in ("layer_shape", "windows")}
 
 
-def explain_photos(cfg, images=(), data=None, targets=None, methods=None, out_dir=None, settings=None, batch=8,
-                   fit="auto", batch_size=32, progress=True):
+def explain_photos(classifier, images=(), data=None, targets=None, methods=None, out_dir=None, settings=None,
+                   batch=8, fit="auto", batch_size=32, progress=True, identity=None):
     """Runs ``dgn explain``: the maps of every photo (``images``, and those under ``data``) for every target
-    (default: each photo's top-1 class) and method (default: gradcam), written under ``out_dir`` (default
-    ``runs/<config name>/explain``); photos whose outputs are there and match are skipped.
+    (default: each photo's top-1 class) and method (default: gradcam), written under ``out_dir``; photos
+    whose outputs are there and match are skipped.
 
     Args:
-        cfg: a :class:`dgn.config.Config` (its classifier).
+        classifier: a :class:`dgn.Classifier` (built by :mod:`dgn.build` from a config, or in Python).
         settings: the methods' settings by name (``layer``, ``samples``, ``window``, ...; None: default).
         batch: photos read and explained together. batch_size: rows per call of D.
+        identity: what identifies the classifier in the resume key (JSON-able; ``dgn explain`` gives its
+            config's ``classifier:`` section); default the classifier's name and preprocessing.
 
     Returns:
         dict: ``out_dir``, ``photos``, ``maps`` (written), ``skipped`` (photos already done), ``errors``
-        (one line per photo that could not be read).
+        (one line per photo that could not be read), ``notes`` (what the methods warned of, one line each).
 
     Raises:
         DgnError: no photos, an empty folder, an unknown method, setting, target or layer (one line)."""
@@ -203,52 +207,67 @@ def explain_photos(cfg, images=(), data=None, targets=None, methods=None, out_di
         raise DgnError(f"--batch {batch!r}: give a positive number of photos")
     if fit not in FIT_MODES:
         raise DgnError(f"--fit {fit!r}: give one of {', '.join(FIT_MODES)}")
+    if out_dir is None:
+        raise DgnError("explain_photos: give out_dir, the folder the maps are written to")
     photos = collect_photos(images, data)
     methods = method_list(methods)
-    chosen = method_settings(methods, settings)
-    classifier = build.classifier(cfg.data)
-    specs = list(dict.fromkeys(str(t) for t in targets)) if targets else [None]
-    objectives = {spec: attribution.target_objective(spec, classifier) for spec in specs if spec is not None}
-    layers = sorted({name for objective in objectives.values() for name in objective.layers})
-    height, width = classifier.input_shape[:2]
-    for method, s in chosen.items():
-        if "layer" in s:
-            s["layer"] = attribution.check_layer(classifier, s["layer"], method)
-        if method == "occlusion":
-            s["window"], s["stride"] = attribution.occlusion_defaults(height, width, s)
-    mode = fit_mode(classifier, fit)
-    out_dir = out_dir or os.path.join(default_out_dir(cfg), "explain")
-    classifier_key = json.dumps(cfg.data["classifier"], sort_keys=True, default=str)
-    stems = {spec: ("top1" if spec is None else objectives[spec].stem(spec)) for spec in specs}
-    summary = {"out_dir": out_dir, "photos": len(photos), "maps": 0, "skipped": 0, "errors": []}
+    job = _Job(classifier, methods, method_settings(methods, settings), targets, fit, out_dir, batch_size,
+               identity if identity is not None else {"name": classifier.name,
+                                                      "preprocessing": classifier.preprocessing})
+    summary = {"out_dir": out_dir, "photos": len(photos), "maps": 0, "skipped": 0, "errors": [], "notes": []}
     bar = Progress(len(photos), unit="photo", enabled=progress,
-                   label=f"explain: {len(photos)} photo(s) x {len(specs)} target(s) x {', '.join(methods)} "
+                   label=f"explain: {len(photos)} photo(s) x {len(job.specs)} target(s) x {', '.join(methods)} "
                          f"-> {out_dir}")
+    for start in range(0, len(photos), batch):
+        loaded = job.load(photos[start:start + batch], summary)
+        if loaded:
+            job.explain(loaded, summary)
+        bar.update(min(len(photos), start + batch), maps=summary["maps"])
+    return summary
 
-    def key_of(sha, spec, method):
-        return {"version": KEY_VERSION, "source_sha1": sha, "classifier": classifier_key, "fit": mode,
+
+class _Job:
+    """One ``dgn explain`` run: the checked methods, settings and targets, the resume keys and file names,
+    and the work on each batch of photos."""
+
+    def __init__(self, classifier, methods, chosen, targets, fit, out_dir, batch_size, identity):
+        self.classifier, self.methods, self.chosen = classifier, methods, chosen
+        self.specs = list(dict.fromkeys(str(t) for t in targets)) if targets else [None]
+        self.objectives = {spec: attribution.target_objective(spec, classifier) for spec in self.specs
+                           if spec is not None}
+        self.layers = sorted({name for objective in self.objectives.values() for name in objective.layers})
+        self.size = classifier.input_shape[:2]
+        for method, s in chosen.items():
+            attribution.get_method(method).prepare(classifier, s, self.size)
+        self.mode = fit_mode(classifier, fit)
+        self.out_dir, self.batch_size = out_dir, batch_size
+        self.identity = json.dumps(identity, sort_keys=True, default=str)
+        self.stems = {spec: ("top1" if spec is None else self.objectives[spec].stem(spec)) for spec in self.specs}
+
+    def key_of(self, sha, spec, method):
+        return {"version": KEY_VERSION, "source_sha1": sha, "classifier": self.identity, "fit": self.mode,
                 "target": "top1" if spec is None else spec, "method": method,
-                "settings": _jsonable_settings(chosen[method])}
+                "settings": _jsonable_settings(self.chosen[method])}
 
-    def names(stem, spec, method):
-        base = os.path.join(out_dir, stem, f"{stems[spec]}_{method}")
+    def names(self, stem, spec, method):
+        base = os.path.join(self.out_dir, stem, f"{self.stems[spec]}_{method}")
         return base + ".png", base + ".npy", base + ".json"
 
-    def finished(stem, sha, spec, method):
-        png, npy, side = names(stem, spec, method)
+    def finished(self, stem, sha, spec, method):
+        png, npy, side = self.names(stem, spec, method)
         sidecar = read_json(side)
-        return bool(sidecar) and sidecar.get("key") == key_of(sha, spec, method) and os.path.isfile(png) \
+        return bool(sidecar) and sidecar.get("key") == self.key_of(sha, spec, method) and os.path.isfile(png) \
             and os.path.isfile(npy)
 
-    done = 0
-    for start in range(0, len(photos), batch):
+    def load(self, photos, summary):
+        """The photos of a batch that still have maps to make, read and fitted to D's input."""
         loaded = []
-        for path, stem in photos[start:start + batch]:
+        for path, stem in photos:
             sha, problem = _sha1(path)
             if problem:
                 summary["errors"].append(problem)
                 continue
-            jobs = {(spec, m) for spec in specs for m in methods if not finished(stem, sha, spec, m)}
+            jobs = {(spec, m) for spec in self.specs for m in self.methods if not self.finished(stem, sha, spec, m)}
             if not jobs:
                 summary["skipped"] += 1
                 continue
@@ -258,69 +277,74 @@ def explain_photos(cfg, images=(), data=None, targets=None, methods=None, out_di
                 summary["errors"].append(str(exc))
                 continue
             loaded.append({"path": path, "stem": stem, "sha": sha, "jobs": jobs, "size": list(pixels.shape[:2]),
-                           "fitted": fit_to_input(pixels, (height, width), mode)})
-        if loaded:
-            fitted = np.stack([item["fitted"] for item in loaded])
-            x = classifier.from_pixels(fitted)
-            shown = fitted if classifier.channels == 3 else \
-                np.clip(np.rint(preprocessing.to_channels(fitted, 1)), 0, 255).astype("uint8")
-            for k, item in enumerate(loaded):
-                write_png(os.path.join(out_dir, item["stem"], "input.png"), shown[k])
-            # D's outputs once per batch: the top-1 classes and what the sidecars report
-            outputs = feature_outputs(classifier, layers, x, batch_size)
-            top1 = [ClassObjective([(int(c), 1.0)], "logit", 0.0, classifier.class_names)
-                    for c in np.argmax(outputs["logits"], axis=-1)]
-            reports = {}
-            for spec in specs:
-                for method in methods:
-                    rows = [k for k, item in enumerate(loaded) if (spec, method) in item["jobs"]]
-                    if not rows:
-                        continue
-                    s = chosen[method]
-                    request = {key: s[key] for key in attribution.DEFAULTS[method]}
-                    target = [top1[k] for k in rows] if spec is None else objectives[spec]
-                    result = attribution.attribute(classifier, x[rows], target, method, batch_size=batch_size,
-                                                   **request)
-                    share = result.seconds / len(rows)
-                    for j, k in enumerate(rows):
-                        item = loaded[k]
-                        objective = result.objectives[j]
-                        report_key = (spec, k, json.dumps(result.targets[j], sort_keys=True))
-                        if report_key not in reports:
-                            reports[report_key] = evaluate(classifier, objective, x[k:k + 1],
-                                                           {n: v[k:k + 1] for n, v in outputs.items()})[0]
-                        report = reports[report_key]
-                        heat, display = heat_rgb(result.maps[j], method)
-                        picture, factor = overlay(shown[k], heat)
-                        png, npy, side = names(item["stem"], spec, method)
-                        write_png(png, picture)
-                        write_atomic(npy, _npy_bytes(result.maps[j]))
-                        m = result.maps[j]
-                        sidecar = {
-                            "image": os.path.basename(png), "map": os.path.basename(npy), "input": "input.png",
-                            "source_image": os.path.abspath(item["path"]), "source_size": item["size"],
-                            "fit": mode, "input_size": [height, width],
-                            "classifier": classifier.name,
-                            "target_spec": "top1" if spec is None else spec,
-                            "target": result.targets[j],
-                            "target_label": objective.label,
-                            "value": float(report["activation"]),
-                            "prob": report["prob"], "rank": report["rank"], "top5": report["top5"],
-                            "method": method, "reference": attribution.REFERENCES[method],
-                            "settings": result.settings,
-                            "explains": _explains(result.settings, objective),
-                            "map_stats": {"min": float(m.min()), "max": float(m.max()), "mean": float(m.mean()),
-                                          "shape": list(m.shape)},
-                            "display": {**display, "enlarged": factor},
-                            "seconds": round(share, 4),
-                            "versions": versions(),
-                            "key": key_of(item["sha"], spec, method),
-                        }
-                        write_json(side, sidecar)
-                        summary["maps"] += 1
-        done = min(len(photos), start + batch)
-        bar.update(done, maps=summary["maps"])
-    return summary
+                           "fitted": fit_to_input(pixels, self.size, self.mode)})
+        return loaded
+
+    def explain(self, loaded, summary):
+        """The maps of a batch of loaded photos, every target and method they still need, written."""
+        classifier = self.classifier
+        fitted = np.stack([item["fitted"] for item in loaded])
+        x = classifier.from_pixels(fitted)
+        shown = fitted if classifier.channels == 3 else \
+            np.clip(np.rint(preprocessing.to_channels(fitted, 1)), 0, 255).astype("uint8")
+        for k, item in enumerate(loaded):
+            write_png(os.path.join(self.out_dir, item["stem"], "input.png"), shown[k])
+        # D's outputs once per batch: the top-1 classes and what the sidecars report
+        outputs = feature_outputs(classifier, self.layers, x, self.batch_size)
+        top1 = [ClassObjective([(int(c), 1.0)], "logit", 0.0, classifier.class_names)
+                for c in np.argmax(outputs["logits"], axis=-1)]
+        reports = {}
+        for spec in self.specs:
+            for method in self.methods:
+                rows = [k for k, item in enumerate(loaded) if (spec, method) in item["jobs"]]
+                if not rows:
+                    continue
+                s = self.chosen[method]
+                request = {key: s[key] for key in attribution.DEFAULTS[method]}
+                target = [top1[k] for k in rows] if spec is None else self.objectives[spec]
+                result = attribution.attribute(classifier, x[rows], target, method, batch_size=self.batch_size,
+                                               **request)
+                summary["notes"] += [f"{method}: {n}" for n in result.notes]
+                for j, k in enumerate(rows):
+                    objective = result.objectives[j]
+                    report_key = (spec, k, json.dumps(result.targets[j], sort_keys=True))
+                    if report_key not in reports:
+                        reports[report_key] = evaluate(classifier, objective, x[k:k + 1],
+                                                       {n: v[k:k + 1] for n, v in outputs.items()})[0]
+                    self.write(loaded[k], spec, result, j, reports[report_key], shown[k], len(rows))
+                    summary["maps"] += 1
+
+    def write(self, item, spec, result, j, report, shown, rows):
+        """Map j of ``result`` (photo ``item``): its picture, raw map and sidecar (written last)."""
+        method, objective, m = result.method, result.objectives[j], result.maps[j]
+        heat, display = heat_rgb(m, method)
+        picture, factor = overlay(shown, heat)
+        png, npy, side = self.names(item["stem"], spec, method)
+        write_png(png, picture)
+        write_atomic(npy, _npy_bytes(m))
+        sidecar = {
+            "image": os.path.basename(png), "map": os.path.basename(npy), "input": "input.png",
+            "source_image": os.path.abspath(item["path"]), "source_size": item["size"],
+            "fit": self.mode, "input_size": list(self.size),
+            "classifier": self.classifier.name,
+            "target_spec": "top1" if spec is None else spec,
+            "target": result.targets[j],
+            "target_label": objective.label,
+            "value": float(report["activation"]),
+            "prob": report["prob"], "rank": report["rank"], "top5": report["top5"],
+            "method": method, "reference": attribution.REFERENCES[method],
+            "settings": result.settings,
+            "explains": _explains(result.settings, objective),
+            "map_stats": {"min": float(m.min()), "max": float(m.max()), "mean": float(m.mean()),
+                          "shape": list(m.shape)},
+            "display": {**display, "enlarged": factor},
+            "seconds": round(result.seconds / rows, 4),
+            "versions": versions(),
+            "key": self.key_of(item["sha"], spec, method),
+        }
+        if result.notes:
+            sidecar["notes"] = list(result.notes)
+        write_json(side, sidecar)
 
 
 def _explains(settings, objective):

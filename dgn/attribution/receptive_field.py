@@ -17,10 +17,13 @@ and cropping shift ``start``; element-wise layers (batch norm, activations, drop
 the geometry; where branches merge (add, multiply, concatenate) the field is the union of the
 branches' fields; a branch without spatial positions (squeeze-and-excitation's global pooling) is
 global context and leaves the spatial branch's geometry. A layer after global pooling or a flatten
-sees the whole image.
+sees the whole image. ``CenterCrop``, ``Cropping2D`` and ``Resizing`` (bilinear, half-pixel centres)
+move the grid: ``Geometry.crops`` says so (Grad-CAM and Score-CAM then place a layer's grid on the pixels
+it covers rather than stretch it over the whole input).
 """
 
 import math
+import sys
 from dataclasses import dataclass
 
 import keras
@@ -42,6 +45,7 @@ class Geometry:
     size: tuple = (1.0, 1.0)
     start: tuple = (0.0, 0.0)
     whole: bool = False
+    crops: bool = False   # a crop or resize inside D moved the grid off the whole input (CenterCrop, Resizing)
 
     def box(self, y, x, height, width):
         """(top, left, bottom, right) of position (y, x)'s receptive field in a height x width input,
@@ -85,7 +89,7 @@ def _windowed(layer, geometry, in_shape):
         jump.append(j * strides[axis])
         size.append(geometry.size[axis] + (k_eff - 1) * j)
         start.append(geometry.start[axis] + ((k_eff - 1) / 2.0 - pad) * j)
-    return Geometry(tuple(jump), tuple(size), tuple(start))
+    return Geometry(tuple(jump), tuple(size), tuple(start), crops=geometry.crops)
 
 
 def _union(geometries):
@@ -99,7 +103,20 @@ def _union(geometries):
         highs = [g.start[axis] + (g.size[axis] - 1) / 2.0 for g in spatial]
         size.append(max(highs) - min(lows) + 1)
         start.append((max(highs) + min(lows)) / 2.0)
-    return Geometry(jump, tuple(size), tuple(start))
+    return Geometry(jump, tuple(size), tuple(start), crops=any(g.crops for g in spatial))
+
+
+def _resized(geometry, in_shape, out_size):
+    """A bilinear resize (half-pixel centres) of n = ``in_shape[1:3]`` positions to m = ``out_size``: output
+    position i reads input position ``(i + 1/2) * n / m - 1/2``."""
+    jump, size, start = [], [], []
+    for axis in range(2):
+        scale = int(in_shape[1 + axis]) / float(out_size[axis])
+        j = geometry.jump[axis]
+        jump.append(j * scale)
+        size.append(geometry.size[axis] + max(scale, 1.0) * j)
+        start.append(geometry.start[axis] + (0.5 * scale - 0.5) * j)
+    return Geometry(tuple(jump), tuple(size), tuple(start), crops=True)
 
 
 def _step(layer, inputs, tensor_of):
@@ -124,14 +141,27 @@ def _step(layer, inputs, tensor_of):
     if name == "ZeroPadding2D":
         (top, _), (left, _) = layer.padding
         return Geometry(geometry.jump, geometry.size, (geometry.start[0] - top * geometry.jump[0],
-                                                       geometry.start[1] - left * geometry.jump[1]))
+                                                       geometry.start[1] - left * geometry.jump[1]),
+                        crops=geometry.crops)
     if name == "Cropping2D":
         (top, _), (left, _) = layer.cropping
         return Geometry(geometry.jump, geometry.size, (geometry.start[0] + top * geometry.jump[0],
-                                                       geometry.start[1] + left * geometry.jump[1]))
+                                                       geometry.start[1] + left * geometry.jump[1]), crops=True)
+    if name == "CenterCrop":
+        n = (int(tensor.shape[1]), int(tensor.shape[2]))
+        m = (int(layer.height), int(layer.width))
+        if m[0] <= n[0] and m[1] <= n[1]:   # Keras crops (n - m) // 2 from the top and left
+            top, left = (n[0] - m[0]) // 2, (n[1] - m[1]) // 2
+            return Geometry(geometry.jump, geometry.size, (geometry.start[0] + top * geometry.jump[0],
+                                                           geometry.start[1] + left * geometry.jump[1]), crops=True)
+        return _resized(geometry, tensor.shape, m)
+    if name == "Resizing" and not getattr(layer, "crop_to_aspect_ratio", False) \
+            and not getattr(layer, "pad_to_aspect_ratio", False):
+        return _resized(geometry, tensor.shape, (int(layer.height), int(layer.width)))
     if name == "UpSampling2D":
         sy, sx = _pair(layer.size)
-        return Geometry((geometry.jump[0] / sy, geometry.jump[1] / sx), geometry.size, geometry.start)
+        return Geometry((geometry.jump[0] / sy, geometry.jump[1] / sx), geometry.size, geometry.start,
+                        crops=geometry.crops)
     if name in ELEMENTWISE or name == "Dense" or name in ("PreActivation",):
         return geometry
     raise DgnError(f"the receptive field through layer {layer.name} ({name}) is not known to dgn; "
@@ -170,7 +200,6 @@ def geometry(classifier, layer):
 
     if len(target.shape) != 4:
         return WHOLE
-    import sys
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))
     try:

@@ -1,38 +1,24 @@
-"""Attribution maps: which parts of a photo D's objective depends on (``dgn.explain``).
+"""Attribution methods: the shared base :class:`Method`, the one registry (:func:`register`), and what
+:func:`dgn.attribute` returns (:class:`Attribution`).
 
     import dgn
     clf = dgn.load_classifier("efficientnet_lite0")
     maps = dgn.explain(clf, photos, "golden retriever", "gradcam")     # (N, 224, 224) float32
 
-Methods (:data:`METHODS`; settings and their defaults in :data:`DEFAULTS`):
+Each method is a small class on :class:`Method`, one file each in :mod:`dgn.attribution.methods`
+(saliency and guided backpropagation, SmoothGrad, integrated gradients, Grad-CAM and Grad-CAM++,
+Score-CAM, occlusion; each class's docstring gives its formula and paper). A new method is one class::
 
-- ``saliency`` (Simonyan et al. 2013): ``max_c |d value / d x|``, the gradient in D's input space.
-- ``smoothgrad`` (Smilkov et al. 2017): the mean of ``|d value / d x|`` over ``samples`` noisy copies
-  ``x + N(0, (noise * (max x - min x))^2)``, then the maximum over channels. The noise of image k is
-  ``numpy.random.RandomState(seed).standard_normal((samples, H, W, C))`` times its sigma: the same for
-  every image whatever the batch (tf-keras-vis draws the same numbers for one image after
-  ``numpy.random.seed(seed)``).
-- ``guided`` (guided backpropagation, Springenberg et al. 2014): the gradient with every ReLU passing
-  back only positive gradients where its input was positive; ``max_c |.|``. Handled: ReLU and ReLU6
-  (``activation="relu"`` / ``"relu6"`` of any layer, ``Activation``, ``keras.layers.ReLU`` without a
-  negative slope or threshold); a classifier with another activation on the way to its logits (swish,
-  GELU, leaky ReLU, sigmoid, tanh, ...) is refused in one line. Nonlinearities hidden inside custom
-  layers are not seen (their ordinary gradient is used).
-- ``integrated_gradients`` (Sundararajan et al. 2017): ``sum_c (x - x') * mean_k grad(x' + k/m (x - x'))``,
-  k = 1..m (``steps``), from ``baseline`` x' (black, white or grey pixels, or ``zero``: D's input 0);
-  signed, and its sum approaches value(x) - value(x') as ``steps`` grows.
-- ``gradcam`` (Selvaraju et al. 2017): ``ReLU(sum_k mean_ij(dA_k) A_k)`` at a layer A (``layer``; default
-  the last layer with a 4-D output), bilinearly resized to D's input size.
-- ``gradcam++`` (Chattopadhay et al. 2018): the weights ``sum_ij alpha_ij ReLU(dA_ij)`` with
-  ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` normalized to sum 1 over positions (the authors' code). The
-  factor exp(S) of the paper's exponential score is one positive number per image and is left out (it
-  overflows in float32 above 88).
-- ``scorecam`` (Wang et al. 2020): ``ReLU(sum_k s_k A_k)`` where s_k is the score of the input masked by
-  channel k (resized to the input, scaled to 0..1: ``x * M_k`` in D's input space); ``channels`` keeps the
-  N channels of largest spatial standard deviation (Faster Score-CAM), all by default.
-- ``occlusion`` (Zeiler and Fergus 2014): a ``window`` x ``window`` patch of ``fill`` (grey, black or the
-  image's mean colour) slid with ``stride``; each pixel gets the mean drop of the score over the windows
-  that cover it (signed). All windows of an image go through D in batches of ``batch_size``.
+    @dgn.attribution.register
+    class Edges(dgn.attribution.Method):
+        name = "edges"
+        defaults = {"scale": 1.0}
+        def maps(self, classifier, x, target, index, batch, settings, kind):
+            return np.abs(np.diff(x, axis=1, append=0)).sum(-1) * settings["scale"]   # (N, H, W)
+
+and is then known to :func:`dgn.explain`, :func:`dgn.attribute`, ``dgn explain --method edges`` (its
+settings by ``--setting scale=2``), ``dgn examples --maps`` and ``--method all``. :data:`METHODS`,
+:data:`DEFAULTS`, :data:`REFERENCES`, :data:`ALIASES` and the groups are live views of the registry.
 
 What a map explains: the objective's value (``dgn.optvis.objectives``: class, compound classes, channel,
 neuron, sums). A class target given as a string or index means the class's logit (Grad-CAM's y^c); pass
@@ -45,55 +31,14 @@ Maps are (N, H, W) float32 in D's input resolution. Gradients come from ``tf.Gra
 """
 
 
+
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dgn.errors import DgnError
-
-
-METHODS = ("saliency", "smoothgrad", "guided", "integrated_gradients", "gradcam", "gradcam++", "scorecam",
-           "occlusion")
-
-
-ALIASES = {"ig": "integrated_gradients", "integrated-gradients": "integrated_gradients",
-           "guided_backprop": "guided", "guided-backprop": "guided", "guided_backpropagation": "guided",
-           "gradcampp": "gradcam++", "gradcam_plus_plus": "gradcam++", "grad-cam": "gradcam",
-           "grad-cam++": "gradcam++", "score-cam": "scorecam", "score_cam": "scorecam", "vanilla": "saliency",
-           "smooth-grad": "smoothgrad"}
-
-
-DEFAULTS = {
-    "saliency": {},
-    "smoothgrad": {"samples": 25, "noise": 0.2, "seed": 0},
-    "guided": {},
-    "integrated_gradients": {"steps": 50, "baseline": "black"},
-    "gradcam": {"layer": None, "upsample": "bilinear"},
-    "gradcam++": {"layer": None, "upsample": "bilinear"},
-    "scorecam": {"layer": None, "channels": None, "score": "auto", "upsample": "bilinear"},
-    "occlusion": {"window": None, "stride": None, "fill": "grey", "score": "auto"},
-}
-
-
-REFERENCES = {
-    "saliency": "Simonyan, Vedaldi and Zisserman 2013",
-    "smoothgrad": "Smilkov et al. 2017",
-    "guided": "Springenberg et al. 2014",
-    "integrated_gradients": "Sundararajan, Taly and Yan 2017",
-    "gradcam": "Selvaraju et al. 2017",
-    "gradcam++": "Chattopadhay et al. 2018",
-    "scorecam": "Wang et al. 2020",
-    "occlusion": "Zeiler and Fergus 2014",
-}
-
-
-PIXEL_METHODS = ("saliency", "smoothgrad", "guided", "integrated_gradients")   # maps at pixel level
-
-
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")                               # maps of a layer
-
-
-DIRECT_METHODS = ("saliency", "guided", "gradcam", "gradcam++")    # one gradient at the image itself
 
 
 BASELINES = ("black", "white", "grey", "zero")
@@ -111,13 +56,177 @@ UPSAMPLES = ("bilinear", "corners")
 EPSILON = 1e-7   # keras.backend.epsilon(): Score-CAM's mask normalization, as tf-keras-vis
 
 
+class AttributionWarning(UserWarning):
+    """What a method warns of while it computes maps (``warnings.warn(text, AttributionWarning)``):
+    collected into :attr:`Attribution.notes` (``dgn explain`` prints them and writes them to the sidecar)."""
+
+
+LOCK = threading.RLock()   # one attribution at a time in a process (guided backprop swaps layers' ReLUs)
+
+
+class Method:
+    """The shared base of attribution methods. A subclass sets:
+
+    - ``name``: the canonical name (``dgn explain --method NAME``); ``aliases``: other spellings;
+    - ``reference``: the paper; ``defaults``: {setting: default} (every setting it accepts);
+    - ``pixel_level``: True for maps at pixel level (shown as |map| scaled by its 99th percentile), False for
+      maps of a layer or of occluded regions (shown as their positive part scaled by the maximum);
+    - ``direct``: True when :meth:`maps` returns ``(maps, values, logits)`` from one call of D at the images
+      (the value the map explains and D's logits, so that each image's top-1 class costs no extra call);
+
+    and implements :meth:`maps` (warning with :class:`AttributionWarning` of anything the user should know); :meth:`validate` checks its own settings and :meth:`prepare` resolves
+    those that depend on the classifier (a layer, a window). Register it with :func:`register`."""
+
+    name = None
+    aliases = ()
+    reference = ""
+    defaults = {}
+    pixel_level = False
+    direct = False
+
+    def check(self, settings):
+        """The defaults updated by ``settings`` (None keeps a default), each checked.
+
+        Raises:
+            DgnError: a setting the method does not have, or a bad value (one line)."""
+        unknown = sorted(set(settings) - set(self.defaults))
+        if unknown:
+            allowed = ", ".join(self.defaults) if self.defaults else "none"
+            raise DgnError(f"{self.name} has no setting {unknown[0]!r}; its settings: {allowed}")
+        out = dict(self.defaults)
+        out.update({k: v for k, v in settings.items() if v is not None or k == "layer"})
+        if "upsample" in out and out["upsample"] not in UPSAMPLES:
+            raise DgnError(f"{self.name} upsample {out['upsample']!r}: give bilinear (half-pixel centres) or "
+                           f"corners (corners aligned, as scipy.ndimage.zoom and tf-keras-vis)")
+        if "score" in out and out["score"] not in SCORES:
+            raise DgnError(f"{self.name} score {out['score']!r}: give one of {', '.join(SCORES)}")
+        if "layer" in out and out["layer"] is not None and not isinstance(out["layer"], str):
+            raise DgnError(f"{self.name} layer {out['layer']!r}: give a layer name (`dgn info CONFIG` lists them)")
+        self.validate(out)
+        return out
+
+    def validate(self, settings):
+        """Checks (and may normalize, in place) the method's own settings; DgnError in one line."""
+
+    def prepare(self, classifier, settings, size):
+        """Resolves, in place, the settings that depend on the classifier or the input ``size`` (H, W)."""
+
+    def maps(self, classifier, x, target, index, batch, settings, kind):
+        """Maps (N, H, W) of images ``x`` (N, H, W, C) in D's input space for ``target``
+        (:class:`dgn.attribution.inputs.Target`; ``target.rows(index)`` its per-row weights), calling D on
+        at most ``batch`` rows at a time; ``kind``: how a score-based method scores a row (value or
+        probability). A ``direct`` method returns ``(maps, values, logits)``."""
+        raise NotImplementedError
+
+    def positive_int(self, settings, key, allow_none=False):
+        """Checks that ``settings[key]`` is a positive integer (or None with ``allow_none``), in place."""
+        value = settings[key]
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DgnError(f"{self.name} {key} {value!r}: give a positive integer")
+        settings[key] = int(value)
+
+
+REGISTRY = {}   # canonical name -> Method instance, in registration order
+
+
+def register(cls):
+    """Registers a :class:`Method` subclass (usable as a class decorator); returns the class.
+
+    Raises:
+        DgnError: not a Method subclass with a name, or a name or alias another method has."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
+        raise DgnError(f"register({cls!r}): give a subclass of dgn.attribution.Method with a name")
+    def same(m):   # the same class registered again (a module imported twice) replaces itself
+        return (type(m).__module__, type(m).__qualname__) == (cls.__module__, cls.__qualname__)
+
+    taken = {n for m in REGISTRY.values() if not same(m) for n in (m.name, *m.aliases)}
+    clash = [n for n in (cls.name, *cls.aliases) if n in taken]
+    if clash:
+        raise DgnError(f"attribution method name {clash[0]!r} is already taken")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def unregister(name):
+    """Removes a registered method (by canonical name); no error if it is not there."""
+    REGISTRY.pop(name, None)
+
+
+def get_method(name):
+    """The registered :class:`Method` of ``name`` (case, '-', spaces and aliases allowed).
+
+    Raises:
+        DgnError: an unknown name, listing the valid ones."""
+    key = str(name).strip().lower().replace(" ", "_")
+    if key not in REGISTRY:
+        key = ALIASES.get(key, key)
+    if key not in REGISTRY:
+        raise DgnError(f"unknown attribution method {name!r}; valid: {', '.join(REGISTRY)}")
+    return REGISTRY[key]
+
+
+class _Names(Sequence):
+    """The registered methods' names for which ``keep(method)`` holds, in registration order (a live view)."""
+
+    def __init__(self, keep=lambda m: True):
+        self._keep = keep
+
+    def _names(self):
+        return tuple(n for n, m in REGISTRY.items() if self._keep(m))
+
+    def __getitem__(self, i):
+        return self._names()[i]
+
+    def __len__(self):
+        return len(self._names())
+
+    def __repr__(self):
+        return repr(self._names())
+
+
+class _Table(Mapping):
+    """{name: value(method)} over the registry (a live view)."""
+
+    def __init__(self, value, pairs=None):
+        self._value, self._pairs = value, pairs
+
+    def _dict(self):
+        if self._pairs:
+            return {a: m.name for m in REGISTRY.values() for a in m.aliases}
+        return {n: self._value(m) for n, m in REGISTRY.items()}
+
+    def __getitem__(self, key):
+        return self._dict()[key]
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self):
+        return len(self._dict())
+
+    def __repr__(self):
+        return repr(self._dict())
+
+
+METHODS = _Names()                                               # every method
+PIXEL_METHODS = _Names(lambda m: m.pixel_level)                  # maps at pixel level
+CAM_METHODS = _Names(lambda m: "layer" in m.defaults)            # maps of a layer
+DIRECT_METHODS = _Names(lambda m: m.direct)                      # one gradient at the image itself
+DEFAULTS = _Table(lambda m: dict(m.defaults))                    # name -> {setting: default}
+REFERENCES = _Table(lambda m: m.reference)                       # name -> the paper
+ALIASES = _Table(None, pairs=True)                               # alias -> name
+
+
 @dataclass
 class Attribution:
     """What :func:`attribute` returns: ``maps`` (N, H, W) float32 in D's input resolution; ``method``;
     ``settings`` (resolved: the layer found, the window, ...); ``targets``: per image, the objective's
     description (``Objective.describe()``); ``objectives``: per image, the Objective explained; ``values``:
     per image, what the map explains at the image (the objective's value, or D's probability for
-    ``score="probability"``); ``seconds``: the time taken."""
+    ``score="probability"``); ``seconds``: the time taken; ``notes``: lines about what was done differently
+    (e.g. a score computed as a log-probability where the probability underflows)."""
 
     maps: np.ndarray
     method: str
@@ -131,58 +240,9 @@ class Attribution:
 
 def method_name(name):
     """The canonical method name of ``name`` (case, '-' and aliases allowed); DgnError listing them."""
-    key = str(name).strip().lower().replace(" ", "_")
-    key = ALIASES.get(key, key)
-    if key not in METHODS:
-        raise DgnError(f"unknown attribution method {name!r}; valid: {', '.join(METHODS)}")
-    return key
+    return get_method(name).name
 
 
 def check_settings(method, settings):
     """``method``'s settings: the defaults updated by ``settings``, each checked; DgnError (one line)."""
-    method = method_name(method)
-    valid = DEFAULTS[method]
-    unknown = sorted(set(settings) - set(valid))
-    if unknown:
-        allowed = ", ".join(valid) if valid else "none"
-        raise DgnError(f"{method} has no setting {unknown[0]!r}; its settings: {allowed}")
-    out = dict(valid)
-    out.update({k: v for k, v in settings.items() if v is not None or k == "layer"})
-
-    def positive_int(key, allow_none=False):
-        value = out[key]
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise DgnError(f"{method} {key} {value!r}: give a positive integer")
-        out[key] = int(value)
-
-    if method == "smoothgrad":
-        positive_int("samples")
-        noise = out["noise"]
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
-            raise DgnError(f"smoothgrad noise {noise!r}: give the noise's standard deviation as a fraction of the "
-                           f"image's value range, e.g. 0.2")
-        out["noise"] = float(noise)
-        if isinstance(out["seed"], bool) or not isinstance(out["seed"], (int, np.integer)) or out["seed"] < 0:
-            raise DgnError(f"smoothgrad seed {out['seed']!r}: give a non-negative integer")
-        out["seed"] = int(out["seed"])
-    elif method == "integrated_gradients":
-        positive_int("steps")
-        if out["baseline"] not in BASELINES:
-            raise DgnError(f"integrated_gradients baseline {out['baseline']!r}: give one of {', '.join(BASELINES)}")
-    elif method == "scorecam":
-        positive_int("channels", allow_none=True)
-    elif method == "occlusion":
-        positive_int("window", allow_none=True)
-        positive_int("stride", allow_none=True)
-        if out["fill"] not in FILLS:
-            raise DgnError(f"occlusion fill {out['fill']!r}: give one of {', '.join(FILLS)}")
-    if "upsample" in out and out["upsample"] not in UPSAMPLES:
-        raise DgnError(f"{method} upsample {out['upsample']!r}: give bilinear (half-pixel centres) or corners "
-                       f"(corners aligned, as scipy.ndimage.zoom and tf-keras-vis)")
-    if "score" in out and out["score"] not in SCORES:
-        raise DgnError(f"{method} score {out['score']!r}: give one of {', '.join(SCORES)}")
-    if "layer" in out and out["layer"] is not None and not isinstance(out["layer"], str):
-        raise DgnError(f"{method} layer {out['layer']!r}: give a layer name (`dgn info CONFIG` lists them)")
-    return out
+    return get_method(method).check(settings)

@@ -84,8 +84,15 @@ class Classifier:
         return self.analysis.probabilities(logits)
 
     def layer_output(self, name):
-        """The output tensor of a layer by path, in the flat graph; a clear error listing valid layers otherwise."""
+        """The output tensor of a layer by path, in the flat graph; a layer called several times by
+        ``path#k`` (its k-th call, in the graph's order). DgnError (one line) for an unknown layer, listing
+        valid ones, or for a layer called several times named without ``#k``."""
         tensor = self.analysis.tensors.get(name)
+        calls = self.analysis.repeated.get(name)
+        if calls:
+            raise DgnError(f"layer {name!r} of classifier {self.name} is called {calls} times (one layer, shared "
+                           f"weights, on several branches); name the call: "
+                           f"{', '.join(f'{name}#{k}' for k in range(calls))} (in the graph's order)")
         if tensor is None:
             names = list(self.analysis.tensors)
             close = [n for n in names if n.split("/")[-1] == name.split("/")[-1]]
@@ -99,7 +106,7 @@ class Classifier:
         """The Keras layer at a path (``base/conv2`` inside a nested model); DgnError listing layers otherwise."""
         self.layer_output(name)
         node = self.model
-        for part in name.split("/"):
+        for part in name.split("#")[0].split("/"):
             node = node.get_layer(part)
         return node
 
@@ -244,29 +251,7 @@ def _load_classifier(cfg):
         _load_weights(model, weights, model_name)
         preprocessing = "tf"
     else:
-        if not model_name.endswith(".keras"):
-            raise DgnError(f"classifier.model {model_name!r}: give one of {', '.join(BUILTIN)} or a .keras file")
-        if not zipfile.is_zipfile(model_name):
-            raise DgnError(f"classifier {model_name} is not a .keras file (not a zip archive: corrupt or another "
-                           f"format); save the model with model.save('NAME.keras')")
-        _import_custom_code(cfg.get("custom_code") or [])
-        try:
-            model = keras.saving.load_model(model_name, compile=False)
-        except Exception as exc:
-            text = " ".join(str(exc).split())
-            missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
-            if missing:
-                raise DgnError(f"cannot load classifier {model_name}: it uses the custom class or function "
-                               f"{missing.group(1)!r}, which is not defined; set classifier.custom_code: [FILE.py] "
-                               f"to the file that defines it (decorated with "
-                               f"@keras.saving.register_keras_serializable)") from None
-            raise DgnError(f"cannot load classifier {model_name}: {text[:300]}") from None
-        if weights not in (None, "none", "imagenet"):
-            _load_weights(model, weights, model_name)
-        if not cfg.get("preprocessing"):
-            raise DgnError(f"classifier {model_name}: set classifier.preprocessing (caffe, tf, unit or raw) "
-                           f"to the input space the model was trained on")
-        preprocessing = cfg["preprocessing"]
+        model, preprocessing = _load_keras_file(cfg)
         model_name = os.path.splitext(os.path.basename(model_name))[0]
     if cfg.get("preprocessing"):
         preprocessing = cfg["preprocessing"]
@@ -277,22 +262,75 @@ def _load_classifier(cfg):
     return classifier
 
 
+def _load_keras_file(cfg):
+    """(model, preprocessing) of a ``.keras`` file named by a config's ``classifier:`` section; DgnError in one
+    line (the whole reason) for a file Keras cannot load, naming the key that fixes it where there is one."""
+    path, weights = cfg["model"], cfg["weights"]
+    if not path.endswith(".keras"):
+        raise DgnError(f"classifier.model {path!r}: give one of {', '.join(BUILTIN)} or a .keras file")
+    if not zipfile.is_zipfile(path):
+        raise DgnError(f"classifier {path} is not a .keras file (not a zip archive: corrupt or another "
+                       f"format); save the model with model.save('NAME.keras')")
+    _import_custom_code(cfg.get("custom_code") or [])
+    safe_mode = cfg.get("safe_mode", True)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+        if missing:
+            raise DgnError(f"cannot load classifier {path}: it uses the custom class or function "
+                           f"{missing.group(1)!r}, which is not defined; set classifier.custom_code: [FILE.py] "
+                           f"to the file that defines it (decorated with "
+                           f"@keras.saving.register_keras_serializable)") from None
+        if safe_mode and "safe_mode" in text:
+            raise DgnError(f"cannot load classifier {path}: it holds Python code (a Lambda layer), which Keras's "
+                           f"safe mode refuses to run; if you trust the file, set classifier.safe_mode: false "
+                           f"(Python: dgn.load_classifier(..., safe_mode=False))") from None
+        raise DgnError(f"cannot load classifier {path}: {text}") from None
+    if weights not in (None, "none", "imagenet"):
+        _load_weights(model, weights, path)
+    if not cfg.get("preprocessing"):
+        raise DgnError(f"classifier {path}: say what input space the model was trained on: {path}:PREPROCESSING "
+                       f"on the command line or in Python (one of caffe, tf, unit, raw; e.g. {path}:tf), or "
+                       f"classifier.preprocessing in a config")
+    return model, cfg["preprocessing"]
+
+
+def split_model(name):
+    """(model, preprocessing) of the one syntax that names a model with its input space everywhere
+    (``--classifier``, ``--judge``, :func:`dgn.load_classifier`): ``MODEL[:PREPROCESSING]``, e.g.
+    ``mine.keras:tf``; preprocessing None where it is not given (a built-in model knows its own)."""
+    text = str(name)
+    path, sep, space = text.rpartition(":")
+    if sep and path and space in preprocessing.SPACES:
+        return path, space
+    return text, None
+
+
 def load_classifier_named(model, weights="imagenet", preprocessing=None, class_index="auto", input_size=None,
-                          output=None, custom_code=None, num_classes=10, precision="float32"):
-    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny) or a ``.keras`` path,
+                          output=None, custom_code=None, num_classes=10, precision="float32", safe_mode=True):
+    """D from a built-in name (efficientnet_lite0, efficientnet_lite2, mobilenet_v2, vgg16, tiny) or a ``.keras`` path
+    (``MODEL:PREPROCESSING`` names its input space too, as ``--classifier`` and ``--judge``: :func:`split_model`),
     with the meanings of the config's ``classifier:`` keys (``weights``: imagenet, none or a file;
     ``preprocessing``: caffe, tf, unit or raw, required for a .keras file; ``class_index``: auto, none or a
-    class names file; ``input_size``: (H, W) or one number for a model whose input size is dynamic).
+    class names file; ``input_size``: (H, W) or one number for a model whose input size is dynamic;
+    ``safe_mode``: False to trust a ``.keras`` file that holds Python code, a ``Lambda`` layer, as Keras's
+    ``load_model(safe_mode=False)``: only for a file from a source you trust).
 
     Raises:
         DgnError: an unknown name, a missing or unreadable file, a model dgn cannot read (one line)."""
+    if isinstance(model, str):
+        model, space = split_model(model)
+        preprocessing = preprocessing or space
     if not isinstance(model, str) or not (model in BUILTIN or model.endswith(".keras")):
         raise DgnError(f"classifier {model!r}: give one of {', '.join(BUILTIN)} or a .keras file")
     if model.endswith(".keras") and not os.path.isfile(model):
         raise DgnError(f"classifier file not found: {model}")
     section = {"model": model, "weights": weights or "none", "preprocessing": preprocessing,
                "class_index": class_index or "none", "input_size": list(input_size) if isinstance(input_size, tuple)
-               else input_size, "output": output, "custom_code": custom_code, "num_classes": num_classes}
+               else input_size, "output": output, "custom_code": custom_code, "num_classes": num_classes,
+               "safe_mode": bool(safe_mode)}
     return load_classifier(section, precision)
 
 

@@ -154,6 +154,7 @@ class Analysis:
     layer_types: dict = field(default_factory=dict)
     heads: list = field(default_factory=list)
     producers: dict = field(default_factory=dict)  # id(tensor) -> (layer, call args): the graph, for geometry
+    repeated: dict = field(default_factory=dict)   # path -> calls, of a layer called more than once (path#k)
 
     @property
     def channels(self):
@@ -186,8 +187,11 @@ class _Tracer:
 
     def __init__(self, lenient=False):
         self.tensors, self.types, self.producers = {}, {}, {}
+        self.calls = []   # (path, output) of every single-output call, in the graph's order
         self.pre_activation = {}
         self.lenient = lenient
+        self.substitute = None   # (path, k, tensor): the k-th call of layer ``path`` gives ``tensor`` instead
+        self.seen = {}           # path -> calls so far
 
     def record(self, path, layer, args, outputs):
         for out in keras.tree.flatten(outputs):
@@ -197,9 +201,30 @@ class _Tracer:
         if len(single) == 1:
             self.tensors[path] = single[0]
             self.types[path] = type(layer).__name__
+            self.calls.append((path, single[0]))
+
+    def by_call(self):
+        """({path: output}, {path: calls}): a layer called once under its path; one called n times (shared
+        weights on several branches) as ``path#0`` .. ``path#n-1``, in the graph's order, and in ``repeated``."""
+        counts = {}
+        for path, _ in self.calls:
+            counts[path] = counts.get(path, 0) + 1
+        tensors, seen = {}, {}
+        for path, tensor in self.calls:
+            if counts[path] == 1:
+                tensors[path] = tensor
+            else:
+                tensors[f"{path}#{seen.get(path, 0)}"] = tensor
+                seen[path] = seen.get(path, 0) + 1
+        return tensors, {p: n for p, n in counts.items() if n > 1}
 
     def call_layer(self, layer, prefix, args, kwargs):
         path = prefix + layer.name
+        call = self.seen.get(path, 0)
+        self.seen[path] = call + 1
+        if self.substitute is not None and self.substitute[:2] == (path, call):
+            self.record(path, layer, args, self.substitute[2])
+            return self.substitute[2]
         if self.lenient and any(a is None for a in keras.tree.flatten(list(args))):
             return None
         if _is_graph_model(layer):
@@ -352,6 +377,26 @@ def _opaque_logits(tracer, tensor):
     return tensor, "logits", "output"
 
 
+def split_at_call(analysis, model, name, output, layer):
+    """The classifier from its input and the output of one call of a shared layer (``layer``:
+    ``path#k``, as :meth:`Analysis.layer_rows` lists it): ``(placeholder, {"logits": ..., path: ...})``,
+    the flat graph traced again with that call's output replaced by a new ``keras.Input`` (the other calls
+    of the layer still computed from the image). What Grad-CAM differentiates at a shared layer.
+
+    Raises:
+        DgnError: ``layer`` does not name a call of a shared layer."""
+    path, _, call = layer.rpartition("#")
+    if path not in analysis.repeated or not call.isdigit() or int(call) >= analysis.repeated[path]:
+        raise DgnError(f"{layer!r} is not a call of a shared layer of classifier {name}")
+    placeholder = keras.Input(tuple(analysis.tensors[layer].shape[1:]), name="at_layer")
+    tracer = _Tracer()
+    tracer.substitute = (path, int(call), placeholder)
+    tensor, head_name = _choose_output(tracer.trace(model, analysis.inputs), _output_names(model), output, name)
+    logits = _logits(tracer, tensor, head_name, name)[0]
+    called = tracer.by_call()[0]
+    return placeholder, {"logits": logits, **{p: tracer.pre_activation.get(id(t), t) for p, t in called.items()}}
+
+
 def trace_any_size(model, paths, channels):
     """A model from images of any size (None, None, channels) to {path: activation} for the layers
     ``paths`` (DeepDream on photos of their own size). Raises DgnError naming the layers that cannot run
@@ -362,18 +407,19 @@ def trace_any_size(model, paths, channels):
         tracer.trace(model, inputs)
     except Exception:  # noqa: BLE001 - the layers traced so far are what counts
         pass
-    missing = [p for p in paths if p not in tracer.tensors]
+    tensors = tracer.by_call()[0]
+    missing = [p for p in paths if p not in tensors]
     if not missing:   # a symbolic trace may pass where a real call fails (a Dense after a Flatten of any size)
         probe = np.zeros((1, 37, 45, channels), "float32")
         for path in paths:
             try:
-                keras.Model(inputs, tracer.tensors[path])(probe, training=False)
+                keras.Model(inputs, tensors[path])(probe, training=False)
             except Exception:  # noqa: BLE001 - this layer cannot run at another size
                 missing.append(path)
     if missing:
         raise DgnError(f"layers {', '.join(missing)} cannot run on images of any size; choose convolutional "
                        f"layers before the classifier's fixed-size top (`dgn info CONFIG` lists them)")
-    return keras.Model(inputs, {p: tracer.tensors[p] for p in paths})
+    return keras.Model(inputs, {p: tensors[p] for p in paths})
 
 
 def analyse(model, name="classifier", output=None, input_size=None):
@@ -413,6 +459,9 @@ def analyse(model, name="classifier", output=None, input_size=None):
     logits, kind, note = _logits(tracer, tensor, head_name, name)
     classes = 2 if kind == "binary" else int(logits.shape[-1])
     head = Head(name=head_name, kind=kind, num_classes=classes, note=note)
-    tensors = {path: tracer.pre_activation.get(id(t), t) for path, t in tracer.tensors.items()}
+    called, repeated = tracer.by_call()
+    tensors = {path: tracer.pre_activation.get(id(t), t) for path, t in called.items()}
+    types = {path: tracer.types[path.split("#")[0]] for path in tensors}
     return Analysis(input_shape=(height, width, channels), head=head, inputs=inputs, logits=logits,
-                    tensors=tensors, layer_types=dict(tracer.types), heads=names, producers=dict(tracer.producers))
+                    tensors=tensors, layer_types=types, heads=names, producers=dict(tracer.producers),
+                    repeated=repeated)

@@ -3,7 +3,7 @@ compares against, on the core loop."""
 
 import os
 
-from dgn.cli.common import config_overrides, library, out_option, quiet_option, set_option
+from dgn.cli.common import config_overrides, library, out_option, quiet_option, report_unreadable, set_option
 from dgn.config import load_config
 from dgn.errors import DgnError
 
@@ -25,7 +25,8 @@ def cmd_compare(args):
           + (f" ({summary['reused']} finished images reused)" if summary["reused"] else ""))
     for line in describe(summary):
         print(line)
-    return 0
+    unreadable = summary.get("photos_unreadable") or []
+    return report_unreadable(unreadable, summary.get("photos_read", 0) + len(unreadable))
 
 
 def cmd_dream(args):

@@ -106,3 +106,24 @@ def library(module):
         if BACKEND["quiet"]:
             _start_backend()
     return importlib.import_module(module)
+
+
+UNREADABLE_EXIT = 2   # a command that read a folder and skipped unreadable photos (the others are done)
+UNREADABLE_LISTED = 10
+
+
+def report_unreadable(errors, total, listed_in=None):
+    """The one rule for unreadable photos, in every command that reads photos (classify, explain, compare,
+    examples): each is skipped and the others are processed; the first 10 are named on stderr, one line each
+    (``dgn: error: cannot read image PATH: reason``), then one line with the count; the command then exits
+    with :data:`UNREADABLE_EXIT` (2). ``errors``: one line per unreadable photo; ``total``: photos given.
+    Returns the exit code: 0 without errors."""
+    for line in list(errors)[:UNREADABLE_LISTED]:
+        print(f"dgn: error: {line}", file=sys.stderr)
+    if not errors:
+        return 0
+    more = len(errors) - UNREADABLE_LISTED
+    print(f"dgn: warning: {len(errors)} of {total} photos could not be read and were skipped"
+          + (f" ({more} not named above)" if more > 0 else "")
+          + (f"; all listed in {listed_in}" if listed_in else ""), file=sys.stderr)
+    return UNREADABLE_EXIT

@@ -4,7 +4,8 @@ excite each unit most)."""
 import os
 import sys
 
-from dgn.cli.common import SET_HELP_CLASSIFIER, config_overrides, library, out_option, quiet_option, set_option
+from dgn.cli.common import (SET_HELP_CLASSIFIER, config_overrides, library, out_option, quiet_option,
+                             report_unreadable, set_option)
 from dgn.config import load_config
 from dgn.errors import DgnError
 
@@ -13,22 +14,53 @@ METHOD_HELP = ("saliency, smoothgrad, guided, integrated_gradients (ig), gradcam
                "or all; repeatable or comma-separated (default gradcam)")
 
 
+def setting_pairs(items):
+    """{key: value} of ``--setting KEY=VALUE`` flags: a value is read as an integer, a number, none, true or
+    false where it is one, else kept as text. DgnError (one line) for an item without '='."""
+    out = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise DgnError(f"--setting {item!r}: give KEY=VALUE, e.g. --setting window=8")
+        text = text.strip()
+        value = {"none": None, "null": None, "true": True, "false": False}.get(text.lower(), text)
+        if value is text:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
 def cmd_explain(args):
     cfg = load_config(args.config, args.set or [])
     settings = {"layer": args.layer, "samples": args.samples, "noise": args.noise, "seed": args.seed,
                 "steps": args.ig_steps, "baseline": args.baseline, "channels": args.channels,
                 "window": args.window, "stride": args.stride, "fill": args.fill, "score": args.score,
                 "upsample": args.upsample}
-    explain_photos = library("dgn.attribution.photos").explain_photos
-    summary = explain_photos(cfg, images=args.image or (), data=args.data, targets=args.target, methods=args.method,
-                             out_dir=args.out, settings=settings, batch=args.batch, fit=args.fit,
-                             progress=not args.quiet)
-    for line in summary["errors"]:
-        print(f"dgn: error: {line}", file=sys.stderr)
+    for key, value in setting_pairs(args.setting).items():
+        if settings.get(key) is not None:
+            raise DgnError(f"--setting {key}= and its own flag both given: give one")
+        settings[key] = value
+    photos = library("dgn.attribution.photos")
+    photos.method_settings(photos.method_list(args.method), settings)   # bad names fail before D is loaded
+    build = library("dgn.build")
+    default_out_dir = library("dgn.optvis.render").default_out_dir
+    classifier = build.classifier(cfg.data)
+    summary = photos.explain_photos(classifier, images=args.image or (), data=args.data, targets=args.target,
+                                    methods=args.method,
+                                    out_dir=args.out or os.path.join(default_out_dir(cfg), "explain"),
+                                    settings=settings, batch=args.batch, fit=args.fit, progress=not args.quiet,
+                                    identity=cfg.data["classifier"])
+    for line in summary["notes"]:
+        print(f"dgn: warning: {line}", file=sys.stderr)
     print(f"{summary['out_dir']}: {summary['maps']} maps written for {summary['photos']} photos, "
           f"{summary['skipped']} photos already there"
           + (f", {len(summary['errors'])} could not be read" if summary["errors"] else ""))
-    return 2 if summary["errors"] else 0
+    return report_unreadable(summary["errors"], summary["photos"])
 
 
 def cmd_examples(args):
@@ -60,7 +92,8 @@ def cmd_examples(args):
           f"{summary['read']} photos read{rate}"
           + (f"; {summary['unreadable']} unreadable photos skipped (listed in {run_dir}/examples/unreadable.json; "
              f"e.g. {summary['unreadable_first'][0]}: {summary['unreadable_first'][1]})" if summary["unreadable"] else ""))
-    return 0
+    return report_unreadable(summary["unreadable_errors"], summary["photos"],
+                             os.path.join(run_dir, "examples", "unreadable.json"))
 
 
 def add_explain(sub):
@@ -95,6 +128,8 @@ def add_explain(sub):
     p.add_argument("--upsample", metavar="U",
                    help="gradcam, gradcam++, scorecam: bilinear (default, half-pixel centres) or corners "
                         "(corner-aligned, as tf-keras-vis)")
+    p.add_argument("--setting", action="append", metavar="KEY=VALUE",
+                   help="a method's setting by name (any registered method's, e.g. window=8); repeatable")
     p.add_argument("--batch", type=int, default=8, metavar="B", help="photos explained together (default 8)")
     p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",
                    help="how a photo is brought to D's input size (as dgn classify; default auto)")

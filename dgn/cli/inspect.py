@@ -1,9 +1,8 @@
 """``dgn info`` (the classifier, its layers and the image parameterization) and ``dgn classify``."""
 
 import json
-import sys
 
-from dgn.cli.common import SET_HELP_CLASSIFIER, library, set_option
+from dgn.cli.common import SET_HELP_CLASSIFIER, library, report_unreadable, set_option
 from dgn.config import load_config
 from dgn.errors import DgnError
 
@@ -66,17 +65,19 @@ def cmd_classify(args):
         raise DgnError(f"--top {args.top}: give at least 1")
     overrides = list(args.set or [])
     if args.classifier:
-        overrides.append(f"classifier.model={args.classifier}")
+        model, space = library("dgn.classifiers").split_model(args.classifier)
+        overrides.append(f"classifier.model={model}")
+        if space:
+            overrides.append(f"classifier.preprocessing={space}")
     cfg = load_config(args.config, overrides) if args.config else load_config(text="", overrides=overrides)
     load_classifier = library("dgn.classifiers").load_classifier
     classify_files = library("dgn.classify").classify_files
     classifier = load_classifier(cfg["classifier"])
     results = classify_files(classifier, args.images, top=args.top, mode=args.fit)
-    failed = 0
+    errors = []
     for result in results:
         if "error" in result:
-            failed += 1
-            print(f"dgn: {result['error']}", file=sys.stderr)
+            errors.append(result["error"])
             if not args.json:
                 continue
         if args.json:
@@ -86,7 +87,7 @@ def cmd_classify(args):
         for row in result["top"]:
             label = f"{row['wnid']} {row['name']}" if row["name"] else "(no class names)"
             print(f"  {row['index']:4d} {label:<40} {row['prob']:.4f}")
-    return 1 if failed else 0
+    return report_unreadable(errors, len(results))
 
 
 def add_info(sub):
@@ -100,7 +101,9 @@ def add_classify(sub):
                        parents=[set_option(SET_HELP_CLASSIFIER)])
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--config", help="take the classifier from this config")
-    p.add_argument("--classifier", help="a built-in classifier (default efficientnet_lite0) or a .keras file")
+    p.add_argument("--classifier", metavar="MODEL[:PREPROCESSING]",
+                   help="a built-in classifier (default efficientnet_lite0) or a .keras file with its input space, "
+                        "as --judge: FILE.keras:PREPROCESSING (caffe, tf, unit or raw), e.g. mine.keras:tf")
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes listed per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--fit", choices=("auto", "center", "imagenet", "stretch"), default="auto",

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from dgn import build
-from dgn.attribution.examples import Pass, top_photos
+from dgn.attribution.examples import Pass, top_photos, unreadable_lines
 from dgn.attribution.maps import explain
 from dgn.attribution.photos import heat_rgb, overlay
 from dgn.errors import DgnError
@@ -120,6 +120,7 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     summary["sheet"] = "compare.png"
     if photos:
         summary["photos"] = photos_row.summary
+        summary["photos_unreadable"], summary["photos_read"] = photos_row.errors, photos_row.read
     summary["reused"] = reused
     summary["means"] = _means(summary)
     write_json(os.path.join(out_dir, "compare.json"), summary)
@@ -129,6 +130,7 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
 class _PhotoRows:
     def __init__(self):
         self.tiles, self.labels, self.summary = [], [], []
+        self.errors, self.read = [], 0   # unreadable photos ("PATH: reason"), photos read
 
 
 def _photo_rows(cfg, classifier, targets, folder, maps, out_dir, progress):
@@ -137,7 +139,9 @@ def _photo_rows(cfg, classifier, targets, folder, maps, out_dir, progress):
     rows = _PhotoRows()
     cached = Pass(classifier, folder, ["logits"], os.path.join(out_dir, "photos", "cache"))
     cached.run(progress=progress)
-    logits = cached.values("logits")[0]
+    logits, _, errors = cached.values("logits")
+    rows.errors = unreadable_lines(errors)
+    rows.read = len(cached.paths) - len(errors)
     height, width = classifier.input_shape[:2]
     blank = np.full((height, width, 3), 225, dtype="uint8")
     picked = []

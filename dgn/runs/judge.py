@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from dgn import build, imagenet, preprocessing
-from dgn.classifiers import BUILTIN
+from dgn.classifiers import BUILTIN, split_model
 from dgn.config import load_config
 from dgn.errors import DgnError
 from dgn.runs.records import ranking
@@ -17,8 +17,8 @@ def load_judge(name):
     """An independent classifier: a built-in name, ``FILE.keras:PREPROCESSING`` (e.g. ``shapes.keras:raw``),
     or a YAML config whose ``classifier:`` section is used (class names, input size, head)."""
     name = str(name)
-    path, _, space = name.rpartition(":")
-    if space in preprocessing.SPACES and path:
+    path, space = split_model(name)
+    if space:
         overrides = [f"classifier.model={path}", f"classifier.preprocessing={space}"]
     else:
         path, overrides = name, [f"classifier.model={name}"]

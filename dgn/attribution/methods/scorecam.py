@@ -1,0 +1,54 @@
+"""Score-CAM (Wang et al. 2020)."""
+
+
+import numpy as np
+
+from dgn.attribution.gradients import layer_activation, row_slices, run_batches, target_scores
+from dgn.attribution.methods.layers import LayerMethod, to_input
+from dgn.attribution.settings import EPSILON, register
+
+
+@register
+class ScoreCam(LayerMethod):
+    """``ReLU(sum_k s_k A_k)`` where s_k is the score of the input masked by channel k (resized to the input,
+    scaled to 0..1: ``x * M_k`` in D's input space); ``channels`` keeps the N channels of largest spatial
+    standard deviation (Faster Score-CAM), all by default. A class target is scored by D's probability of
+    it (``score`` auto; ``value`` for the logit). Maps (N, H, W) >= 0."""
+
+    name = "scorecam"
+    aliases = ("score-cam", "score_cam")
+    reference = "Wang et al. 2020"
+    defaults = {"layer": None, "channels": None, "score": "auto", "upsample": "bilinear"}
+
+    def validate(self, out):
+        self.positive_int(out, "channels", allow_none=True)
+
+    def maps(self, classifier, x, target, index, batch, settings, kind):
+        layer = settings["layer"]
+        activation = layer_activation(classifier, layer)
+        score = target_scores(classifier, target, kind)
+        (acts,) = run_batches(activation, [x], batch)
+        maps = []
+        for k, image in enumerate(x):
+            a = acts[k]
+            channels = np.arange(a.shape[-1])
+            if settings["channels"] is not None and settings["channels"] < len(channels):
+                spread = a.reshape(-1, a.shape[-1]).std(axis=0)
+                channels = np.sort(np.argsort(-spread, kind="stable")[:settings["channels"]])
+            weights = np.zeros(len(channels), "float64")
+            w_rows = target.rows(index[k], batch)
+            for part in row_slices(len(channels), batch):
+                up = to_input(classifier, layer, a[None, :, :, channels[part]], x.shape[1:3],
+                              settings["upsample"])[0]   # (H, W, k)
+                low = up.min(axis=(0, 1), keepdims=True)
+                high = up.max(axis=(0, 1), keepdims=True)
+                masks = np.moveaxis((up - low) / (high - low + EPSILON), -1, 0)[..., None]   # (k, H, W, 1)
+                rows = len(masks)
+                masked = image[None] * masks
+                if rows < batch and len(channels) > batch:
+                    masked = np.concatenate([masked, np.zeros((batch - rows,) + masked.shape[1:], "float32")])
+                values = np.asarray(score(masked.astype("float32"), w_rows[:len(masked)]))[:rows]
+                weights[part] = values
+            cam = np.maximum((a[..., channels].astype("float64") * weights).sum(axis=-1), 0.0)
+            maps.append(cam)
+        return to_input(classifier, layer, np.stack(maps)[..., None], x.shape[1:3], settings["upsample"])[..., 0]
