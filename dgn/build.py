@@ -203,7 +203,8 @@ def parse_layers(specs):
 
 def dream(data, layers=None, octaves=None, steps=None, zoom_frames=None, gif=None):
     """The :class:`DreamSettings` of a config's ``dream:`` section and ``seed``, with the command line's
-    ``--layers`` / ``--octaves`` / ``--steps`` (per octave) / ``--zoom-frames`` / ``--gif``.
+    ``--layers`` / ``--octaves`` / ``--steps`` (per octave) / ``--zoom-frames`` / ``--gif``. No layers in
+    either: ``layers`` is [] and ``dgn dream`` picks :func:`dgn.optvis.dream.default_layers` of D.
 
     Raises:
         DgnError: an override out of range, or bad or no layers (one line)."""
@@ -215,7 +216,8 @@ def dream(data, layers=None, octaves=None, steps=None, zoom_frames=None, gif=Non
             section[name] = value
     if gif is not None:
         section["gif"] = gif
-    specs = parse_layers(layers if layers else section["layers"])
+    given = layers if layers else section["layers"]
+    specs = parse_layers(given) if given is not None else []    # none: the classifier's default (dgn dream)
     section["layers"] = [f"{n}:{w:g}" for n, w in specs]
     return DreamSettings(**{**section, "layers": specs}, seed=data["seed"], transforms=transforms(data),
                          config={**data, "dream": section})

@@ -13,6 +13,26 @@ def _clock(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def watched(stream=None):
+    """Whether a person is likely watching ``stream`` (default stdout): a terminal, or a Jupyter /
+    IPython kernel. What ``progress="auto"`` means (Keras's ``verbose="auto"`` convention)."""
+    stream = stream or sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
+def resolve(progress):
+    """``progress`` as a bool: True / False as given, ``"auto"`` :func:`watched`.
+
+    Raises:
+        ValueError: anything else."""
+    if progress == "auto":
+        return watched()
+    if isinstance(progress, (bool, int)) and progress in (0, 1):
+        return bool(progress)
+    raise ValueError(f"progress={progress!r}: give True, False or 'auto'")
+
+
 class Progress:
     def __init__(self, total, unit="step", label=None, enabled=True, stream=None):
         """``unit``: what is counted ("step", "class"); printed as-is in the bar, pluralized in logs."""

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dgn.runs.outputs import write_png
-from dgn.runs.sheets import _font, grid
+from dgn.runs.sheets import grid, label_font
 from train_shapes_classifier import CLASSES, shapes  # noqa: E402
 
 TILE = 128
@@ -45,7 +45,7 @@ def main(out, *runs):
             judge = judged.get(stem + ".png", {})
             j = f"  J {judge['prob']:.2f}" if "prob" in judge else ""
             texts.append(f"D {side['prob']:.2f}{j}")
-    font = _font(13)
+    font = label_font(13)
     write_png(out, grid(tiles, len(CLASSES), pad=4, labels=texts, label_height=19, font=font))
     print(out)
 

@@ -36,8 +36,8 @@ def test_compare_writes_one_row_per_method_and_a_judged_summary(tmp_path, capsys
     assert main(["compare", *configs, "--target", "3", "--target", "5", "--judge", str(judge),
                  "--out", str(out), "--quiet"]) == 0
     sheet = np.asarray(Image.open(out / "compare.png"))
-    # 3 rows x 2 columns of 32x32 tiles with 12-pixel labels and 4-pixel gaps
-    assert sheet.shape == (4 + 3 * (128 + 12 + 4), 4 + 2 * (128 + 4), 3)  # 32x32 images enlarged 4x: labels fit
+    # 3 rows x 2 columns of 32x32 tiles with three-line (41-pixel) labels and 4-pixel gaps
+    assert sheet.shape == (4 + 3 * (128 + 41 + 4), 4 + 2 * (128 + 4), 3)  # 32x32 images enlarged 4x: labels fit
     summary = json.loads((out / "compare.json").read_text())
     assert [m["method"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
     assert [m["parameterization"] for m in summary["methods"]] == ["pixel", "fourier", "generator"]
@@ -126,6 +126,17 @@ def test_compare_with_real_photos_and_their_maps(tmp_path, capsys):
     assert first["target"] == "3" and first["photo"] in os.listdir(photos) and first["map"] == "gradcam"
     assert second["photo"] is None                       # channels: class targets only
     sheet = np.asarray(Image.open(out / "compare.png"))
-    assert sheet.shape[0] == 4 + 3 * (128 + 12 + 4)      # the method, the photos and the maps
+    assert sheet.shape[0] == 4 + 3 * (128 + 41 + 4)      # the method, the photos and the maps
     assert main(["compare", *configs, "--target", "3", "--maps", "gradcam", "--out", str(out), "--quiet"]) == 2
     assert "--photos" in capsys.readouterr().err
+
+
+def test_long_tile_labels_wrap_instead_of_being_cut():
+    from dgn.runs.sheets import _wrap, label_font
+    font = label_font(11)
+    label = "D 1.00 J 0.41 toy fox terrier [toy-fourier-run]"
+    lines = _wrap(label, font, 124, 3)
+    assert 1 < len(lines) <= 3 and " ".join(lines) == label          # all of it, on the tile's width
+    assert all(font.getlength(line) <= 124 for line in lines)
+    cut = _wrap("word " * 40, font, 124, 3)
+    assert len(cut) == 3 and cut[-1].endswith("…")                   # too long for three lines: an ellipsis

@@ -3,14 +3,16 @@ photo mode, writes zoom frames and a GIF, and refuses bad inputs with one line."
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
+import dgn
 from dgn.cli import main
 from dgn.config import load_config
-from dgn.optvis.dream import (LayerNormObjective, NormalizedGradient, dream_features, parse_layers, run_dream,
-                              zoom_in)
+from dgn.optvis.dream import (LayerNormObjective, NormalizedGradient, default_layers, dream_features, parse_layers,
+                              run_dream, zoom_in)
 from dgn.errors import DgnError
 
 TINY = """
@@ -100,6 +102,20 @@ def test_layers_from_the_command_line_override_the_config(tmp_path, tiny_dream):
     assert meta["target"]["layers"] == [{"layer": "relu2", "weight": 2.0}]
 
 
+def test_without_layers_the_deepest_grid_of_ones_own_model_is_dreamt(tmp_path, tiny_dream, capsys):
+    """No dream.layers and no --layers (one's own model): the deepest layer with a spatial grid at least
+    1/16 of the input, said in the output and recorded in the sidecar."""
+    photo = _photo(tmp_path / "p.png", (20, 20))
+    assert main(["dream", tiny_dream, "--image", photo, "--set", "dream.layers=null", "--octaves", "1", "--steps",
+                 "1", "--out", str(tmp_path)]) == 0
+    assert "dream layer: relu2 (the deepest layer" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "p_dream.json").read_text())
+    assert meta["target"]["layers"] == [{"layer": "relu2", "weight": 1.0}]
+    dense = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(DgnError, match="no layer with a spatial grid"):
+        default_layers(dgn.classifier(dense, preprocessing="unit"))
+
+
 @pytest.mark.parametrize("args, word", [
     (["--image", "MISSING.png"], "file not found"),
     (["--image", "TEXT"], "not a recognised image format"),
@@ -107,7 +123,7 @@ def test_layers_from_the_command_line_override_the_config(tmp_path, tiny_dream):
     (["--image", "PHOTO", "--layers", "nope"], "has no layer 'nope'"),
     (["--image", "PHOTO", "--layers", "conv1:x"], "numeric weight"),
     (["--image", "PHOTO", "--octaves", "0"], "--octaves must be >= 1"),
-    (["--image", "PHOTO", "--set", "dream.layers=null"], "no dream layers"),
+    (["--image", "PHOTO", "--layers", ","], "no dream layers"),
     (["--image", "PHOTO", "--set", "dream.max_size=4"], "must be >= 16"),
 ])
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_dream, capsys, args, word):

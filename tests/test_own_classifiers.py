@@ -169,6 +169,9 @@ def test_class_names_in_every_format(models, tmp_path, capfd):
                    f"objective: {{targets: [disc]}}\nsteps: 1\n")
     code, out, err = _run(capfd, "info", str(cfg))
     assert code == 0 and "0 horizontal stripes, 1 vertical stripes, 2 disc" in out
+    Image.fromarray(zoo.shapes(3)[0][2]).save(tmp_path / "disc.png")
+    code, out, err = _run(capfd, "classify", "--config", str(cfg), str(tmp_path / "disc.png"))
+    assert code == 0 and "disc" in out and "None" not in out   # names without wnids: no "None" column
     (tmp_path / "short.txt").write_text("a\nb\n")
     code, out, err = _run(capfd, "info", str(cfg), "--set", f"classifier.class_index={tmp_path / 'short.txt'}")
     assert code == 2 and "2 classes but the classifier has 3" in err

@@ -117,12 +117,26 @@ def test_a_keras_model_in_memory(tmp_path):
 @pytest.mark.parametrize("kwargs, words", [
     (dict(steps=0), "steps"), (dict(snapshots=5, steps=2), "snapshots"), (dict(display="x"), "display"),
     (dict(parameterization="voxels"), "valid: generator, pixel, fourier"), (dict(optimizer="nope"), "optimizer"),
-    (dict(objective="channel:nolayer:0"), "nolayer")])
+    (dict(objective="channel:nolayer:0"), "nolayer"), (dict(progress="yes"), "True, False or 'auto'")])
 def test_bad_arguments_are_one_line(tiny, kwargs, words):
     kwargs = {"objective": "3", **kwargs}
     with pytest.raises(DgnError) as info:
         dgn.render(tiny, **kwargs)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_progress_auto_shows_progress_only_where_a_person_watches(tiny, capsys, monkeypatch):
+    """Keras's verbose="auto": silent into a pipe or file (here pytest's capture), a progress line with an
+    ETA on a terminal or in a notebook."""
+    import sys
+    dgn.render(tiny, "3", parameterization=Pixels(), transforms=[], steps=2)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)            # as in a Jupyter kernel
+    dgn.render(tiny, "3", parameterization=Pixels(), transforms=[], steps=2)
+    assert "2/2 steps" in capsys.readouterr().out
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    dgn.render(tiny, "3", parameterization=Pixels(), transforms=[], steps=2, progress=True)
+    assert "2/2 steps" in capsys.readouterr().out
 
 
 def test_generate_all_runs_pixel_and_fourier_images_resumably(tmp_path, capsys):

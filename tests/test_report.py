@@ -38,7 +38,7 @@ def test_report_counts_top1_top5_mean_and_worst(tmp_path, capsys):
     assert main(["report", run]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("6 classes: 3 top-1 (50.0 %), 5 top-5 (83.3 %), mean target probability 0.523")
-    assert "worst: 3 p=0.05 rank 12; 2 p=0.2 rank 3" in line
+    assert "worst under D: 3 p=0.05 rank 12; 2 p=0.2 rank 3" in line
     report = json.loads(open(os.path.join(run, "report.json")).read())
     assert (report["classes"], report["top1"], report["top5"], report["other_targets"]) == (6, 3, 5, 1)
     assert report["mean_prob"] == pytest.approx(sum(p for _, p, _ in CLASSES) / 6)
@@ -111,7 +111,13 @@ def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views
     top5 = sum(v["rank"] <= 5 for v in views.values())
     assert (report["judge"]["classes"], report["judge"]["top1"], report["judge"]["top5"]) == (6, top1, top5)
     assert report["judge"]["mean_prob"] == pytest.approx(np.mean([v["prob"] for v in views.values()]), rel=1e-5)
-    assert f"judge {judge.name}: {top1} top-1" in line
+    assert f"judged by {judge.name}: {top1} top-1" in line
+    # with a judge, the worst classes are the judge's (D ranks its own images first): worst judge rank first
+    worst = sorted(views.items(), key=lambda kv: (-kv[1]["rank"], kv[1]["prob"]))
+    assert [w["image"] for w in report["judge"]["worst"]] == [image for image, _ in worst]
+    first = report["judge"]["worst"][0]
+    assert f"worst under the judge: {first['label']} p={first['judge_prob']:.3g} rank {first['judge_rank']}" in line
+    assert "worst under D" not in line
     assert report["top1"] == 3  # D's counts unchanged
     page = open(os.path.join(run, "index.html"), encoding="utf-8").read()
     assert '"judge": {"prob"' in page  # the gallery shows each image's judge view
@@ -121,7 +127,7 @@ def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views
     calls = []
     real = compare.judge_image
     monkeypatch.setattr(compare, "judge_image", lambda *a: calls.append(a) or real(*a))
-    assert main(["report", run]) == 0 and f"judge {judge.name}" in capsys.readouterr().out
+    assert main(["report", run]) == 0 and f"judged by {judge.name}" in capsys.readouterr().out
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(os.path.join(run, "0002.png"))
     os.utime(os.path.join(run, "0002.png"), ns=(1, 1))
     assert main(["report", run]) == 0 and "(1 not judged)" in capsys.readouterr().out

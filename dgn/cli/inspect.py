@@ -85,7 +85,7 @@ def cmd_classify(args):
             continue
         print(result["image"])
         for row in result["top"]:
-            label = f"{row['wnid']} {row['name']}" if row["name"] else "(no class names)"
+            label = " ".join(str(v) for v in (row["wnid"], row["name"]) if v) or "(no class names)"   # names without wnids
             print(f"  {row['index']:4d} {label:<40} {row['prob']:.4f}")
     return report_unreadable(errors, len(results))
 

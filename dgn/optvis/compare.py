@@ -24,7 +24,7 @@ from dgn.optvis.render import NO_TARGETS, render_target
 from dgn.runs.folder import RunFolder
 from dgn.runs.judge import judge_image, load_judge
 from dgn.runs.outputs import check_out_dir, write_json, write_png
-from dgn.runs.sheets import MIN_TILE, grid
+from dgn.runs.sheets import MIN_TILE, grid, label_font
 
 
 def finished_image(folder, objective, spec):
@@ -115,7 +115,9 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
     resample = Image.Resampling.NEAREST if small else Image.Resampling.BICUBIC
     tiles = [t if t.shape[:2] == tuple(size) else
              np.asarray(Image.fromarray(t).resize((size[1], size[0]), resample)) for t in tiles]
-    sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=12)
+    # labels on up to three lines (scores, target, method) rather than cut at the tile's width
+    sheet = grid(tiles, columns=len(targets), pad=4, labels=labels, label_height=3 * 13 + 2, font=label_font(11),
+                 lines=3)
     write_png(os.path.join(out_dir, "compare.png"), sheet)
     summary["sheet"] = "compare.png"
     if photos:

@@ -233,6 +233,30 @@ def _evaluate(classifier, objective, image):
     return evaluate(classifier, objective, classifier.from_pixels(rgb[None]))[0]
 
 
+# Layers that only move, scale or crop pixels: amplifying them dreams nothing a classifier learned.
+NOT_FEATURES = ("InputLayer", "Rescaling", "Normalization", "Resizing", "CenterCrop", "Cropping2D", "ZeroPadding2D",
+                "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomCrop", "Lambda")
+
+
+def default_layers(classifier):
+    """DeepDream's layer where neither the config nor ``--layers`` names one: [(name, 1.0)] for the
+    deepest layer of ``classifier`` whose output is a spatial grid (H, W, C) at least 1/16 of D's input
+    side (and 2 cells): the depth of the built-in configs' choice (EfficientNet-Lite0's block5c_add,
+    14x14 at 224), mid-level features with room to spread over the photo (Mordvintsev et al. 2015 dream
+    at Inception's mixed3..5, about stride 16).
+
+    Raises:
+        DgnError: no layer with a spatial grid (e.g. a dense-only model): give --layers."""
+    side = min(s for s in classifier.input_shape[:2] if s) if any(classifier.input_shape[:2]) else 0
+    least = max(2, side // 16)
+    grids = [row for row in classifier.layers() if len(row["shape"]) == 3 and row["type"] not in NOT_FEATURES
+             and all(s is not None and s >= least for s in row["shape"][:2]) and "#" not in row["name"]]
+    if not grids:
+        raise DgnError(f"classifier {classifier.name} has no layer with a spatial grid of at least {least}x{least} "
+                       f"to dream at; give --layers NAME[:WEIGHT] (`dgn info CONFIG` lists its layers)")
+    return [(grids[-1]["name"], 1.0)]
+
+
 def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frames=None, gif=None, out_dir=None,
               progress=True):
     """Dreams a photo; writes ``<stem>_dream.png`` and ``.json`` (the fields of ``dgn generate``), and
@@ -241,6 +265,12 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     folder = RunFolder(out_dir or build.default_out_dir(cfg.data), cfg.data)   # an --out that is a file fails at once
     photo = _read_photo(image_path)  # before loading D: a bad photo fails at once
     classifier = build.float32_classifier(cfg.data)
+    if not settings.layers:
+        settings.layers = default_layers(classifier)
+        settings.config["dream"]["layers"] = [f"{n}:{w:g}" for n, w in settings.layers]
+        if progress:
+            print(f"dream layer: {settings.layers[0][0]} (the deepest layer whose grid is at least 1/16 of the "
+                  f"input; --layers NAME[:WEIGHT] to choose)", flush=True)
     objective = LayerNormObjective(settings.layers, settings.border)
     features = dream_features(classifier, objective.layers)
     space = classifier.preprocessing

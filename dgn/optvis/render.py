@@ -38,6 +38,7 @@ from dgn.optvis.generator import count_trainable
 from dgn.optvis.objectives import Objective, parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
+from dgn.progress import resolve as progress_mode
 from dgn.runs.folder import RunFolder
 from dgn.runs.outputs import write_json, write_maps, write_png
 from dgn.runs.records import RunInfo, image_record
@@ -197,7 +198,7 @@ def check_settings(objective, steps, snapshots, display, seed):
 
 
 def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
-           callbacks=(), snapshots=1, display="clip", progress=False):
+           callbacks=(), snapshots=1, display="clip", progress="auto"):
     """Optimizes images so that ``objective`` of ``classifier`` is maximized (activation maximization;
     Despraz et al. 2017 with the default generator parameterization): one image, or with a list of B
     objectives B images side by side (one optimization step for all), image k the one objective k gets
@@ -216,6 +217,8 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
         callbacks: :class:`dgn.optvis.callbacks.Callback` objects, run after each step.
         snapshots: the final image is the median of the last ``snapshots`` renders (1: the last).
         display: "clip" (undo D's preprocessing, clip to 0..255) or "authors" (the authors' display).
+        progress: "auto" (default: a progress line with ETA when a person watches, on a terminal or in
+            a notebook; Keras's ``verbose="auto"``), True or False.
 
     Returns:
         :class:`Rendering`, one row per objective.
@@ -223,6 +226,10 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
     Raises:
         DgnError: a bad argument (one line), or the loss became NaN (lower the learning rate)."""
     check_settings(objective, steps, snapshots, display, seed)
+    try:
+        progress = progress_mode(progress)
+    except ValueError as err:
+        raise DgnError(str(err)) from None
     callbacks = as_callbacks(callbacks)
     classifier = as_classifier(classifier)
     many = isinstance(objective, (list, tuple))

@@ -104,6 +104,7 @@ def summarize_judge(entries, views, classifier, worst=10):
     top5 = sum(1 for _, v in judged if v["rank"] <= 5)
     both = sum(1 for e, v in judged if v["rank"] == 1 and e["rank"] == 1)
     best = sorted(judged, key=lambda ev: (ev[1]["rank"], -ev[1]["prob"]))[:worst]
+    bad = sorted(judged, key=lambda ev: (-ev[1]["rank"], ev[1]["prob"]))[:worst]   # the judge's worst rank first
     return {
         "classifier": classifier,
         "classes": n,
@@ -115,6 +116,8 @@ def summarize_judge(entries, views, classifier, worst=10):
         "top1_under_both": both,
         "best": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": v["top1"]["name"]}
                  for e, v in best],
+        "worst": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": v["top1"]["name"]}
+                  for e, v in bad],
         "measured_on": "the saved PNGs resized (bicubic) to the judge's input; the judge took no part in making them",
     }
 
@@ -130,16 +133,21 @@ def summary_line(report):
                 + (f"; {dead} dead units (0 everywhere)" if dead else ""))
     if not n:
         return f"{report['images']} images, none with a class target: nothing to rank"
-    worst = "; ".join(f"{w['label']} p={w['prob']:.3g} rank {w['rank']}" for w in report["worst"][:3])
+    worst = "; worst under D: " + "; ".join(f"{w['label']} p={w['prob']:.3g} rank {w['rank']}"
+                                            for w in report["worst"][:3]) if report["worst"] else ""
     judge = report.get("judge")
     judged = ""
     if judge and judge["classes"]:
-        judged = (f"; judge {judge['classifier']}: {judge['top1']} top-1 ({100 * judge['top1_rate']:.1f} %), "
+        # D ranks its own images first almost always (every p=1.000): the judge's worst say more.
+        worst = "; worst under the judge: " + "; ".join(
+            f"{w['label']} p={w['judge_prob']:.3g} rank {w['judge_rank']} (judge's top-1: {w['judge_top1']})"
+            for w in judge["worst"][:3])
+        judged = (f"; judged by {judge['classifier']}: {judge['top1']} top-1 ({100 * judge['top1_rate']:.1f} %), "
                   f"{judge['top5']} top-5 ({100 * judge['top5_rate']:.1f} %), mean probability {judge['mean_prob']:.3f}"
                   + (f" ({judge['not_judged']} not judged)" if judge["not_judged"] else ""))
     return (f"{n} {'class' if n == 1 else 'classes'}: {report['top1']} top-1 ({100 * report['top1_rate']:.1f} %), {report['top5']} top-5 "
             f"({100 * report['top5_rate']:.1f} %), mean target probability {report['mean_prob']:.3f}"
-            + judged + (f"; worst: {worst}" if worst else ""))
+            + judged + worst)
 
 
 def _signature(path):

@@ -20,8 +20,10 @@ from dgn.runs.report import load_entries
 MIN_TILE = 128
 
 
-def grid(tiles, columns, pad=2, labels=None, label_height=0, background=255, font=None):
-    """Arranges equal-size uint8 tiles (H, W, 3) in a grid, optionally with a text label under each."""
+def grid(tiles, columns, pad=2, labels=None, label_height=0, background=255, font=None, lines=1):
+    """Arranges equal-size uint8 tiles (H, W, 3) in a grid, optionally with a text label under each:
+    with a ``font``, wrapped at spaces onto up to ``lines`` lines of the tile's width (the last one cut
+    with an ellipsis); ``label_height`` pixels under each tile hold them."""
     tiles = [np.asarray(t, dtype="uint8") for t in tiles]
     h, w = tiles[0].shape[:2]
     rows = int(np.ceil(len(tiles) / columns))
@@ -36,8 +38,23 @@ def grid(tiles, columns, pad=2, labels=None, label_height=0, background=255, fon
             if font is None:
                 draw.text((x + 2, y + h + 1), str(labels[k])[: max(4, w // 6)], fill=(0, 0, 0))
             else:
-                draw.text((x + 2, y + h + 1), _fit(str(labels[k]), font, w - 4), fill=(0, 0, 0), font=font)
+                step = label_height // max(1, lines)
+                for i, line in enumerate(_wrap(str(labels[k]), font, w - 4, lines)):
+                    draw.text((x + 2, y + h + 1 + i * step), line, fill=(0, 0, 0), font=font)
     return np.asarray(sheet)
+
+
+def _wrap(text, font, width, lines):
+    """``text`` as at most ``lines`` lines no wider than ``width`` pixels, broken at spaces; the last
+    line holds the rest, cut with an ellipsis where it is too wide."""
+    out, words = [], text.split(" ")
+    while words and len(out) < lines - 1:
+        line = words.pop(0)
+        while words and font.getlength(line + " " + words[0]) <= width:
+            line += " " + words.pop(0)
+        out.append(line)
+    rest = " ".join(words)
+    return [_fit(line, font, width) for line in out] + ([_fit(rest, font, width)] if rest else [])
 
 
 def pairs_sheet(path, originals, reconstructions):
@@ -46,7 +63,7 @@ def pairs_sheet(path, originals, reconstructions):
     write_png(path, grid(tiles, columns=len(originals)))
 
 
-def _font(size):
+def label_font(size):
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError, AttributeError):  # old Pillow or no FreeType: the bitmap font
@@ -86,7 +103,7 @@ def _tile_size(run_dir, entries):
 def labelled_sheet(run_dir, entries, size, columns=10, cells=100, labels=None):
     """One sheet: tiles of ``entries`` (None: an empty grey tile) with labels under them."""
     font_size = max(10, size // 11)
-    font = _font(font_size)
+    font = label_font(font_size)
     tiles, texts = [], []
     for k in range(cells):
         entry = entries[k] if k < len(entries) else None
@@ -114,7 +131,7 @@ def examples_sheet(run_dir, layer, items, size, top=5):
             tiles.append(np.full((small, small, 3), 225, dtype="uint8"))
             labels.append("")
     font_size = max(10, small // 11)
-    return grid(tiles, top + 1, pad=4, labels=labels, label_height=font_size + 6, font=_font(font_size))
+    return grid(tiles, top + 1, pad=4, labels=labels, label_height=font_size + 6, font=label_font(font_size))
 
 
 def contact_sheets(run_dir, out_dir=None, per_sheet=100, columns=10):
