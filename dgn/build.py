@@ -56,11 +56,12 @@ def transforms(data):
         raise ConfigError(f"transform: {err}") from None
 
 
-def optimizer(section, image_size=None):
+def optimizer(section, image_size=None, kind="generator"):
     """A function returning a fresh Keras optimizer for the config's ``optimizer:`` section;
-    ``learning_rate: null`` is :func:`dgn.optvis.optimize.auto_learning_rate` of ``image_size`` (D's (H, W))."""
+    ``learning_rate: null`` is :func:`dgn.optvis.optimize.auto_learning_rate` of ``image_size`` (D's (H, W))
+    and the parameterization's ``kind``."""
     rate = section["learning_rate"]
-    name, lr = section["name"], float(auto_learning_rate(image_size) if rate is None else rate)
+    name, lr = section["name"], float(auto_learning_rate(image_size, kind) if rate is None else rate)
     if name not in ("adamax", "adam", "sgd"):
         raise ConfigError(f"unknown optimizer {name!r}; valid: adamax, adam, sgd")
 
@@ -76,9 +77,9 @@ def optimizer(section, image_size=None):
     return make
 
 
-def make_optimizer(section, image_size=None):
+def make_optimizer(section, image_size=None, kind="generator"):
     """One fresh Keras optimizer for the config's ``optimizer:`` section (see :func:`optimizer`)."""
-    return optimizer(section, image_size)()
+    return optimizer(section, image_size, kind)()
 
 
 def objective(spec, classifier, data):

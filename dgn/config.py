@@ -216,9 +216,10 @@ SCHEMA = {
     # Other image parameterizations (dgn/optvis/param/) and DeepDream (dgn/optvis/dream.py). A parameterization
     # registered outside dgn (dgn.param.register) is chosen by its kind and set by a section of that name.
     "parameterization": {
-        "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier"), aliases=(("pixels", "pixel"),),
+        "kind": Field((str,), "generator", choices=("generator", "pixel", "fourier", "maco"),
+                      aliases=(("pixels", "pixel"),),
                       help="generator: G (the paper); pixel: the pixels themselves; fourier: lucid's "
-                           "1/f-scaled, colour-decorrelated spectrum"),
+                           "1/f-scaled, colour-decorrelated spectrum; maco: phase only, natural photos' magnitude"),
         "pad": Field((int,), 0, minimum=0,
                      help="while optimizing, pad the image with mid-grey by this many pixels before the random "
                           "transform and resize back to D's size (lucid's pad; any kind; 0: off)"),
@@ -247,6 +248,15 @@ SCHEMA = {
         "init_stddev": Field((int, float), 0.01, minimum=0, help="stddev of the initial spectrum"),
         "decay_power": Field((int, float), 1.0, minimum=0, help="spectrum scaled by 1/f^decay_power"),
         "decorrelate": Field((bool,), True, help="ImageNet colour decorrelation (lucid's SVD square root)"),
+    },
+    "maco": {   # dgn/optvis/param/maco.py (Fel et al. 2023); null: by D's input size
+        "crops": Field((int,), None, nullable=True, minimum=1, help="random crops D sees of each image per step"),
+        "box": Field((list,), None, nullable=True, item=lambda v: isinstance(v, (int, float)) and 0.05 <= v <= 1,
+                     help="[first step, last step]: crop side as a fraction of the image's, linear in between"),
+        "noise": Field((int, float), None, nullable=True, minimum=0, help="noise stddev on the crops, 0..255 levels"),
+        "init_stddev": Field((int, float), 1.0, minimum=0, help="stddev of the initial phase"),
+        "decorrelate": Field((bool,), True, help="ImageNet colour recorrelation of the image"),
+        "transparency": Field((bool,), True, help="save the transparency map (summed |gradient| at the image)"),
     },
     "dream": {
         "layers": Field((list,), None, nullable=True, item=lambda v: isinstance(v, str) and v.strip(),

@@ -65,7 +65,7 @@ def test_parameterization_defaults_are_the_config_defaults():
     for kind, cls in PARAMETERIZATIONS.items():
         built = build.parameterization({**data, "parameterization": {"kind": kind, "pad": 0}})
         assert built == cls(), kind
-        section = {"generator": "generator", "pixel": "pixel", "fourier": "fourier"}[kind]
+        section = {"generator": "generator", "pixel": "pixel", "fourier": "fourier", "maco": "maco"}[kind]
         assert set(data[section]) <= {f.name for f in dataclasses.fields(cls)}, kind
 
 

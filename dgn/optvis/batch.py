@@ -83,7 +83,7 @@ class BatchRunner:
         data = cfg.data
         self.classifier, self.stack = classifier, stack
         self.parameterization, self.transforms = build.parameterization(data), build.transforms(data)
-        self.optimizer = build.optimizer(data["optimizer"], classifier.input_shape[:2])
+        self.optimizer = build.optimizer(data["optimizer"], classifier.input_shape[:2], build.kind(data))
         self.steps, self.snapshots, self.seed = data["steps"], build.snapshots(data), data["seed"]
         self.activation, self.others = data["objective"]["activation"], data["objective"]["others"]
         self._compiled = {}  # rows -> (batched generator, objective, problem, optimizer, stepper)

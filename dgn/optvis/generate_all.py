@@ -30,7 +30,7 @@ from dgn.runs.folder import (MANIFEST, append_line, disk_error, now_iso, reconci
                              clean_stale_tmp, manifest_entry, run_identity, write_atomic)
 from dgn.runs.gallery import write_gallery
 from dgn.runs.judge import load_judge
-from dgn.runs.outputs import json_bytes, png_bytes
+from dgn.runs.outputs import json_bytes, png_bytes, write_maps
 from dgn.runs.records import input_files
 from dgn.runs.report import load_entries, write_report
 from dgn.runs.shards import parse_shard, shard_of
@@ -120,6 +120,7 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
                                           evaluated[k])
             try:
                 write_atomic(os.path.join(run_dir, stem + ".png"), png_bytes(rgb))
+                side.update(write_maps(os.path.join(run_dir, stem), result.extras, k))   # before the sidecar
                 write_atomic(os.path.join(run_dir, stem + ".json"), json_bytes(side))
                 append_line(os.path.join(run_dir, MANIFEST),
                              manifest_entry(c, stem, side, {"shard": shard_text, "time": now_iso()}))

@@ -61,6 +61,7 @@ class Result:
     dead_at_start: np.ndarray = None
     seconds: float = 0.0
     steps: int = 0                  # steps run (fewer than asked when a callback stopped the run)
+    extras: dict = field(default_factory=dict)       # per-image maps a callback adds (MACO's "transparency")
 
 
 def objective_terms(objective, outputs, rows):
@@ -82,20 +83,33 @@ def objective_terms(objective, outputs, rows):
     return sum(losses) / copies, sum(values) / copies, dead
 
 
-def auto_learning_rate(image_size):
-    """The default step size for images of ``image_size`` (height, width): 0.002 at 224 x 224 (the
+def auto_learning_rate(image_size, kind="generator"):
+    """The default step size (Adam) for images of ``image_size`` (height, width) made by the
+    parameterization ``kind``. The generator's (and any other kind's): 0.002 at 224 x 224 (the
     quickstart's, measured on EfficientNet-Lite0), growing as 224 / short side up to 0.01 (measured on
-    32 x 32 classifiers, where 0.002 reaches a class that 0.01 reaches in 150 steps only after many more)."""
-    if image_size is None:
-        return 0.002
-    return float(min(0.01, max(0.002, 0.002 * 224.0 / min(image_size))))
+    32 x 32 classifiers, where 0.002 reaches a class that 0.01 reaches in 150 steps only after many more).
+    ``fourier`` and ``maco``: :data:`SPECTRUM_RATES`, the same at every size: their variables are
+    spectra scaled so that an Adam step (about ``rate`` on every coefficient) changes the image by an
+    amount that hardly depends on its size (lucid's 1/f scale: ~ rate * sqrt(2 pi ln N) for N x N
+    images; MACO's phase is normalized every step), whereas the generator's and the pixels' steps
+    change it less at small sizes (docs/measurements.md, "Size-aware defaults")."""
+    if kind in SPECTRUM_RATES:
+        return float(SPECTRUM_RATES[kind])
+    short = 224.0 if image_size is None else float(min(image_size))
+    return float(min(0.01, max(0.002, 0.002 * 224.0 / short)))
 
 
-def make_optimizer(cfg, image_size=None):
+# Adam's step size at 224 x 224 for the spectrum parameterizations: Fourier's is lucid's 0.05 (as
+# configs/fourier-efficientnet-lite0.yaml); MACO's phase (normalized to std 1 each step) chosen by the sweep in
+# docs/measurements.md ("MACO").
+SPECTRUM_RATES = {"fourier": 0.05, "maco": 0.5}
+
+
+def make_optimizer(cfg, image_size=None, kind="generator"):
     """A Keras optimizer from a config's ``optimizer:`` section; ``learning_rate: null`` is
     :func:`auto_learning_rate` of ``image_size`` (D's input height and width)."""
     rate = cfg["learning_rate"]
-    name, lr = cfg["name"], float(auto_learning_rate(image_size) if rate is None else rate)  # Keras wants a float
+    name, lr = cfg["name"], float(auto_learning_rate(image_size, kind) if rate is None else rate)  # Keras wants a float
     if name == "adamax":
         return keras.optimizers.Adamax(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
     if name == "adam":

@@ -37,11 +37,12 @@ from dgn.optvis.objectives import Objective, parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
 from dgn.runs.folder import refuse_foreign_run
-from dgn.runs.outputs import write_json, write_png
+from dgn.runs.outputs import write_json, write_maps, write_png
 from dgn.runs.records import RunInfo, image_record
 
 
 DEFAULT_TRANSFORMS = Transforms([Jitter(8), Scale(0.9, 1.1), Rotate(5.0)], samples=4)
+NO_TRANSFORMS = Transforms()
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Rendering:
     ``losses``: per step, the loss (float); ``values``: per step, per image, the target activation;
     ``evaluation``: per image, what D says of the saved PNG (``activation``, ``prob``, ``rank``,
     ``top5``); ``sidecars``: per image, the JSON sidecar ``dgn generate`` would write; ``model``: the
-    optimized parameterization (with its transforms)."""
+    optimized parameterization (with its transforms); ``maps``: per-image maps of the parameterization,
+    name -> (rows, H, W) float32 (MACO's ``"transparency"``), saved beside the image."""
 
     images: np.ndarray
     rgb: np.ndarray
@@ -62,6 +64,7 @@ class Rendering:
     evaluation: list
     sidecars: list
     model: keras.Model = None
+    maps: dict = None
 
     def save(self, stem, k=0):
         """Writes image ``k`` as ``<stem>.png`` and its sidecar as ``<stem>.json`` (atomically; a
@@ -79,6 +82,7 @@ class Rendering:
         png = stem + ".png"
         sidecar = dict(self.sidecars[k], image=os.path.basename(png))
         write_png(png, self.rgb[k])
+        sidecar.update(write_maps(stem, self.maps, k))
         write_json(stem + ".json", sidecar)
         return png
 
@@ -120,9 +124,11 @@ def as_parameterization(parameterization):
                    f"one of {', '.join(param_module.PARAMETERIZATIONS)}")
 
 
-def as_transforms(transforms):
+def as_transforms(transforms, parameterization=None):
+    """None: :data:`DEFAULT_TRANSFORMS`, or none for a parameterization with its own (``own_transforms``:
+    MACO's crops)."""
     if transforms is None:
-        return DEFAULT_TRANSFORMS
+        return NO_TRANSFORMS if getattr(parameterization, "own_transforms", False) else DEFAULT_TRANSFORMS
     if isinstance(transforms, Transforms):
         return transforms
     if isinstance(transforms, (Jitter, Scale, Rotate, Pad)):
@@ -136,11 +142,11 @@ def as_transforms(transforms):
         raise DgnError(f"transforms: {err}") from None
 
 
-def as_optimizer(optimizer, image_size):
+def as_optimizer(optimizer, image_size, kind="generator"):
     """A function returning a fresh Keras optimizer: from None (Adam at the automatic rate with a config's
     default betas and epsilon 1e-8), a name (``"adam"``, ``"sgd"``, ...: Keras's defaults but the
     automatic rate) or an optimizer (copied from its config)."""
-    rate = auto_learning_rate(image_size)
+    rate = auto_learning_rate(image_size, kind)
     if optimizer is None:  # the config's default optimizer section
         return lambda: keras.optimizers.Adam(rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
     if isinstance(optimizer, str):
@@ -206,8 +212,8 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
     spec = objective if isinstance(objective, (str, int, np.integer)) else None
     objective = as_objective(objective, classifier)
     parameterization = as_parameterization(parameterization)
-    transforms = as_transforms(transforms)
-    make_optimizer = as_optimizer(optimizer, classifier.input_shape[:2])
+    transforms = as_transforms(transforms, parameterization)
+    make_optimizer = as_optimizer(optimizer, classifier.input_shape[:2], parameterization.kind)
     started = time.time()
     model, result = parameterization.optimize(classifier, objective, steps, transforms=transforms,
                                               optimizer=make_optimizer, seed=seed, callbacks=callbacks,
@@ -226,7 +232,7 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
     return Rendering(images=np.asarray(result.images, dtype="float32"), rgb=np.stack(rgbs), losses=result.losses,
                      values=result.values, evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")}
                                                        for s in sidecars],
-                     sidecars=sidecars, model=model)
+                     sidecars=sidecars, model=model, maps=dict(result.extras))
 
 
 NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [disc] or [channel:LAYER:C]) or pass "
@@ -252,7 +258,7 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
         (lambda model: f"{stem}: {run.steps} steps, {count_trainable(model):,} trainable weights")
     model, result = parameterization.optimize(
         classifier, objective, run.steps, transforms=build.transforms(data),
-        optimizer=build.optimizer(data["optimizer"], classifier.input_shape[:2]), seed=data["seed"],
+        optimizer=build.optimizer(data["optimizer"], classifier.input_shape[:2], run.kind), seed=data["seed"],
         snapshots=run.snapshots, progress=progress, label=label)
     png_path = os.path.join(out_dir, stem + ".png")
     rgb, sidecar = image_record(run, classifier, objective, result, 0, spec, count_trainable(model),
@@ -262,6 +268,7 @@ def run_target(cfg, classifier, spec, out_dir, progress=True):
         if sidecar.get(key):
             print(f"warning: {stem}: {sidecar[key]['warning']}", flush=True)
     write_png(png_path, rgb)
+    sidecar.update(write_maps(os.path.join(out_dir, stem), result.extras, 0))
     write_json(os.path.join(out_dir, stem + ".json"), sidecar)
     return png_path, sidecar
 

@@ -45,6 +45,38 @@ def write_png(path, rgb_uint8):
     write_atomic(path, png_bytes(rgb_uint8))
 
 
+def npy_bytes(array):
+    """The bytes of ``np.save(array)``."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array))
+    return buffer.getvalue()
+
+
+def map_pixels(values, percentile=99.5):
+    """A (H, W) map of non-negative values as uint8 grey: 255 at the ``percentile``-th value and above
+    (so a few extreme pixels do not leave the rest black), 0 at zero."""
+    values = np.asarray(values, dtype="float32")
+    top = float(np.percentile(values, percentile)) if values.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        return np.zeros(values.shape, dtype="uint8")
+    return np.round(np.clip(values / top, 0.0, 1.0) * 255.0).astype("uint8")
+
+
+def write_maps(stem, maps, k):
+    """For each map of a run (``Result.extras``: name -> (rows, H, W) float32, e.g. MACO's
+    "transparency"), writes row ``k`` beside the image as ``<stem>.<name>.npy`` (float32, the values)
+    and ``<stem>.<name>.png`` (:func:`map_pixels`); returns what the sidecar records:
+    {name: {"png": file, "npy": file}} (file names, no folder)."""
+    out = {}
+    for name, values in (maps or {}).items():
+        row = np.asarray(values[k], dtype="float32")
+        write_atomic(f"{stem}.{name}.npy", npy_bytes(row))
+        write_atomic(f"{stem}.{name}.png", png_bytes(map_pixels(row)))
+        base = os.path.basename(stem)
+        out[name] = {"png": f"{base}.{name}.png", "npy": f"{base}.{name}.npy"}
+    return out
+
+
 def json_bytes(obj, indent=2):
     """JSON text of ``obj`` (numpy scalars and arrays allowed) ending in a newline, as bytes."""
     return (json.dumps(obj, indent=indent, default=jsonable) + "\n").encode("utf-8")

@@ -14,9 +14,11 @@ One module per family, each registering itself with :func:`register` (this packa
 - :class:`Pixels` (:mod:`.pixels`): the pixels themselves (Simonyan et al. 2013; Yosinski et al.
   2015), with their regularizers and octaves.
 - :class:`Fourier` (:mod:`.fourier`): lucid's 1/f-scaled, colour-decorrelated spectrum (Olah et al. 2017).
+- :class:`Maco` (:mod:`.maco`): MACO's phase-only spectrum under natural photos' fixed magnitude, random
+  crops and noise, and its transparency map (Fel et al. 2023).
 
 The dataclass fields of each are the keys of its config section (``generator:``, ``pixel:``,
-``fourier:``) with the same defaults; :mod:`dgn.build` makes them from a config.
+``fourier:``, ``maco:``) with the same defaults; :mod:`dgn.build` makes them from a config.
 """
 
 from dgn.optvis.param.base import PARAMETERIZATIONS, Built, Parameterization, fixed_input_size, get, register
@@ -24,6 +26,8 @@ from dgn.optvis.param.base import PARAMETERIZATIONS, Built, Parameterization, fi
 from dgn.optvis.param.generator import Generator, load_code_stats  # isort: skip
 from dgn.optvis.param.pixels import PixelHook, PixelImage, Pixels  # isort: skip
 from dgn.optvis.param.fourier import Fourier, FourierImage  # isort: skip
+from dgn.optvis.param.maco import Maco, MacoImage  # isort: skip
 
 __all__ = ["PARAMETERIZATIONS", "Built", "Parameterization", "fixed_input_size", "get", "register", "Generator",
-           "load_code_stats", "Pixels", "PixelImage", "PixelHook", "Fourier", "FourierImage"]
+           "load_code_stats", "Pixels", "PixelImage", "PixelHook", "Fourier", "FourierImage",
+           "Maco", "MacoImage"]

@@ -71,6 +71,15 @@ def inverse_rfft2_bases(height, width):
     return [m.astype("float32") for m in (np.cos(ay), np.sin(ay), cx, sx)]
 
 
+def inverse_rfft2(real, imag, bases):
+    """The inverse real 2D DFT of spectra real + i imag (rows, C, H, W//2+1) with
+    :func:`inverse_rfft2_bases` ``bases``, as images (rows, H, W, C)."""
+    cy, sy, cx, sx = (ops.convert_to_tensor(m) for m in bases)
+    pr = ops.einsum("yk,bckx->bcyx", cy, real) - ops.einsum("yk,bckx->bcyx", sy, imag)
+    pi = ops.einsum("yk,bckx->bcyx", cy, imag) + ops.einsum("yk,bckx->bcyx", sy, real)
+    return ops.transpose(ops.matmul(pr, cx) - ops.matmul(pi, sx), (0, 2, 3, 1))
+
+
 @keras.saving.register_keras_serializable(package="dgn")
 class FourierImage(keras.layers.Layer):
     """lucid's ``fft_image`` + ``to_valid_rgb(decorrelate=True, sigmoid=True)``, in D's input space.
@@ -100,12 +109,7 @@ class FourierImage(keras.layers.Layer):
 
     def call(self, inputs):
         spec = ops.convert_to_tensor(self.spectrum) * ops.convert_to_tensor(self._scale)
-        real, imag = spec[0], spec[1]                                  # (rows, 3, H, K)
-        cy, sy, cx, sx = (ops.convert_to_tensor(m) for m in self._bases)
-        pr = ops.einsum("yk,bckx->bcyx", cy, real) - ops.einsum("yk,bckx->bcyx", sy, imag)
-        pi = ops.einsum("yk,bckx->bcyx", cy, imag) + ops.einsum("yk,bckx->bcyx", sy, real)
-        image = ops.matmul(pr, cx) - ops.matmul(pi, sx)               # (rows, 3, H, W)
-        image = ops.transpose(image, (0, 2, 3, 1)) / 4.0
+        image = inverse_rfft2(spec[0], spec[1], self._bases) / 4.0
         if self.decorrelate and self.channels == 3:
             image = ops.matmul(image, ops.convert_to_tensor(COLOR_CORRELATION.T))
         rgb = ops.sigmoid(image) * 255.0
