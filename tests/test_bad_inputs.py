@@ -11,19 +11,7 @@ from PIL import Image
 import dgn
 from dgn.cli import main
 from dgn.errors import DgnError
-
-
-def _plain(size=16, seed=0):
-    keras.utils.set_random_seed(seed)
-    x = inp = keras.Input((size, size, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(x)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, keras.layers.Dense(3, name="logits")(x))
-
-
-def _photos(n=2, size=16, seed=0):
-    return np.random.RandomState(seed).randint(0, 256, (n, size, size, 3)).astype("uint8")
+from test_attribution_methods import _photos, _plain
 
 
 def _sure():
@@ -70,3 +58,43 @@ def test_the_sidecar_says_log_probability_where_occlusion_fell_back(tmp_path, ca
     side = json.loads((out / "a" / "0000_scorecam.json").read_text())
     assert side["settings"]["score"] == "relative_probability" and "relative" in side["explains"]
     assert side["notes"] and np.load(out / "a" / "0000_scorecam.npy").max() > 0.0
+
+
+# ------------------------------------------------- 2: two targets never share files; 14: settings beyond D
+
+def _shared():
+    """A conv called twice (shared#0, shared#1) and another layer named shared_1."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")
+    a = shared(inp)
+    b = shared(keras.layers.Conv2D(3, 1, name="pre")(inp))
+    c = keras.layers.Conv2D(4, 3, padding="same", name="shared_1")(a)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([b, c]))
+    return keras.Model(inp, keras.layers.Dense(3, name="logits")(x))
+
+
+def test_a_second_call_and_a_layer_named_like_it_get_their_own_files(tmp_path, capfd):
+    path = str(tmp_path / "shared.keras")
+    _shared().save(path)
+    config = tmp_path / "shared.yaml"
+    config.write_text(f"classifier: {{model: {path}, preprocessing: tf}}\n")
+    Image.fromarray(_photos(1)[0]).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = main(["explain", str(config), "--image", str(tmp_path / "a.png"), "--target", "channel:shared#1:0",
+                 "--target", "channel:shared_1:0", "--method", "saliency", "--out", str(out), "--quiet"])
+    assert code == 0, capfd.readouterr().err
+    sides = sorted(p.name for p in (out / "a").glob("*.json"))
+    assert len(sides) == 2, sides
+    specs = {json.loads((out / "a" / s).read_text())["target_spec"] for s in sides}
+    assert specs == {"channel:shared#1:0", "channel:shared_1:0"}
+
+
+def test_scorecam_channels_and_occlusion_window_beyond_the_model_are_refused():
+    clf = dgn.classifier(_plain(), "tf", name="plain")
+    with pytest.raises(DgnError, match=r"layer 'conv2' has 4 channels; give 1..4") as err:
+        dgn.explain(clf, _photos(), "0", "scorecam", channels=999)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DgnError, match=r"occlusion window 1000: D's input is 16x16; give a window of 1..16"):
+        dgn.explain(clf, _photos(), "0", "occlusion", window=1000)
+    assert dgn.explain(clf, _photos(), "0", "scorecam", channels=4).shape == (2, 16, 16)

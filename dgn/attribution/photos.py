@@ -243,6 +243,12 @@ class _Job:
         self.out_dir, self.batch_size = out_dir, batch_size
         self.identity = json.dumps(identity, sort_keys=True, default=str)
         self.stems = {spec: ("top1" if spec is None else self.objectives[spec].stem(spec)) for spec in self.specs}
+        seen = {}
+        for spec, stem in self.stems.items():
+            if stem in seen:
+                raise DgnError(f"targets {seen[stem]!r} and {spec!r} would both be written to {stem}_*: "
+                               f"give one of them only (or one as a class index, the other by name)")
+            seen[stem] = spec
 
     def key_of(self, sha, spec, method):
         return {"version": KEY_VERSION, "source_sha1": sha, "classifier": self.identity, "fit": self.mode,

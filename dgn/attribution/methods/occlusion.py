@@ -52,6 +52,9 @@ class Occlusion(Method):
 
     def prepare(self, classifier, settings, size):
         height, width = size
+        if settings["window"] is not None and None not in size and settings["window"] > min(height, width):
+            raise DgnError(f"occlusion window {settings['window']}: D's input is {height}x{width}; give a window of "
+                           f"1..{min(height, width)} pixels")
         settings["window"], settings["stride"] = occlusion_defaults(height, width, settings)
         if settings["stride"] > settings["window"]:
             raise DgnError(f"occlusion stride {settings['stride']} is larger than the window {settings['window']}: "

@@ -9,6 +9,7 @@ from dgn.attribution.gradients import layer_activation, row_slices, run_batches,
 from dgn.attribution.methods.layers import LayerMethod, to_input
 from dgn.attribution.methods.occlusion import PROBABILITY_FLOOR
 from dgn.attribution.settings import EPSILON, ScoreWarning, register
+from dgn.errors import DgnError
 
 
 @register
@@ -27,6 +28,14 @@ class ScoreCam(LayerMethod):
 
     def validate(self, out):
         self.positive_int(out, "channels", allow_none=True)
+
+    def prepare(self, classifier, settings, size):
+        """The layer (:class:`LayerMethod`); DgnError where ``channels`` exceeds the layer's channels."""
+        super().prepare(classifier, settings, size)
+        have = settings["layer_shape"][-1]
+        if settings["channels"] is not None and settings["channels"] > have:
+            raise DgnError(f"scorecam channels {settings['channels']}: layer {settings['layer']!r} has {have} "
+                           f"channels; give 1..{have} (or leave it out for all)")
 
     def maps(self, classifier, x, target, index, batch, settings, kind):
         layer = settings["layer"]
