@@ -2,6 +2,7 @@
 untrained model built here."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -98,3 +99,21 @@ def test_scorecam_channels_and_occlusion_window_beyond_the_model_are_refused():
     with pytest.raises(DgnError, match=r"occlusion window 1000: D's input is 16x16; give a window of 1..16"):
         dgn.explain(clf, _photos(), "0", "occlusion", window=1000)
     assert dgn.explain(clf, _photos(), "0", "scorecam", channels=4).shape == (2, 16, 16)
+
+
+# ------------------------------------------------------------------ 6: dgn.explain checks its pixels
+
+def test_explain_refuses_pixels_it_cannot_read_in_one_line():
+    raw = dgn.classifier(_plain(), "raw", name="raw")
+    good = _photos(2)
+    for images, text in ((np.zeros((2, 16, 16, 5), "uint8"), "give (H, W, 3) RGB or (H, W, 1) grayscale"),
+                         (good.astype("uint16") * 257, "dtype uint16: give uint8 pixels (0..255) or floats"),
+                         (np.full((2, 16, 16, 3), 300.0, "float32"), "outside D's input range 0..255"),
+                         (np.full((2, 16, 16, 3), np.nan, "float32"), "NaN or infinite"),
+                         ([np.full((16, 16, 3), np.inf, "float32")], "NaN or infinite")):
+        with pytest.raises(DgnError, match=re.escape(text)) as err:
+            dgn.explain(raw, images, "0", "saliency")
+        assert "\n" not in str(err.value)
+    expected = dgn.explain(raw, good, "0", "saliency")
+    assert np.allclose(dgn.explain(raw, good.astype("float32"), "0", "saliency"), expected, atol=1e-6)
+    assert dgn.explain(raw, good[:, :, :, :1], "0", "saliency").shape == (2, 16, 16)   # grayscale pixels
