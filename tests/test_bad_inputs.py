@@ -117,3 +117,61 @@ def test_explain_refuses_pixels_it_cannot_read_in_one_line():
     expected = dgn.explain(raw, good, "0", "saliency")
     assert np.allclose(dgn.explain(raw, good.astype("float32"), "0", "saliency"), expected, atol=1e-6)
     assert dgn.explain(raw, good[:, :, :, :1], "0", "saliency").shape == (2, 16, 16)   # grayscale pixels
+
+
+# ------------------------------------------ 4, 5, 10, 11, 12: naming a model and its preprocessing
+
+def test_a_wrong_preprocessing_is_named_as_such_everywhere(tmp_path, capfd):
+    import pathlib
+    from dgn.runs.judge import load_judge
+    path = str(tmp_path / "plain.keras")
+    _plain().save(path)
+    Image.fromarray(_photos(1)[0]).save(tmp_path / "a.png")
+    for bad, text in ((f"{path}:bogus", f"unknown preprocessing 'bogus' in '{path}:bogus'; valid: caffe, tf, unit, "
+                                        f"raw"),
+                      (f"{path}:RAW", "unknown preprocessing 'RAW'"),
+                      (f"{path}:", "no preprocessing after ':'"),
+                      (f"{path}:tf:raw", "two preprocessings")):
+        assert main(["classify", str(tmp_path / "a.png"), "--classifier", bad, "--json"]) == 2
+        lines = _lines(capfd)
+        assert len(lines) == 1 and text in lines[0], (bad, lines)
+        with pytest.raises(DgnError, match=re.escape(text)):
+            dgn.load_classifier(bad)
+        with pytest.raises(DgnError, match=re.escape(text)):
+            load_judge(bad)
+    with pytest.raises(DgnError, match=re.escape("unknown preprocessing 'bogus'; valid: caffe, tf, unit, raw")):
+        dgn.load_classifier(path, preprocessing="bogus")
+    with pytest.raises(DgnError, match="names preprocessing raw, but preprocessing='tf' was given too"):
+        dgn.load_classifier(f"{path}:raw", preprocessing="tf")
+    with pytest.raises(DgnError, match=re.escape("safe_mode 'false': give True or False (a bool)")):
+        dgn.load_classifier(f"{path}:raw", safe_mode="false")
+    assert dgn.load_classifier(pathlib.Path(path), preprocessing="unit", class_index="none").preprocessing == "unit"
+    config = tmp_path / "colon.yaml"
+    config.write_text(f"classifier: {{model: '{path}:raw'}}\n")
+    assert main(["info", str(config)]) == 2
+    lines = _lines(capfd)
+    assert len(lines) == 1 and "classifier.preprocessing: raw" in lines[0], lines
+
+
+def test_a_builtin_refuses_another_preprocessing_and_advice_fits_the_command(tmp_path, capfd):
+    Image.fromarray(_photos(1, 32)[0]).save(tmp_path / "a.png")
+    with pytest.raises(DgnError, match="mobilenet_v2 with its ImageNet weights reads unit input, not caffe"):
+        dgn.load_classifier("mobilenet_v2:caffe")
+    assert main(["classify", str(tmp_path / "a.png"), "--classifier", "tiny"]) == 2
+    lines = _lines(capfd)
+    assert len(lines) == 1 and "--set classifier.weights=none" in lines[0], lines
+
+
+def test_the_lambda_message_says_how_to_trust_the_file_on_the_command(tmp_path, capfd):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Lambda(lambda t: t * 1.0, name="scale")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(x))
+    path = str(tmp_path / "lambda.keras")
+    keras.Model(inp, keras.layers.Dense(3)(x)).save(path)
+    Image.fromarray(_photos(1)[0]).save(tmp_path / "a.png")
+    assert main(["classify", str(tmp_path / "a.png"), "--classifier", f"{path}:raw"]) == 2
+    lines = _lines(capfd)
+    assert len(lines) == 1 and "--set classifier.safe_mode=false" in lines[0], lines
+    assert main(["classify", str(tmp_path / "a.png"), "--classifier", f"{path}:raw", "--json",
+                 "--set", "classifier.safe_mode=false", "--set", "classifier.class_index=none"]) == 0
