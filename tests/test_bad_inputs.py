@@ -175,3 +175,32 @@ def test_the_lambda_message_says_how_to_trust_the_file_on_the_command(tmp_path, 
     assert len(lines) == 1 and "--set classifier.safe_mode=false" in lines[0], lines
     assert main(["classify", str(tmp_path / "a.png"), "--classifier", f"{path}:raw", "--json",
                  "--set", "classifier.safe_mode=false", "--set", "classifier.class_index=none"]) == 0
+
+
+# ------------------------------------------- 8: Grad-CAM without convolutions; 15: a method's wrong shape
+
+def test_gradcam_without_a_convolution_refuses_the_rescaling_layer():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    clf = dgn.classifier(model, "raw", name="dense")
+    with pytest.raises(DgnError, match="no convolutional layer with a spatial grid .*give --layer") as err:
+        dgn.explain(clf, _photos(), "0", "gradcam")
+    assert "\n" not in str(err.value)
+    assert dgn.explain(clf, _photos(), "0", "gradcam", layer="scale").shape == (2, 16, 16)   # if asked for
+
+
+class Flat(dgn.attribution.Method):
+    name = "flat_test"
+    pixel_level = True
+
+    def maps(self, classifier, x, target, index, batch, settings, kind):
+        return x.mean(axis=-1).reshape(len(x), -1)
+
+
+def test_a_custom_method_of_the_wrong_shape_is_named():
+    clf = dgn.classifier(_plain(), "tf", name="plain")
+    with pytest.raises(DgnError, match=re.escape("method 'flat_test' returned maps of shape (2, 256); expected "
+                                                 "(N, H, W) = (2, 16, 16)")):
+        dgn.explain(clf, _photos(), "0", Flat)

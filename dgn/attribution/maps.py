@@ -85,6 +85,10 @@ def _attribute(classifier, x, objective, method, batch_size, settings):
                     scores[index[w.message.image]] = w.message.score
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        shape = np.shape(out[0] if method.direct and isinstance(out, tuple) else out)
+        if tuple(shape) != (len(index),) + x.shape[1:3]:
+            raise DgnError(f"attribution method {method.name!r} returned maps of shape {tuple(shape)}; expected "
+                           f"(N, H, W) = {(len(index),) + x.shape[1:3]}, one map per image at D's input size")
         if method.direct:   # the value is the one the gradient was taken of
             out, values[index], logits = out
             if target.top1:

@@ -11,8 +11,15 @@ from dgn.attribution.settings import Method
 from dgn.errors import DgnError
 
 
+PLAIN = {"InputLayer", "Rescaling", "Normalization", "Resizing", "CenterCrop", "Cropping2D", "ZeroPadding2D",
+         "Reshape", "Permute", "Activation", "Lambda", "Identity"}   # 4-D layers that only carry the input
+
+
 def auto_layer(classifier):
-    """The last layer (by path) with a 4-D output of more than one position: Grad-CAM's default."""
+    """The last layer (by path) with a 4-D output of more than one position: Grad-CAM's default.
+
+    Raises:
+        DgnError: no such layer, or only layers that carry the input (Rescaling, Resizing, ...) (one line)."""
     rows = [r for r in classifier.layers() if len(r["shape"]) == 3]
     spatial = [r for r in rows if (r["shape"][0] or 0) * (r["shape"][1] or 0) > 1]
     pick = (spatial or rows)
@@ -23,6 +30,10 @@ def auto_layer(classifier):
                            f"or occlusion")
         raise DgnError(f"classifier {classifier.name} has no layer with a 4-D (batch, height, width, channels) "
                        f"output; use saliency, smoothgrad, integrated_gradients or occlusion")
+    if spatial and all(r["type"] in PLAIN or r["type"].startswith("Random") for r in spatial):
+        raise DgnError(f"classifier {classifier.name} has no convolutional layer with a spatial grid (only "
+                       f"{', '.join(sorted({r['type'] for r in spatial}))}): give --layer (Python: layer=) or use "
+                       f"saliency, smoothgrad, integrated_gradients or occlusion")
     last = pick[-1]
     tensor = classifier.layer_output(last["name"])
     same = [r["name"] for r in pick if classifier.layer_output(r["name"]) is tensor]
