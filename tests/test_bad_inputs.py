@@ -204,3 +204,27 @@ def test_a_custom_method_of_the_wrong_shape_is_named():
     with pytest.raises(DgnError, match=re.escape("method 'flat_test' returned maps of shape (2, 256); expected "
                                                  "(N, H, W) = (2, 16, 16)")):
         dgn.explain(clf, _photos(), "0", Flat)
+
+
+# ----------------------------------------------------------- 16: examples counts the readable photos
+
+def test_examples_counts_only_the_photos_it_could_read(tmp_path, capfd):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(_photos(2, 40, seed=9)):
+        Image.fromarray(image).save(folder / f"p{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("classifier: {model: tiny, weights: none, class_index: none}\n")
+    code = main(["examples", str(config), "--data", str(folder), "--channels", "conv2:0", "--top", "1",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    out = capfd.readouterr().out
+    assert code == 2 and "top 1 of 2 readable photos" in out and "; 2 photos read" in out, out
+
+
+def test_the_docs_recipe_reaches_the_command_line_from_import_dgn():
+    import subprocess
+    import sys
+    code = "import dgn; print(callable(dgn.cli.main))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
