@@ -209,12 +209,11 @@ def test_a_custom_method_of_the_wrong_shape_is_named():
 # ----------------------------------------------------------- 16: examples counts the readable photos
 
 def test_examples_counts_only_the_photos_it_could_read(tmp_path, capfd):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, image in enumerate(_photos(2, 40, seed=9)):
-        Image.fromarray(image).save(folder / f"p{i}.png")
-    (folder / "broken.png").write_bytes(b"not a png")
-    config = tmp_path / "tiny.yaml"
+    (tmp_path / "mixed").mkdir()
+    Image.fromarray(_photos(1, 40, seed=9)[0]).save(tmp_path / "mixed" / "first.png")
+    Image.fromarray(_photos(1, 40, seed=3)[0]).save(tmp_path / "mixed" / "second.png")
+    (tmp_path / "mixed" / "unreadable.png").write_bytes(b"no image")
+    folder, config = tmp_path / "mixed", tmp_path / "own.yaml"
     config.write_text("classifier: {model: tiny, weights: none, class_index: none}\n")
     code = main(["examples", str(config), "--data", str(folder), "--channels", "conv2:0", "--top", "1",
                  "--out", str(tmp_path / "run"), "--quiet"])
@@ -228,3 +227,22 @@ def test_the_docs_recipe_reaches_the_command_line_from_import_dgn():
     code = "import dgn; print(callable(dgn.cli.main))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+# --------------------------------------------------- 9: a CenterCrop's edge cells reach the crop border
+
+def test_a_cam_after_a_center_crop_covers_every_pixel_the_model_sees():
+    from dgn.attribution.methods.layers import to_input
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((48, 48, 3))
+    x = keras.layers.CenterCrop(24, 24, name="crop")(inp)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    clf = dgn.classifier(keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))), "raw",
+                         name="crop")
+    grid = to_input(clf, "conv2", np.ones((1, 6, 6, 1), "float32"), (48, 48), "bilinear")[0, :, :, 0]
+    rows = np.flatnonzero(grid[:, 24] > 0)
+    assert rows.min() == 12 and rows.max() == 35, rows        # the crop keeps rows and columns 12..35
+    assert np.allclose(grid[12:36, 12:36], 1.0) and grid[:12].max() == 0.0 and grid[36:].max() == 0.0
+    maps = dgn.explain(clf, _photos(1, 48), "0", "gradcam", layer="conv2")
+    assert maps.shape == (1, 48, 48) and maps[0, :12].max() == 0.0

@@ -58,7 +58,8 @@ def to_input(classifier, layer, maps, size, mode):
     ``Cropping2D``, ``Resizing`` before the layer), placed on the input pixels the layer's grid covers
     (its receptive-field geometry, :func:`dgn.attribution.receptive_field.geometry`): cell (i, j)'s centre
     at input pixel ``start + (i, j) * jump``, interpolated bilinearly between centres, 0 outside the span
-    ``start - jump / 2 .. start + (h - 1/2) * jump`` the model sees."""
+    ``start - jump / 2 .. start + (h - 1/2) * jump`` (after a crop: outside the cropped pixels, the model
+    sees, the edge cells reaching the crop's border)."""
     geom = _crop_geometry(classifier, layer)
     if geom is None:
         return resize_maps(maps, size, mode)
@@ -67,6 +68,9 @@ def to_input(classifier, layer, maps, size, mode):
         old, jump, start = maps.shape[axis], geom.jump[axis - 1], geom.start[axis - 1]
         where = (np.arange(new, dtype="float64") - start) / jump     # position in cells, centres at integers
         inside = (where >= -0.5) & (where <= old - 0.5)
+        if geom.seen is not None:   # a crop: the edge cells reach the crop's border, the pixels D sees
+            pixel = np.arange(new, dtype="float64")
+            inside = (pixel > geom.seen[axis - 1][0]) & (pixel < geom.seen[axis - 1][1])
         where = np.clip(where, 0.0, old - 1.0)
         low = np.floor(where).astype(int)
         high = np.minimum(low + 1, old - 1)
