@@ -5,17 +5,22 @@ Everything below this module takes those objects; the commands (``dgn generate``
 ``compare``, ``info``) and the scripts build them here.
 """
 
+import json
+import os
+from dataclasses import dataclass, field, fields
+
 import keras
 
 from dgn.autoencoder.model import AutoencoderSpec, DaeTraining
 from dgn.autoencoder.progressive import ProgressiveRecipe, Stage
 from dgn.classifiers import load_classifier
-from dgn.errors import ConfigError
+from dgn.errors import ConfigError, DgnError
 from dgn.optvis import param
+from dgn.optvis.engine import Engine
 from dgn.optvis.objectives import parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
-from dgn.runs.records import input_files
+from dgn.runs.records import RunInfo, input_files
 
 
 def kind(data):
@@ -104,6 +109,124 @@ def snapshots(data):
     return count
 
 
+def engine(data, classifier, stack="copies"):
+    """The :class:`dgn.optvis.engine.Engine` of a config for ``classifier``: its parameterization,
+    transforms, optimizer, ``steps``, ``seed`` and final median (``stack``: see
+    :func:`dgn.optvis.generator.check_stack`)."""
+    return Engine(classifier, parameterization(data), transforms(data),
+                  optimizer(data["optimizer"], classifier.input_shape[:2], kind(data)), data["steps"], seed=data["seed"],
+                  snapshots=snapshots(data), stack=stack)
+
+
+def run_info(cfg):
+    """The :class:`dgn.runs.records.RunInfo` of a loaded config (steps, final median, display, seed,
+    kind, the config and its file): what every sidecar records of the run."""
+    data = cfg.data
+    return RunInfo(steps=data["steps"], snapshots=snapshots(data), display=data["output"]["display"],
+                   seed=data["seed"], kind=kind(data), config=data, config_file=cfg.path)
+
+
+def targets(data):
+    """The config's ``objective.targets`` (target strings; empty when none)."""
+    return [str(t) for t in data["objective"]["targets"] or []]
+
+
+def atlas_channels(data):
+    """The config's ``objective.channels`` (``LAYER[:RANGE]`` specs of a layer atlas), or None."""
+    return data["objective"].get("channels") or None
+
+
+def batch_kind(data):
+    """What decides ``generate-all``'s default batch (:func:`dgn.optvis.batch.default_batch`): the generator's
+    ``trainable`` ("all" or "alpha"), or the parameterization's kind."""
+    return data["generator"]["trainable"] if kind(data) == "generator" else kind(data)
+
+
+def default_out_dir(data):
+    """``output.dir``, else ``runs/<name>``, for a Config or its resolved dict."""
+    return data["output"]["dir"] or os.path.join("runs", data["name"])
+
+
+def classifier_key(data):
+    """Two configs with the same key load the same D (``classifier:`` section and ``precision``)."""
+    return json.dumps([data["classifier"], data.get("precision", "float32")], sort_keys=True)
+
+
+@dataclass
+class DreamSettings:
+    """``dgn dream``'s settings: the config's ``dream:`` section with the command line's overrides
+    (:mod:`dgn.config` documents each key), ``layers`` as [(name, weight)], the ``seed``, the
+    ``transforms``, and ``config``: the resolved config as the sidecar records it."""
+
+    layers: list
+    octaves: int = 3
+    octave_scale: float = 1.4
+    steps: int = 20
+    learning_rate: float = 0.01
+    border: int = 2
+    max_size: int = 512
+    zoom: float = 1.05
+    zoom_frames: int = 0
+    zoom_steps: int = 10
+    zoom_octaves: int = 1
+    gif: bool = False
+    frame_ms: int = 100
+    seed: int = 0
+    transforms: Transforms = None
+    config: dict = field(default_factory=dict)
+
+
+def parse_layers(specs):
+    """['NAME', 'NAME:WEIGHT', 'A:1,B:2'] -> [(name, weight), ...].
+
+    Raises:
+        DgnError: a weight that is not a number, an empty name, or no layers (one line)."""
+    out = []
+    for spec in specs or []:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, weight = part.rpartition(":") if ":" in part else (part, "", "1")
+            try:
+                weight = float(weight)
+            except ValueError:
+                raise DgnError(f"dream layer {part!r}: expected NAME or NAME:WEIGHT with a numeric weight") from None
+            if not name:
+                raise DgnError(f"dream layer {part!r}: the layer name is empty")
+            out.append((name, weight))
+    if not out:
+        raise DgnError("no dream layers: set dream.layers in the config or pass --layers NAME[:WEIGHT] "
+                       "(`dgn info CONFIG` lists the classifier's layers)")
+    return out
+
+
+def dream(data, layers=None, octaves=None, steps=None, zoom_frames=None, gif=None):
+    """The :class:`DreamSettings` of a config's ``dream:`` section and ``seed``, with the command line's
+    ``--layers`` / ``--octaves`` / ``--steps`` (per octave) / ``--zoom-frames`` / ``--gif``.
+
+    Raises:
+        DgnError: an override out of range, or bad or no layers (one line)."""
+    section = dict(data["dream"])
+    for name, value, least in (("octaves", octaves, 1), ("steps", steps, 1), ("zoom_frames", zoom_frames, 0)):
+        if value is not None:
+            if value < least:
+                raise DgnError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+            section[name] = value
+    if gif is not None:
+        section["gif"] = gif
+    specs = parse_layers(layers if layers else section["layers"])
+    section["layers"] = [f"{n}:{w:g}" for n, w in specs]
+    return DreamSettings(**{**section, "layers": specs}, seed=data["seed"], transforms=transforms(data),
+                         config={**data, "dream": section})
+
+
+def float32_classifier(data):
+    """D in float32 whatever the config's ``precision`` (``classifier:`` section): ``dgn dream``'s, the judge's
+    (:func:`dgn.runs.judge.load_judge`), the autoencoder's."""
+    return load_classifier(data["classifier"])
+
+
 def build_generator_for(data, classifier, rows=1, seed=0):
     """(model with the config's transforms, f0) of the config's parameterization for ``classifier``:
     what ``dgn generate`` optimizes (the transforms act while optimizing only)."""
@@ -116,9 +239,6 @@ def build_generator_for(data, classifier, rows=1, seed=0):
 def autoencoder(data):
     """The :class:`dgn.autoencoder.model.AutoencoderSpec` of a train-dae config: ``generator.seed_shape`` /
     ``blocks``, the ``dae:`` section's layer keys, ``seed``."""
-    from dataclasses import fields
-
-
     dae, gen = data["dae"], data["generator"]
     layers = {f.name: dae[f.name] for f in fields(AutoencoderSpec) if f.name in dae}
     return AutoencoderSpec(seed_shape=gen["seed_shape"], blocks=gen["blocks"], seed=data["seed"], **layers)
@@ -127,10 +247,6 @@ def autoencoder(data):
 def dae_training(data):
     """The :class:`dgn.autoencoder.model.DaeTraining` of a train-dae config: the ``dae:`` section's training
     keys (``dae.out`` null: runs/<name>) and ``classifier.model`` (part of the run's identity)."""
-    import os
-    from dataclasses import fields
-
-
     dae = dict(data["dae"])
     dae["out"] = dae["out"] or os.path.join("runs", data["name"])
     keys = {f.name: dae[f.name] for f in fields(DaeTraining) if f.name in dae}
@@ -144,9 +260,6 @@ def progressive_recipe(data):
 
     Raises:
         ConfigError: a stage with an unknown key or a value of the wrong kind."""
-    from dataclasses import fields
-
-
     dae = data["dae"]
     known = {f.name: f.type for f in fields(Stage)}
     for i, stage in enumerate(dae["stages"]):
@@ -173,4 +286,4 @@ def progressive_recipe(data):
 def dae_classifier(data):
     """D for a train-dae config (``classifier:`` section, float32): its input space and size, and the
     perceptual term's layers."""
-    return load_classifier(data["classifier"])
+    return float32_classifier(data)

@@ -218,7 +218,7 @@ def test_crash_between_any_two_file_operations_loses_nothing(tiny_config, tmp_pa
 
 def test_disk_full_stops_cleanly_and_keeps_finished_classes(tiny_config, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "run")
-    real = batch_mod.write_atomic
+    real = folder_mod.write_atomic
     calls = {"n": 0}
 
     def full(path, data):
@@ -227,14 +227,12 @@ def test_disk_full_stops_cleanly_and_keeps_finished_classes(tiny_config, tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(batch_mod, "write_atomic", full)   # the images and sidecars
-    monkeypatch.setattr(folder_mod, "write_atomic", full)  # run.json
+    monkeypatch.setattr(folder_mod, "write_atomic", full)  # run.json, the images and sidecars (RunFolder)
     cfg = tiny_config()
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "disk full" in err and "2 finished classes are kept" in err and len(err.splitlines()) == 1
     _check_complete(out, range(2))
-    monkeypatch.setattr(batch_mod, "write_atomic", real)
     monkeypatch.setattr(folder_mod, "write_atomic", real)
     assert main(["generate-all", cfg, "--classes", "0:4", "--batch", "4", "--steps", "3", "--out", out, "--quiet"]) == 0
     _check_complete(out, range(4))
@@ -405,3 +403,17 @@ def test_vmap_stack_needs_jax(tiny_config, tmp_path, capsys):
                  "--stack", "grouped", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--stack 'grouped': give one of copies, vmap" in err
+
+
+def test_every_file_a_config_names_is_part_of_a_finished_images_identity(tmp_path):
+    """input_files digests each file of a list too (classifier.custom_code): edited model code, like
+    retrained weights, makes finished images again."""
+    from dgn.runs.records import input_files
+
+    code = tmp_path / "layers.py"
+    code.write_text("X = 1\n")
+    data = {"classifier": {"model": "tiny", "custom_code": [str(code)]}, "dae": {"data": [str(tmp_path)]}}
+    first = input_files(data)
+    assert list(first) == ["classifier.custom_code[0]"]   # files only: a folder is not digested
+    code.write_text("X = 22\n")   # another size too: the digest cache keys on path, size and mtime
+    assert input_files(data) != first

@@ -119,6 +119,45 @@ def test_autoencoder_of_another_size_fails_before_the_photos_are_read(tmp_path, 
                     "57x57", "42x42, 58x58, 74x74", "generator.blocks")
 
 
+def test_an_out_that_is_a_file_is_refused_before_any_work(tiny_config, tmp_path, capfd):
+    """Issue 35, item 1: every command's --out is a folder; a file there is one line, exit 2, at once (the
+    check comes before the backend loads and before any optimization), and the file is left as it was."""
+    import time
+
+    config = tiny_config()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"not read")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    for argv in (["generate", config], ["generate-all", config, "--classes", "0:1"], ["compare", config],
+                 ["dream", config, "--image", str(photo)], ["explain", config, "--image", str(photo)],
+                 ["examples", config, "--data", str(tmp_path)], ["sheet", str(tmp_path)]):
+        for out in (taken, taken / "inside"):
+            started = time.time()
+            assert_one_line(*run_cli(capfd, *argv, "--out", str(out)), "--out", "is", "a file", "give a folder")
+            assert time.time() - started < 5, argv
+    assert taken.read_text() == "mine"
+    from dgn.errors import DgnError
+    from dgn.optvis.render import generate
+    from dgn.config import load_config
+
+    with pytest.raises(DgnError, match="is a file"):   # the library refuses it too, before the classifier loads
+        generate(load_config(config), out_dir=str(taken), progress=False)
+
+
+def test_generate_then_generate_all_of_one_config_share_a_folder(tiny_config, tmp_path, capfd):
+    """Issue 35, item 5: `dgn generate CONFIG` then `dgn generate-all CONFIG` into one folder coexist; with
+    other --steps the refusal says that it is the same config with other values, and what to do."""
+    config = tiny_config()
+    out = str(tmp_path / "run")
+    assert main(["generate", config, "--target", "3", "--steps", "2", "--out", out, "--quiet"]) == 0
+    assert main(["generate-all", config, "--classes", "0:2", "--steps", "2", "--out", out, "--quiet"]) == 0
+    assert sorted(n for n in os.listdir(out) if n.endswith(".png")) == ["0000.png", "0001.png", "0003.png"]
+    capfd.readouterr()
+    assert_one_line(*run_cli(capfd, "generate-all", config, "--classes", "0:2", "--out", out, "--quiet"),
+                    "another config's run", "steps (there 2, here 40)", "the same config", "--steps", "--force")
+
+
 # Ctrl-C at two moments of a start: while the command line loads (an import), and while the command loads Keras.
 CTRL_C = """
 import importlib.abc, sys

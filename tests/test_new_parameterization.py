@@ -50,6 +50,11 @@ def test_render_takes_a_new_parameterization(tiles, tiny_config):
     assert result.images.shape == (1, 32, 32, 3)
     image = result.images[0]
     assert np.array_equal(image[:8, :8], np.broadcast_to(image[0, 0], (8, 8, 3)))   # one value per 8x8 block
+    # B objectives: B copies of its single build in one step, row k the image objective k gets alone
+    many = dgn.render(classifier, ["3", "4"], parameterization=tiles(tile=8), steps=3, seed=0, transforms=[])
+    for k, target in enumerate(["3", "4"]):
+        one = dgn.render(classifier, target, parameterization=tiles(tile=8), steps=3, seed=0, transforms=[])
+        np.testing.assert_allclose(many.images[k], one.images[0], atol=1e-5)
 
 
 def test_generate_and_generate_all_take_a_new_parameterization(tiles, tiny_config, tmp_path, capsys):

@@ -194,3 +194,71 @@ def test_save_takes_a_stem(tiny, tmp_path):
     for bad in ("", str(tmp_path)):
         with pytest.raises(DgnError, match="file stem"):
             result.save(bad)
+
+
+# One process with one intra-op thread (see tests/test_batch.py): every kernel sums in one order, so a
+# row of a batch must equal its image alone exactly.
+ROWS_ALONE = r"""
+import sys
+import numpy as np
+import dgn
+from dgn.param import Fourier, Generator, Pixels
+from dgn.transforms import Jitter, Rotate, Scale, compose
+
+tiny = dgn.load_classifier("tiny", weights="none", class_index="none")
+moves = compose([Jitter(2), Scale(0.9, 1.1), Rotate(5)], samples=2)
+targets = ["3", "channel:conv2:1", "2+5"]
+for param in (Generator(seed_shape=[5, 5, 8], blocks=[[16, 2], [16, 2]]), Pixels(blur_every=2, octaves=2), Fourier()):
+    many = dgn.render(tiny, targets, parameterization=param, transforms=moves, steps=4, seed=1)
+    assert many.images.shape == (3, 32, 32, 3) and len(many.sidecars) == 3
+    for k, target in enumerate(targets):
+        one = dgn.render(tiny, target, parameterization=param, transforms=moves, steps=4, seed=1)
+        assert np.array_equal(many.images[k], one.images[0]), (param.kind, target)
+        assert np.array_equal(many.rgb[k], one.rgb[0]), (param.kind, target)
+        assert many.sidecars[k]["target"] == one.sidecars[0]["target"]
+print("ok")
+"""
+
+
+def test_a_list_of_objectives_gives_each_row_its_image_alone():
+    """dgn.render with B objectives optimizes B images per step; row k is objective k's image alone
+    (same seed), for the generator, pixels (with octaves and blur) and Fourier, with transformed copies."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-c", ROWS_ALONE], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_an_empty_list_of_objectives_is_one_line(tiny):
+    with pytest.raises(DgnError) as info:
+        dgn.render(tiny, [], steps=1)
+    assert "list" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_transforms_compose_any_function_of_the_images(tiny):
+    """As lucid's compose: a function of the images runs after the built-in warp, while optimizing only,
+    and D sees its output (a function that blanks the image leaves D no gradient: the pixels stay)."""
+    calls = []
+
+    def blank(images):
+        calls.append(tuple(images.shape[1:]))
+        return images * 0.0
+
+    moves = compose([Jitter(2), blank])
+    assert moves.describe()["functions"] == ["blank"] and moves.describe()["jitter"] == 2
+    one = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=moves, steps=1, seed=0)
+    three = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=moves, steps=3, seed=0)
+    assert calls and calls[0] == (32, 32, 3)
+    np.testing.assert_array_equal(one.images, three.images)   # no gradient reached the pixels
+    moved = dgn.render(tiny, "3", parameterization=Pixels(clip_range=False), transforms=[Jitter(2)], steps=3, seed=0)
+    assert not np.array_equal(moved.images, three.images)     # without the function they move
+    flipped = dgn.render(tiny, ["3", "4"], parameterization=Generator(**SMALL_G), steps=2, seed=0,
+                         transforms=[lambda images: images[:, :, ::-1, :]])
+    alone = dgn.render(tiny, "4", parameterization=Generator(**SMALL_G), steps=2, seed=0,
+                       transforms=[lambda images: images[:, :, ::-1, :]])
+    np.testing.assert_allclose(flipped.images[1], alone.images[0], atol=1e-4)
+    with pytest.raises(DgnError, match="functions of the images"):
+        dgn.render(tiny, "3", transforms=[Jitter(2), 3], steps=1)

@@ -14,6 +14,7 @@ from dgn import __version__
 from dgn.cli import autoencoder, baselines, explain, generate, inspect
 from dgn.cli.common import BACKEND, Parser
 from dgn.errors import DgnError
+from dgn.runs.outputs import check_out_dir
 
 
 COMMANDS = (generate.add_generate, generate.add_generate_all, explain.add_explain, explain.add_examples,
@@ -42,6 +43,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     BACKEND["quiet"] = not args.debug
     try:
+        if getattr(args, "out", None):   # a folder everywhere: a file there is refused before any work
+            check_out_dir(args.out)
         return args.func(args)
     except DgnError as exc:
         if args.debug:

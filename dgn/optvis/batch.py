@@ -1,4 +1,5 @@
-"""Units of a batch run (classes or channels) and :class:`BatchRunner`, which optimizes B of them per step.
+"""Units of a batch run (classes or channels): their selection, batches, finished check, evaluation and
+sidecars; :class:`dgn.optvis.engine.Engine` optimizes B of them per step.
 """
 
 
@@ -7,14 +8,10 @@ import re
 import keras
 import numpy as np
 
-from dgn import build, imagenet
+from dgn import imagenet
 from dgn.attribution.examples import parse_channels
 from dgn.errors import DgnError
-from dgn.optvis.generator import build_batched_generator, count_trainable
-from dgn.optvis.objectives import BatchChannelObjective, BatchClassObjective, ChannelObjective, ClassObjective
-from dgn.optvis.optimize import Problem, make_stepper, optimize
-from dgn.optvis.render import run_info
-from dgn.runs.folder import finished
+from dgn.optvis.objectives import ChannelObjective, ClassObjective
 from dgn.runs.records import evaluate, feature_outputs, image_record, png_pixels
 
 
@@ -62,81 +59,6 @@ def unit_spec(unit):
     return f"channel:{unit[1]}:{unit[2]}" if isinstance(unit, tuple) else unit
 
 
-def finished_sidecar(run_dir, unit, stem, identity, size, files, names=None):
-    """The sidecar of a finished unit (class or channel) in ``run_dir`` (see :func:`dgn.runs.folder.finished`),
-    else None."""
-    return finished(run_dir, stem, unit_objective(unit, names).describe(), identity, files, size=size)
-
-
-# --- the batched optimization -----------------------------------------------------------------------
-
-class BatchRunner:
-    """Optimizes batches of classes with the config's parameterization.
-
-    The generator G: one batched generator, objective and compiled step per batch size; each new batch
-    resets G's weights and random generators, restarts the optimizer and retargets the objective's
-    mask, then runs the step already compiled (compiling it again for every batch took longer than a
-    batch's 1,200 steps on a GPU). Pixels and Fourier images: built afresh for every batch, one row per
-    class (their variables are the image itself)."""
-
-    def __init__(self, cfg, classifier, stack="copies"):
-        data = cfg.data
-        self.classifier, self.stack = classifier, stack
-        self.parameterization, self.transforms = build.parameterization(data), build.transforms(data)
-        self.optimizer = build.optimizer(data["optimizer"], classifier.input_shape[:2], build.kind(data))
-        self.steps, self.snapshots, self.seed = data["steps"], build.snapshots(data), data["seed"]
-        self.activation, self.others = data["objective"]["activation"], data["objective"]["others"]
-        self._compiled = {}  # rows -> (batched generator, objective, problem, optimizer, stepper)
-
-    def compiled(self, rows, unit=None):
-        """Whether a step for batches of ``rows`` units (like ``unit``) is already compiled."""
-        return ((rows, unit[1]) if isinstance(unit, tuple) else rows) in self._compiled
-
-    def _objective(self, classes):
-        return BatchClassObjective(classes, self.activation, self.others, self.classifier.class_names,
-                                   num_classes=self.classifier.num_classes)
-
-    def _objective_for(self, units):
-        if isinstance(units[0], tuple):
-            layer = units[0][1]
-            return BatchChannelObjective(layer, [u[2] for u in units], self.classifier.layer_channels(layer))
-        return self._objective(units)
-
-    def run(self, classes, progress=False, label=None):
-        """(objective, Result, trainable numbers per unit) for one batch of units: class indices, or
-        ("channel", layer, c) of one layer."""
-        if self.parameterization.kind != "generator":
-            objective = self._objective_for(classes)
-            model, result = self.parameterization.optimize(
-                self.classifier, objective, self.steps, transforms=self.transforms, optimizer=self.optimizer,
-                seed=self.seed, rows=len(classes), snapshots=self.snapshots, progress=progress, label=label)
-            return objective, result, count_trainable(model) // len(classes)
-        rows = len(classes)
-        key = (rows, classes[0][1]) if isinstance(classes[0], tuple) else rows   # channels: one step per layer
-        if key in self._compiled:
-            batched, objective, problem, optimizer, stepper = self._compiled[key]
-            batched.reset()
-            if isinstance(classes[0], tuple):
-                objective.set_channels([u[2] for u in classes])
-            else:
-                objective.set_classes(classes)
-            stepper.reload()
-        else:
-            batched, objective, problem, optimizer, stepper = self._compiled[key] = self._compile(classes)
-        result = optimize(problem, optimizer, self.steps, snapshots=self.snapshots, progress=progress,
-                          label=label, stepper=stepper)
-        return objective, result, batched.trainable_per_class
-
-    def _compile(self, classes):
-        batched = build_batched_generator(self.parameterization, self.transforms, self.classifier, len(classes),
-                                          self.seed, self.stack)
-        objective = self._objective_for(classes)
-        problem = Problem(batched.model, self.classifier.optimizing.features(objective.layers), objective,
-                          distribute_rows(batched.f0))
-        optimizer = self.optimizer()
-        return batched, objective, problem, optimizer, make_stepper(problem, optimizer)
-
-
 def default_batch(trainable="alpha"):
     """Classes per step when --batch is not given. On CPU 1 (a batch makes each image-step no faster
     there: see scripts/benchmark_batch.py), so the classes still finish one by one. With a GPU/TPU,
@@ -178,46 +100,35 @@ def setup_distribution():
     return len(devices)
 
 
-def distribute_rows(f0):
-    """f0 with its rows spread over the devices of the active distribution (when they divide evenly)."""
-    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
-    if distribution is None:
-        return f0
-    count = len(distribution.device_mesh.devices.reshape(-1))
-    if f0.shape[0] % count:
-        return f0  # a last, smaller batch runs replicated
-    return keras.distribution.distribute_tensor(f0, distribution.get_data_layout(f0.shape))
-
-
-def evaluate_batch(cfg, classifier, objective, result, count):
-    """(PNG pixels, D on the PNG, D on the float image) for the first ``count`` rows of a batch's
-    result, D run once over all of them (one call per image cost more than the steps on a GPU)."""
-    images = np.asarray(result.images[:count])
-    pixels = [png_pixels(classifier, image, cfg.data["output"]["display"]) for image in images]
-    outputs = feature_outputs(classifier, objective.layers,
+def evaluate_batch(run, classifier, batch, count):
+    """(PNG pixels, D on the PNG, D on the float image) for the first ``count`` rows of a
+    :class:`dgn.optvis.engine.Batch`, D run once over all of them (one call per image cost more than the
+    steps on a GPU). ``run``: the :class:`dgn.runs.records.RunInfo` (its ``display``)."""
+    images = np.asarray(batch.result.images[:count])
+    pixels = [png_pixels(classifier, image, run.display) for image in images]
+    outputs = feature_outputs(classifier, batch.objective.layers,
                               np.concatenate([np.stack([saved for _, saved in pixels]), images]))
     evaluated = []
     for k in range(count):
         pair = {name: value[[k, count + k]] for name, value in outputs.items()}
-        on_png, on_raw = evaluate(classifier, objective.row(k), None, outputs=pair)
+        on_png, on_raw = evaluate(classifier, batch.row(k), None, outputs=pair)
         evaluated.append((pixels[k][0], on_png, on_raw))
     return evaluated
 
 
-def sidecar_for(cfg, classifier, objective, k, result, per_class, batch_info, seconds, evaluated):
-    """What ``dgn generate`` writes for one image (dgn.optvis.render.image_record), for row k of a batch;
-    ``evaluated``: row k of ``evaluate_batch``."""
-    units = getattr(objective, "row_classes", None) or getattr(objective, "row_channels")
-    rows, classes = len(units), batch_info.get("size", len(units))
-    row = objective.row(k)
-    spec = units[k] if hasattr(objective, "row_classes") else f"channel:{objective.layer}:{units[k]}"
+def sidecar_for(run, classifier, batch, k, spec, batch_info, seconds, evaluated):
+    """What ``dgn generate`` writes for one image (dgn.runs.records.image_record), for row k of a
+    :class:`dgn.optvis.engine.Batch` whose row k has target string ``spec``; ``evaluated``: row k of
+    ``evaluate_batch``. Returns (stem, PNG pixels, sidecar)."""
+    rows, size = len(batch.result.images), batch_info.get("size", len(batch.result.images))
+    row = batch.row(k)
     stem = row.stem(str(spec))
-    rgb, sidecar = image_record(run_info(cfg), classifier, row, result, k, spec, per_class, seconds / classes,
+    rgb, sidecar = image_record(run, classifier, row, batch.result, k, spec, batch.trainable, seconds / size,
                                 evaluated=evaluated)
     sidecar["image"] = stem + ".png"
-    what = "classes" if hasattr(objective, "row_classes") else "channels"
-    if rows > classes:
-        sidecar["loss"]["of"] = (f"the batch of {rows} rows (sum): {classes} {what}, padded with repeats of the "
+    what = "channels" if row.describe()["kind"] == "channel" else "classes"
+    if rows > size:
+        sidecar["loss"]["of"] = (f"the batch of {rows} rows (sum): {size} {what}, padded with repeats of the "
                                  f"last to the compiled batch size")
     elif rows > 1:
         sidecar["loss"]["of"] = f"the batch of {rows} {what} (sum)"

@@ -2,13 +2,12 @@
 
 Each config is one method (one row of the sheet): pixel ascent, lucid's Fourier image, the untrained
 generator, the pretrained decoder, ... Every target (a column) is optimized with every method by
-:func:`dgn.optvis.render.run_target`, so each image has its PNG and sidecar under ``OUT/<config name>/``.
+:func:`dgn.optvis.render.render_target` (the config's :class:`dgn.optvis.engine.Engine`), so each image has its PNG and sidecar under ``OUT/<config name>/``.
 The sheet ``OUT/compare.png`` has one row per method; ``OUT/compare.json`` lists, per method and
 target, D's probability and rank of the target and, with a judge (an independent classifier, never
 used in an objective), the judge's: the exact image resized to the judge's input size.
 """
 
-import json
 import os
 
 import numpy as np
@@ -21,22 +20,20 @@ from dgn.attribution.photos import heat_rgb, overlay
 from dgn.errors import DgnError
 from dgn.images import fit_to_input, load_image
 from dgn.optvis.objectives import ClassObjective, target_classes, target_label
-from dgn.optvis.render import NO_TARGETS, run_target
-from dgn.runs.folder import finished, jsonable_config, run_identity
+from dgn.optvis.render import NO_TARGETS, render_target
+from dgn.runs.folder import RunFolder
 from dgn.runs.judge import judge_image, load_judge
-from dgn.runs.outputs import write_json, write_png
-from dgn.runs.records import input_files
+from dgn.runs.outputs import check_out_dir, write_json, write_png
 from dgn.runs.sheets import MIN_TILE, grid
 
 
-def finished_image(method_dir, cfg, classifier, spec):
-    """(PNG path, sidecar) of a target this method already made with this very config (an earlier,
-    interrupted or extended compare into the same folder), else None: compare resumes."""
-    objective = build.objective(spec, classifier, cfg.data)
+def finished_image(folder, objective, spec):
+    """(PNG path, sidecar) of a target this method already made in its :class:`dgn.runs.folder.RunFolder`
+    with this very config and input files (an earlier, interrupted or extended compare into the same
+    folder), else None: compare resumes."""
     stem = objective.stem(spec)
-    side = finished(method_dir, stem, objective.describe(), run_identity(jsonable_config(cfg.data)),
-                    input_files(cfg.data))
-    return None if side is None else (os.path.join(method_dir, stem + ".png"), side)
+    side = folder.finished(stem, objective)
+    return None if side is None else (folder.file(stem + ".png"), side)
 
 
 def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=True, tile=None, photos=None,
@@ -45,20 +42,24 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
 
     ``photos``: a folder of real photos; a last row shows, for each class target, the photo D (the first
     config's classifier) gives the largest logit of the target's classes (``dgn examples``' cached pass),
-    and with ``maps`` (an attribution method, :mod:`dgn.attribution`) one more row with that photo's map."""
+    and with ``maps`` (an attribution method, :mod:`dgn.attribution`) one more row with that photo's map.
+
+    Over 60 lines: the checks before any run, the method-by-target loop (reused or rendered, judged,
+    labelled) and the sheet's layout are one sequence, each part a few lines."""
     if not configs:
         raise DgnError("compare needs at least one config (one per method)")
+    check_out_dir(out_dir)
     names = [cfg.name for cfg in configs]
     if len(set(names)) != len(names):
         raise DgnError(f"compare: two configs have the same name ({', '.join(names)}); give each a distinct "
                        f"'name:' (or --set name=...) so their outputs do not overwrite each other")
-    targets = [str(t) for t in (targets or configs[0]["objective"]["targets"] or [])]
+    targets = [str(t) for t in targets] if targets else build.targets(configs[0].data)
     if not targets:
         raise DgnError(NO_TARGETS)
     classifiers = {}
 
     def classifier_for(cfg):
-        key = json.dumps([cfg["classifier"], cfg["precision"]], sort_keys=True)
+        key = build.classifier_key(cfg.data)
         if key not in classifiers:
             classifiers[key] = build.classifier(cfg.data)
         return classifiers[key]
@@ -74,14 +75,16 @@ def compare(configs, targets=None, out_dir="runs/compare", judge=None, progress=
         classifier = classifier_for(cfg)
         row = {"method": cfg.name, "config_file": cfg.path, "classifier": classifier.name,
                "parameterization": build.kind(cfg.data), "results": []}
+        engine, run = build.engine(cfg.data, classifier), build.run_info(cfg)
+        folder = RunFolder(os.path.join(out_dir, cfg.name), cfg.data)
         for column, spec in enumerate(targets):
-            method_dir = os.path.join(out_dir, cfg.name)
-            found = finished_image(method_dir, cfg, classifier, spec)
+            objective = build.objective(spec, classifier, cfg.data)
+            found = finished_image(folder, objective, spec)
             if found:
                 path, sidecar = found
                 reused += 1
             else:
-                path, sidecar = run_target(cfg, classifier, spec, method_dir, progress=progress)
+                path, sidecar = render_target(engine, run, objective, spec, folder, progress=progress)
             rgb = np.asarray(Image.open(path).convert("RGB"))
             entry = {"target": spec, "image": os.path.relpath(path, out_dir), "prob": sidecar["prob"],
                      "rank": sidecar["rank"], "activation": sidecar["activation"],

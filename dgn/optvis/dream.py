@@ -25,18 +25,20 @@ from keras import ops
 from PIL import Image
 
 from dgn import build, preprocessing
-from dgn.classifiers import load_classifier
+from dgn.build import parse_layers  # noqa: F401 - dgn.optvis.dream.parse_layers, as before
 from dgn.classifiers.analysis import trace_any_size
 from dgn.classifiers.efficientnet_lite import VARIANT_PARAMS, build_efficientnet_lite
 from dgn.classify import fit_mode
 from dgn.errors import DgnError
 from dgn.images import ImageLoadError, fit_to_input, load_image
 from dgn.optvis.layers import InputSpace
+from dgn.optvis.engine import Engine
 from dgn.optvis.objectives import Objective
-from dgn.optvis.optimize import Problem, optimize
+from dgn.optvis.param.base import Built, Parameterization
 from dgn.optvis.param.pixels import PixelImage, pixel_values, resize_images
-from dgn.optvis.render import default_out_dir
-from dgn.runs.outputs import slug, write_atomic, write_json, write_png
+from dgn.optvis.transforms import NONE as NO_TRANSFORMS
+from dgn.runs.folder import RunFolder
+from dgn.runs.outputs import slug, write_atomic, write_png
 from dgn.runs.records import RunInfo, evaluate, sidecar_fields
 
 
@@ -85,28 +87,6 @@ class NormalizedGradient(keras.optimizers.Optimizer):
         self.assign_sub(variable, gradient * (lr / scale))
 
 
-def parse_layers(specs):
-    """['NAME', 'NAME:WEIGHT', 'A:1,B:2'] -> [(name, weight), ...]."""
-    out = []
-    for spec in specs or []:
-        for part in str(spec).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            name, _, weight = part.rpartition(":") if ":" in part else (part, "", "1")
-            try:
-                weight = float(weight)
-            except ValueError:
-                raise DgnError(f"dream layer {part!r}: expected NAME or NAME:WEIGHT with a numeric weight") from None
-            if not name:
-                raise DgnError(f"dream layer {part!r}: the layer name is empty")
-            out.append((name, weight))
-    if not out:
-        raise DgnError("no dream layers: set dream.layers in the config or pass --layers NAME[:WEIGHT] "
-                       "(`dgn info CONFIG` lists the classifier's layers)")
-    return out
-
-
 def dream_features(classifier, layer_names):
     """A model from an image of any size (None, None, 3) to {layer: activation} with D's weights."""
     for name in layer_names:
@@ -144,24 +124,48 @@ def _octave_sizes(height, width, octaves, scale, smallest=8):
 
 @dataclass
 class Dreamer:
-    """How a photo is dreamt: D's input space ``space`` (the pixels live in its parameter space,
+    """How a photo is dreamt: the classifier D (its input space: the pixels live in its parameter space,
     :func:`dgn.preprocessing.parameter_space`), the octaves' size ratio ``octave_scale``, the normalized
     gradient's step ``learning_rate``, the longest side dreamt at (``max_size``, None: full size), the
     random ``seed`` and the ``transforms`` between the image and D (:class:`dgn.optvis.transforms.Transforms`)."""
 
-    space: str
+    classifier: object
     octave_scale: float = 1.4
     learning_rate: float = 0.01
     max_size: int = 512
     seed: int = 0
-    transforms: object = None
+    transforms: object = NO_TRANSFORMS
+
+    @property
+    def space(self):
+        return self.classifier.preprocessing
+
+
+@dataclass
+class PhotoPixels(Parameterization):
+    """One octave of a dream: the pixels themselves, started at ``init`` (1, h, w, C) in the parameter space
+    of D's input space (the photo at that size plus the detail dreamt so far), at their own size (D runs
+    size-agnostic). Not registered: ``dgn dream`` builds it per octave."""
+
+    kind = "dream"
+    init: np.ndarray = None
+
+    def build(self, classifier, rows=1, seed=0):
+        space = classifier.preprocessing
+        _, height, width, channels = self.init.shape
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((1,), name="f0")
+        image = PixelImage(1, height, width, init=self.init, channels=channels, name="pixels")(inputs)
+        if InputSpace.needed(space):
+            image = InputSpace(space, name="input_space")(image)
+        return Built(keras.Model(inputs, image, name="dream"), np.ones((1, 1), "float32"))
 
 
 def dream_array(base, dreamer, objective, features, octaves, steps, progress=True, label="dream"):
     """Dreams one image ``base`` (H, W, C) in the parameter space of D's input space at its own size
-    (``dreamer``: a :class:`Dreamer`); returns (image in that space, values per step, losses per step,
-    seconds)."""
-    space = dreamer.space
+    (``dreamer``: a :class:`Dreamer`): every octave one run of :class:`dgn.optvis.engine.Engine` with
+    :class:`PhotoPixels`, :class:`NormalizedGradient` and D's size-agnostic ``features``; returns (image in
+    that space, values per step, losses per step, seconds)."""
     height, width, channels = base.shape
     sizes = _octave_sizes(height, width, octaves, dreamer.octave_scale)
     detail = np.zeros((1,) + sizes[0] + (channels,), dtype="float32")
@@ -170,21 +174,14 @@ def dream_array(base, dreamer, objective, features, octaves, steps, progress=Tru
         octave_base = resize_images(base[None], size)
         detail = resize_images(detail, size)
         src = octave_base + detail
-        keras.utils.set_random_seed(dreamer.seed)
-        inputs = keras.Input((1,), name="f0")
-        image = PixelImage(1, size[0], size[1], init=src, channels=channels, name="pixels")(inputs)
-        if InputSpace.needed(space):
-            image = InputSpace(space, name="input_space")(image)
-        model = keras.Model(inputs, image, name="dream")
-        if dreamer.transforms is not None:
-            model = dreamer.transforms.wrap(model, space, dreamer.seed)
-        text = f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}"
-        result = optimize(Problem(model, features, objective, np.ones((1, 1), "float32")),
-                          NormalizedGradient(dreamer.learning_rate), steps, progress=progress, label=text)
-        values += [v[0] for v in result.values]
-        losses += result.losses
-        seconds += result.seconds
-        src = pixel_values(model)   # the pixels in the parameter space (the render is in D's space)
+        engine = Engine(dreamer.classifier, PhotoPixels(init=src), dreamer.transforms,
+                        lambda: NormalizedGradient(dreamer.learning_rate), steps, seed=dreamer.seed, features=features)
+        batch = engine.run(objective, progress=progress,
+                           label=f"{label}, octave {k + 1}/{len(sizes)} at {size[0]}x{size[1]}")
+        values += [v[0] for v in batch.result.values]
+        losses += batch.result.losses
+        seconds += batch.result.seconds
+        src = pixel_values(batch.model)   # the pixels in the parameter space (the render is in D's space)
         detail = src - octave_base
     return src[0], values, losses, seconds
 
@@ -240,46 +237,29 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
               progress=True):
     """Dreams a photo; writes ``<stem>_dream.png`` and ``.json`` (the fields of ``dgn generate``), and
     with zoom frames ``<stem>_frames/frame_NNNN.png`` (+ ``<stem>_zoom.gif``). Returns (png, sidecar)."""
-    data = cfg.data
-    dcfg = dict(data["dream"])
-    if octaves is not None:
-        if octaves < 1:
-            raise DgnError(f"--octaves must be >= 1, got {octaves}")
-        dcfg["octaves"] = octaves
-    if steps is not None:
-        if steps < 1:
-            raise DgnError(f"--steps must be >= 1, got {steps}")
-        dcfg["steps"] = steps
-    if zoom_frames is not None:
-        if zoom_frames < 0:
-            raise DgnError(f"--zoom-frames must be >= 0, got {zoom_frames}")
-        dcfg["zoom_frames"] = zoom_frames
-    if gif is not None:
-        dcfg["gif"] = gif
-    specs = parse_layers(layers if layers else dcfg["layers"])
-    dcfg["layers"] = [f"{n}:{w:g}" for n, w in specs]
+    settings = build.dream(cfg.data, layers, octaves, steps, zoom_frames, gif)
+    folder = RunFolder(out_dir or build.default_out_dir(cfg.data), cfg.data)   # an --out that is a file fails at once
     photo = _read_photo(image_path)  # before loading D: a bad photo fails at once
-    classifier = load_classifier(data["classifier"])
-    objective = LayerNormObjective(specs, dcfg["border"])
+    classifier = build.float32_classifier(cfg.data)
+    objective = LayerNormObjective(settings.layers, settings.border)
     features = dream_features(classifier, objective.layers)
     space = classifier.preprocessing
     param = preprocessing.parameter_space(space)  # the dream's steps are the same whatever D's range
-    run_cfg = {**data, "dream": dcfg}
-    dreamer = Dreamer(space, dcfg["octave_scale"], dcfg["learning_rate"], dcfg["max_size"], data["seed"],
-                      build.transforms(data))
-    out_dir = out_dir or default_out_dir(cfg)
+    dreamer = Dreamer(classifier, settings.octave_scale, settings.learning_rate, settings.max_size, settings.seed,
+                      settings.transforms)
+    out_dir = folder.path
     stem = slug(os.path.splitext(os.path.basename(image_path))[0], unique=True) + "_dream"
     started = time.time()
     pixels = preprocessing.to_channels(photo, classifier.channels)  # a grayscale model dreams a grayscale photo
     photo_d = preprocessing.from_rgb(pixels, param)
     try:
-        image, info = dream_photo(photo_d, dreamer, objective, features, dcfg["octaves"], dcfg["steps"],
+        image, info = dream_photo(photo_d, dreamer, objective, features, settings.octaves, settings.steps,
                                   progress, label=stem)
     except (ValueError, RuntimeError) as exc:   # D's layers cannot run at this size (e.g. pooled away)
         if "Negative dimension" not in str(exc) and "negative" not in str(exc).lower():
             raise
         raise DgnError(f"{image_path} ({photo.shape[1]}x{photo.shape[0]}) is too small for layers "
-                       f"{', '.join(objective.layers)} at {dcfg['octaves']} octave(s); use a larger photo, "
+                       f"{', '.join(objective.layers)} at {settings.octaves} octave(s); use a larger photo, "
                        f"fewer --octaves or earlier layers") from None
     rgb = preprocessing.to_uint8(image, param)
     saved = preprocessing.from_rgb(rgb.astype("float32"), param)
@@ -287,13 +267,13 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
     on_photo = _evaluate(classifier, objective, photo_d)
     total_steps = len(info["values"])
     png_path = os.path.join(out_dir, stem + ".png")
-    octaves_run = len(_octave_sizes(*info["work_size"], dcfg["octaves"], dcfg["octave_scale"]))
-    final_image = (f"DeepDream of {os.path.basename(image_path)}: {octaves_run} octave(s) x {dcfg['steps']} steps at "
+    octaves_run = len(_octave_sizes(*info["work_size"], settings.octaves, settings.octave_scale))
+    final_image = (f"DeepDream of {os.path.basename(image_path)}: {octaves_run} octave(s) x {settings.steps} steps at "
                    f"up to {info['work_size'][0]}x{info['work_size'][1]}"
                    + (", detail upscaled onto the full photo" if info["work_size"] != list(photo.shape[:2]) else "")
                    + "; the PNG is D's input space undone, clipped; D's numbers are of its evaluation crop")
-    run = RunInfo(steps=total_steps, seed=data["seed"], kind="dream", config=run_cfg, config_file=cfg.path)
-    sidecar = sidecar_fields(run, objective, "dream:" + ",".join(dcfg["layers"]), on_png, on_raw,
+    run = RunInfo(steps=total_steps, seed=settings.seed, kind="dream", config=settings.config, config_file=cfg.path)
+    sidecar = sidecar_fields(run, objective, "dream:" + ",".join(settings.config["dream"]["layers"]), on_png, on_raw,
                              steps=total_steps, trainable=int(np.prod(info["work_size"])) * 3,
                              losses=info["losses"], activations=info["values"],
                              final_image=final_image, seconds=None,
@@ -306,25 +286,34 @@ def run_dream(cfg, image_path, layers=None, octaves=None, steps=None, zoom_frame
         "layer_norm": info["layer_norm"],
         "photo_under_d": {k: on_photo[k] for k in ("activation", "top5")},
     })
-    write_png(png_path, rgb)
-    if dcfg["zoom_frames"]:
-        frames_dir = os.path.join(out_dir, stem.replace("_dream", "") + "_frames")
-        frames, frame = [rgb], image
-        write_png(os.path.join(frames_dir, "frame_0000.png"), rgb)
-        for n in range(1, dcfg["zoom_frames"] + 1):
-            zoomed = zoom_in(np.clip(frame, *_range(param, classifier.channels)), dcfg["zoom"])
-            frame, _ = dream_photo(zoomed, dreamer, objective, features, dcfg["zoom_octaves"], dcfg["zoom_steps"],
-                                   progress, label=f"{stem} frame {n}/{dcfg['zoom_frames']}")
-            frames.append(preprocessing.to_uint8(frame, param))
-            write_png(os.path.join(frames_dir, f"frame_{n:04d}.png"), frames[-1])
-        sidecar["frames"] = {"folder": os.path.basename(frames_dir), "count": len(frames), "zoom": dcfg["zoom"]}
-        if dcfg["gif"]:
-            gif_path = os.path.join(out_dir, stem.replace("_dream", "") + "_zoom.gif")
-            write_gif(gif_path, frames, dcfg["frame_ms"])
-            sidecar["frames"]["gif"] = os.path.basename(gif_path)
+    if settings.zoom_frames:
+        sidecar["frames"] = zoom_loop(rgb, image, dreamer, objective, features, settings, folder.path, stem, progress)
     sidecar["wall_seconds"] = round(time.time() - started, 3)
-    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
-    return png_path, sidecar
+    return folder.write_image(stem, rgb, sidecar), sidecar
+
+
+def zoom_loop(rgb, image, dreamer, objective, features, settings, out_dir, stem, progress=True):
+    """The zoom loop after a dream (``rgb``: its PNG pixels, ``image``: it in the parameter space of D's
+    input space): ``settings.zoom_frames`` times, zoom in by ``settings.zoom`` and dream again; writes
+    ``<stem>_frames/frame_NNNN.png`` and, with ``settings.gif``, ``<stem>_zoom.gif``; returns the
+    sidecar's ``frames`` entry."""
+    param = preprocessing.parameter_space(dreamer.space)
+    base = stem.replace("_dream", "")
+    frames_dir = os.path.join(out_dir, base + "_frames")
+    frames, frame = [rgb], image
+    write_png(os.path.join(frames_dir, "frame_0000.png"), rgb)
+    for n in range(1, settings.zoom_frames + 1):
+        zoomed = zoom_in(np.clip(frame, *_range(param, dreamer.classifier.channels)), settings.zoom)
+        frame, _ = dream_photo(zoomed, dreamer, objective, features, settings.zoom_octaves, settings.zoom_steps,
+                               progress, label=f"{stem} frame {n}/{settings.zoom_frames}")
+        frames.append(preprocessing.to_uint8(frame, param))
+        write_png(os.path.join(frames_dir, f"frame_{n:04d}.png"), frames[-1])
+    entry = {"folder": os.path.basename(frames_dir), "count": len(frames), "zoom": settings.zoom}
+    if settings.gif:
+        gif_path = os.path.join(out_dir, base + "_zoom.gif")
+        write_gif(gif_path, frames, settings.frame_ms)
+        entry["gif"] = os.path.basename(gif_path)
+    return entry
 
 
 def _range(space, channels=3):

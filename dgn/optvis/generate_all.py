@@ -21,17 +21,13 @@ import time
 
 from dgn import build
 from dgn.errors import DgnError
-from dgn.optvis.batch import (BatchRunner, unit_batches, accelerated, default_batch, evaluate_batch, finished_sidecar,
-                              select_units, setup_distribution, sidecar_for, unit_objective, unit_spec)
+from dgn.optvis.batch import (unit_batches, accelerated, default_batch, evaluate_batch, select_units,
+                              setup_distribution, sidecar_for, unit_objective, unit_spec)
 from dgn.optvis.generator import check_stack
-from dgn.optvis.render import default_out_dir
 from dgn.progress import Progress
-from dgn.runs.folder import (MANIFEST, append_line, disk_error, now_iso, reconcile_manifest, check_run_dir,
-                             clean_stale_tmp, manifest_entry, run_identity, write_atomic)
+from dgn.runs.folder import RunFolder, disk_error, now_iso
 from dgn.runs.gallery import write_gallery
 from dgn.runs.judge import load_judge
-from dgn.runs.outputs import json_bytes, png_bytes, write_maps
-from dgn.runs.records import input_files
 from dgn.runs.report import load_entries, write_report
 from dgn.runs.shards import parse_shard, shard_of
 from dgn.runs.sheets import contact_sheets
@@ -48,16 +44,21 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
     change no image). Default: on a GPU/TPU, where compiling costs more than the extra rows.
     ``judge``: an independent classifier (name, .keras file or YAML config) that also scores every
     image in the final report (loaded first, so a bad name fails before any work). ``stack``: how the
-    untrained configuration's B generators run (dgn.optvis.generator.build_batched_generator)."""
+    untrained configuration's B generators run (dgn.optvis.generator.build_batched_generator).
+
+    Over 60 lines: the command's steps in the order a run meets them (checks before D loads, selection,
+    the folder's finished units, the batches with their crash-safe writes, the last shard's finish), each
+    a few lines on the engine and the run folder."""
     data = cfg.data
-    kind = build.kind(data)
     if batch is None:
-        batch = default_batch(data["generator"]["trainable"] if kind == "generator" else kind)
+        batch = default_batch(build.batch_kind(data))
     if not isinstance(batch, int) or batch < 1:
         raise DgnError(f"--batch {batch!r}: give a positive number of classes per step, e.g. --batch 8")
     build.snapshots(data)
     build.transforms(data)
     check_stack(stack)  # before the classifier loads
+    run_dir = out_dir or build.default_out_dir(data)
+    folder = RunFolder(run_dir, data)
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     devices = setup_distribution()
     classifier = build.classifier(data)
@@ -65,35 +66,34 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
         judge = load_judge(judge)
     names = classifier.class_names
     where = "--channels"
-    if not channels and classes is None and data["objective"].get("channels"):
-        channels, where = data["objective"]["channels"], "objective.channels"   # the config's atlas
+    if not channels and classes is None and build.atlas_channels(data):
+        channels, where = build.atlas_channels(data), "objective.channels"   # the config's atlas
     everything = select_units(classifier, classes, channels, where)
     selected = shard_of(everything, shard)
-    run_dir = out_dir or default_out_dir(data)
     try:
-        os.makedirs(run_dir, exist_ok=True)
-        check_run_dir(run_dir, data, force)
+        folder.claim(force)
     except OSError as exc:
         raise disk_error(exc, run_dir, 0, len(selected)) from None
-    clean_stale_tmp(run_dir)
-    identity, size, files = run_identity(data), classifier.input_shape[0], input_files(data)
-    stems = {c: unit_objective(c, names).stem(str(unit_spec(c))) for c in everything}
+    size = classifier.input_shape[0]
+    units = {c: unit_objective(c, names) for c in everything}
+    stems = {c: units[c].stem(str(unit_spec(c))) for c in everything}
     done = {}
     for c in selected:
-        side = finished_sidecar(run_dir, c, stems[c], identity, size, files, names)
+        side = folder.finished(stems[c], units[c], size)
         if side is not None:
             done[c] = side
-    reconcile_manifest(run_dir, done, stems)
+    folder.reconcile(done, stems)
     todo = [c for c in selected if c not in done]
+    engine, run = build.engine(data, classifier, stack), build.run_info(cfg)
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     noun = "channels" if channels else "classes"
     if progress:
         print(f"generate-all{where}: {len(selected)} {noun}, {len(done)} already done, {len(todo)} to do, "
               f"{batch if not todo else min(batch, len(todo))} per step"
               + (f" over {devices} devices" if devices > 1 else "")
-              + f", {data['steps']} steps, into {run_dir}", flush=True)
+              + f", {engine.steps} steps, into {run_dir}", flush=True)
     bar = Progress(len(todo), unit=noun[:-2] if noun == "classes" else "channel", enabled=progress and bool(todo))
-    runner = BatchRunner(cfg, classifier, stack)
+    objectives = {c: build.objective(str(unit_spec(c)), classifier, data) for c in todo}
     finished = 0
     shard_text = f"{shard[0]}/{shard[1]}" if shard else None
     pad = accelerated() if pad is None else pad
@@ -102,11 +102,11 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
         shown = ", ".join(str(c[2]) if isinstance(c, tuple) else str(c) for c in chunk)
         layer = f" of {chunk[0][1]}" if isinstance(chunk[0], tuple) else ""
         label = f"batch {number}: {noun} {shown}{layer}" if progress and bar.interactive else None
-        rows = list(chunk)
-        if pad and len(chunk) < batch and runner.compiled(batch, chunk[0]):
-            rows += [chunk[-1]] * (batch - len(chunk))
-        objective, result, per_class = runner.run(rows, progress=bool(label), label=label)
-        evaluated = evaluate_batch(cfg, classifier, objective, result, len(chunk))
+        rows = [objectives[c] for c in chunk]
+        if pad and len(chunk) < batch and engine.compiled(rows + [rows[-1]] * (batch - len(chunk))):
+            rows += [rows[-1]] * (batch - len(chunk))
+        result = engine.run(rows, progress=bool(label), label=label)
+        evaluated = evaluate_batch(run, classifier, result, len(chunk))
         seconds = time.time() - started
         for k, c in enumerate(chunk):
             info = {"size": len(chunk), "row": k, "shard": shard_text}
@@ -116,14 +116,10 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
                 info["classes"] = list(chunk)
             if len(rows) > len(chunk):
                 info["padded_to"] = len(rows)
-            stem, rgb, side = sidecar_for(cfg, classifier, objective, k, result, per_class, info, seconds,
-                                          evaluated[k])
+            stem, rgb, side = sidecar_for(run, classifier, result, k, unit_spec(c), info, seconds, evaluated[k])
             try:
-                write_atomic(os.path.join(run_dir, stem + ".png"), png_bytes(rgb))
-                side.update(write_maps(os.path.join(run_dir, stem), result.extras, k))   # before the sidecar
-                write_atomic(os.path.join(run_dir, stem + ".json"), json_bytes(side))
-                append_line(os.path.join(run_dir, MANIFEST),
-                             manifest_entry(c, stem, side, {"shard": shard_text, "time": now_iso()}))
+                folder.write_image(stem, rgb, side, result.result.extras, k)
+                folder.record(c, stem, side, {"shard": shard_text, "time": now_iso()})
             except OSError as exc:
                 raise disk_error(exc, os.path.join(run_dir, stem), len(done) + finished,
                                   len(todo) - finished) from None
@@ -138,8 +134,7 @@ def generate_all(cfg, classes=None, batch=None, shard=None, out_dir=None, force=
     summary = {"run_dir": run_dir, "selected": len(selected), "skipped": len(done), "generated": finished,
                "noun": noun}
     if finish and shard is not None:
-        left = [c for c in everything if c not in selected
-                and finished_sidecar(run_dir, c, stems[c], identity, size, files, names) is None]
+        left = [c for c in everything if c not in selected and folder.finished(stems[c], units[c], size) is None]
         if left:
             finish = False
             summary["left_in_other_shards"] = len(left)

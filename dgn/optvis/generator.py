@@ -215,12 +215,8 @@ class SharedFeatureNoise(FeatureNoise):
 
 @keras.saving.register_keras_serializable(package="dgn")
 class SharedAffine(RandomAffine):
-    """RandomAffine with one (samples, 4) draw per call, copy s of every row getting draw s (what a
-    batch of 1 draws)."""
-
-    def draw(self, batch):
-        draws = keras.random.uniform((self.samples, 4), seed=self.seed_generator)
-        return ops.repeat(draws, batch // self.samples, axis=0)
+    """RandomAffine under the name batched generators were saved with (every RandomAffine now draws once
+    per call and copy, shared by the rows: what a batch of 1 draws)."""
 
 
 def copy_major(images):
@@ -301,14 +297,16 @@ class VmappedGenerators(keras.layers.Layer):
 
 
 class BatchedGenerator:
-    """G for ``rows`` classes at once: ``model`` (f0 (rows, m) -> images), ``f0``, ``reset()``.
+    """G (or another parameterization's images) for ``rows`` classes at once: ``model`` (f0 (rows, m) ->
+    images), ``f0``, the ``callbacks`` its parameterization runs between steps, ``reset()``.
 
     ``reset()`` puts every weight, optimizer-independent state and random generator back where a
     fresh single build starts, so one BatchedGenerator serves batch after batch.
     """
 
-    def __init__(self, model, f0, trainable_per_class):
+    def __init__(self, model, f0, trainable_per_class, callbacks=()):
         self.model, self.f0, self.trainable_per_class = model, f0, int(trainable_per_class)
+        self.callbacks = list(callbacks)
         self._initial = [np.array(v.numpy()) for v in model.variables]
 
     def reset(self):
@@ -381,6 +379,8 @@ def _build_batched_generator(generator, transforms, classifier, rows, seed, stac
         if t is not None:
             x = SharedAffine(t.jitter, t.scale, t.rotate, seed=t.seed, samples=t.samples, name="transform",
                              dtype="float32")(x)
+        for function in transforms.function_layers():
+            x = function(x)
         model = keras.Model(inputs, x, name="generator_batch")
     elif stack == "vmap":
         inputs = keras.Input((f0.shape[1],), name="f0")

@@ -426,3 +426,34 @@ class BatchChannelObjective(Objective):
 
     def describe(self):
         return {"kind": "channel_batch", "layer": self.layer, "channels": list(self.row_channels)}
+
+
+class StackObjective(Objective):
+    """Any objectives, one per image of a batch: row k is ``objectives[k]`` of row k's outputs alone, so
+    B images optimized side by side get the gradients each would get alone (:class:`dgn.optvis.engine.Engine`
+    uses it for a batch that is not all single classes or all channels of one layer). Shapes: (rows,)."""
+
+    def __init__(self, objectives):
+        self.objectives = list(objectives)
+        self.layers = tuple(sorted({name for obj in self.objectives for name in obj.layers}))
+        self.variables = tuple(v for obj in self.objectives for v in obj.variables)
+
+    def _rows(self, outputs, method):
+        return ops.concatenate([getattr(obj, method)({name: out[k:k + 1] for name, out in outputs.items()})
+                                for k, obj in enumerate(self.objectives)], axis=0)
+
+    def loss(self, outputs):
+        return self._rows(outputs, "loss")
+
+    def value(self, outputs):
+        return self._rows(outputs, "value")
+
+    def dead(self, outputs):
+        return self._rows(outputs, "dead")
+
+    def row(self, k):
+        """Row k's objective."""
+        return self.objectives[k]
+
+    def describe(self):
+        return {"kind": "stack", "objectives": [obj.describe() for obj in self.objectives]}

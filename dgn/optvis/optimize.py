@@ -105,20 +105,6 @@ def auto_learning_rate(image_size, kind="generator"):
 SPECTRUM_RATES = {"fourier": 0.05, "maco": 0.5}
 
 
-def make_optimizer(cfg, image_size=None, kind="generator"):
-    """A Keras optimizer from a config's ``optimizer:`` section; ``learning_rate: null`` is
-    :func:`auto_learning_rate` of ``image_size`` (D's input height and width)."""
-    rate = cfg["learning_rate"]
-    name, lr = cfg["name"], float(auto_learning_rate(image_size, kind) if rate is None else rate)  # Keras wants a float
-    if name == "adamax":
-        return keras.optimizers.Adamax(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
-    if name == "adam":
-        return keras.optimizers.Adam(lr, beta_1=cfg["beta_1"], beta_2=cfg["beta_2"], epsilon=cfg["epsilon"])
-    if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
-    raise DgnError(f"unknown optimizer {name!r}; valid: adamax, adam, sgd")
-
-
 class _TensorFlowStepper:
     def __init__(self, problem, optimizer):
         import tensorflow as tf

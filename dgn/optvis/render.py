@@ -28,15 +28,17 @@ import keras
 import numpy as np
 
 from dgn import build
+from dgn.build import default_out_dir  # noqa: F401 - dgn.optvis.render.default_out_dir, as before
 from dgn.classifiers import Classifier, load_classifier_named
 from dgn.errors import ConfigError, DgnError
 from dgn.optvis import param as param_module
 from dgn.optvis.callbacks import Callback
+from dgn.optvis.engine import Engine
 from dgn.optvis.generator import count_trainable
 from dgn.optvis.objectives import Objective, parse_target
 from dgn.optvis.optimize import auto_learning_rate
 from dgn.optvis.transforms import Jitter, Pad, Rotate, Scale, Transforms
-from dgn.runs.folder import refuse_foreign_run
+from dgn.runs.folder import RunFolder
 from dgn.runs.outputs import write_json, write_maps, write_png
 from dgn.runs.records import RunInfo, image_record
 
@@ -131,11 +133,12 @@ def as_transforms(transforms, parameterization=None):
         return NO_TRANSFORMS if getattr(parameterization, "own_transforms", False) else DEFAULT_TRANSFORMS
     if isinstance(transforms, Transforms):
         return transforms
-    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)):
+    if isinstance(transforms, (Jitter, Scale, Rotate, Pad)) or (callable(transforms)
+                                                               and not isinstance(transforms, type)):
         transforms = [transforms]
     if not isinstance(transforms, (list, tuple)):
         raise DgnError(f"transforms {transforms!r}: give a list of dgn.transforms objects (Jitter, Scale, Rotate, "
-                       f"Pad), compose([...], samples=N), or [] for none")
+                       f"Pad) or functions of the images, compose([...], samples=N), or [] for none")
     try:
         return Transforms(list(transforms), samples=1)
     except (TypeError, ValueError) as err:
@@ -176,29 +179,11 @@ def as_callbacks(callbacks):
     return list(callbacks)
 
 
-def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
-           callbacks=(), snapshots=1, display="clip", progress=False):
-    """Optimizes one image so that ``objective`` of ``classifier`` is maximized (activation
-    maximization; Despraz et al. 2017 with the default generator parameterization).
-
-    Args:
-        classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path.
-        objective: an Objective or a target string / class index.
-        parameterization: :class:`dgn.optvis.param.Generator` (default), ``Pixels``, ``Fourier``, or a kind name.
-        transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` (one copy per step) or a
-            :class:`~dgn.optvis.transforms.Transforms` (with ``samples``); ``[]`` for none.
-        optimizer: a Keras optimizer (copied fresh for the run) or its name; default Adam at
-            :func:`dgn.optvis.optimize.auto_learning_rate` of D's input size.
-        steps: optimizer updates (>= 1). seed: the same seed gives the same image.
-        callbacks: :class:`dgn.optvis.callbacks.Callback` objects, run after each step.
-        snapshots: the final image is the median of the last ``snapshots`` renders (1: the last).
-        display: "clip" (undo D's preprocessing, clip to 0..255) or "authors" (the authors' display).
-
-    Returns:
-        :class:`Rendering`.
+def check_settings(objective, steps, snapshots, display, seed):
+    """:func:`render`'s small arguments.
 
     Raises:
-        DgnError: a bad argument (one line), or the loss became NaN (lower the learning rate)."""
+        DgnError: one of them out of range (one line)."""
     if not isinstance(steps, int) or steps < 1:
         raise DgnError(f"steps {steps!r}: give a positive integer")
     if not isinstance(snapshots, int) or not 1 <= snapshots <= steps:
@@ -207,96 +192,108 @@ def render(classifier, objective, parameterization=None, transforms=None, optimi
         raise DgnError(f"display {display!r}: give clip or authors")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
         raise DgnError(f"seed {seed!r}: give an integer from 0 to 2**32 - 1")
+    if isinstance(objective, (list, tuple)) and not objective:
+        raise DgnError("objective []: give an objective, a target string, or a non-empty list of them")
+
+
+def render(classifier, objective, parameterization=None, transforms=None, optimizer=None, steps=300, seed=0,
+           callbacks=(), snapshots=1, display="clip", progress=False):
+    """Optimizes images so that ``objective`` of ``classifier`` is maximized (activation maximization;
+    Despraz et al. 2017 with the default generator parameterization): one image, or with a list of B
+    objectives B images side by side (one optimization step for all), image k the one objective k gets
+    alone with the same seed (to float rounding; :mod:`dgn.optvis.engine`).
+
+    Args:
+        classifier: a :class:`dgn.Classifier`, a built-in name or a ``.keras`` path.
+        objective: an Objective or a target string / class index, or a list of them.
+        parameterization: :class:`dgn.optvis.param.Generator` (default), ``Pixels``, ``Fourier``, or a kind name.
+        transforms: a list of ``Jitter`` / ``Scale`` / ``Rotate`` / ``Pad`` and functions of the images
+            (one copy per step; see :class:`~dgn.optvis.transforms.Transforms`) or a ``Transforms`` (with
+            ``samples``); ``[]`` for none.
+        optimizer: a Keras optimizer (copied fresh for the run) or its name; default Adam at
+            :func:`dgn.optvis.optimize.auto_learning_rate` of D's input size.
+        steps: optimizer updates (>= 1). seed: the same seed gives the same image.
+        callbacks: :class:`dgn.optvis.callbacks.Callback` objects, run after each step.
+        snapshots: the final image is the median of the last ``snapshots`` renders (1: the last).
+        display: "clip" (undo D's preprocessing, clip to 0..255) or "authors" (the authors' display).
+
+    Returns:
+        :class:`Rendering`, one row per objective.
+
+    Raises:
+        DgnError: a bad argument (one line), or the loss became NaN (lower the learning rate)."""
+    check_settings(objective, steps, snapshots, display, seed)
     callbacks = as_callbacks(callbacks)
     classifier = as_classifier(classifier)
-    spec = objective if isinstance(objective, (str, int, np.integer)) else None
-    objective = as_objective(objective, classifier)
+    many = isinstance(objective, (list, tuple))
+    items = list(objective) if many else [objective]
+    specs = [item if isinstance(item, (str, int, np.integer)) else None for item in items]
+    objectives = [as_objective(item, classifier) for item in items]
     parameterization = as_parameterization(parameterization)
     transforms = as_transforms(transforms, parameterization)
     make_optimizer = as_optimizer(optimizer, classifier.input_shape[:2], parameterization.kind)
     started = time.time()
-    model, result = parameterization.optimize(classifier, objective, steps, transforms=transforms,
-                                              optimizer=make_optimizer, seed=seed, callbacks=callbacks,
-                                              snapshots=snapshots, progress=progress)
+    engine = Engine(classifier, parameterization, transforms, make_optimizer, steps, seed=seed, snapshots=snapshots,
+                    callbacks=callbacks)
+    batch = engine.run(objectives if many else objectives[0], progress=progress)
     settings = {"classifier": classifier.name, "parameterization": parameterization.describe(),
                 "transform": transforms.describe(), "optimizer": keras.optimizers.serialize(make_optimizer()),
                 "steps": steps, "seed": seed, "snapshots": snapshots, "display": display}
     run = RunInfo(steps=steps, snapshots=snapshots, display=display, seed=seed, kind=parameterization.kind,
                   config=settings)
     rgbs, sidecars = [], []
-    for k in range(len(result.images)):
-        rgb, sidecar = image_record(run, classifier, objective, result, k, spec if spec is not None else objective.label,
-                                    count_trainable(model), time.time() - started)
+    for k, (spec, obj) in enumerate(zip(specs, objectives)):
+        rgb, sidecar = image_record(run, classifier, obj, batch.result, k, spec if spec is not None else obj.label,
+                                    batch.trainable, (time.time() - started) / len(objectives))
         rgbs.append(rgb)
         sidecars.append(sidecar)
-    return Rendering(images=np.asarray(result.images, dtype="float32"), rgb=np.stack(rgbs), losses=result.losses,
-                     values=result.values, evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")}
-                                                       for s in sidecars],
-                     sidecars=sidecars, model=model, maps=dict(result.extras))
+    return Rendering(images=np.asarray(batch.result.images, dtype="float32"), rgb=np.stack(rgbs),
+                     losses=batch.result.losses, values=batch.result.values,
+                     evaluation=[{k: s[k] for k in ("activation", "prob", "rank", "top5")} for s in sidecars],
+                     sidecars=sidecars, model=batch.model, maps=dict(batch.result.extras))
 
 
 NO_TARGETS = ("no targets: set objective.targets in the config (e.g. [207], [disc] or [channel:LAYER:C]) or pass "
               "--target T")
 
 
-def run_info(cfg):
-    """The :class:`RunInfo` of a loaded config (steps, final median, display, seed, kind, the config)."""
-    data = cfg.data
-    return RunInfo(steps=data["steps"], snapshots=build.snapshots(data), display=data["output"]["display"],
-                   seed=data["seed"], kind=build.kind(data), config=data, config_file=cfg.path)
-
-
-def run_target(cfg, classifier, spec, out_dir, progress=True):
-    """Optimizes one target and writes ``<stem>.png`` and ``<stem>.json``; returns (PNG path, sidecar)."""
-    data = cfg.data
-    objective = build.objective(spec, classifier, data)
-    run = run_info(cfg)
+def render_target(engine, run, objective, spec, folder, progress=True):
+    """Optimizes one target with ``engine`` (:class:`dgn.optvis.engine.Engine`) and writes ``<stem>.png``
+    and ``<stem>.json`` into ``folder`` (a :class:`dgn.runs.folder.RunFolder`); returns (PNG path,
+    sidecar). ``run``: the :class:`dgn.runs.records.RunInfo` its sidecar records; ``spec``: the target
+    string."""
     stem = objective.stem(spec)
-    parameterization = build.parameterization(data)
     started = time.time()
     label = f"{stem}: {run.steps} steps, {run.kind}" if run.kind != "generator" else \
         (lambda model: f"{stem}: {run.steps} steps, {count_trainable(model):,} trainable weights")
-    model, result = parameterization.optimize(
-        classifier, objective, run.steps, transforms=build.transforms(data),
-        optimizer=build.optimizer(data["optimizer"], classifier.input_shape[:2], run.kind), seed=data["seed"],
-        snapshots=run.snapshots, progress=progress, label=label)
-    png_path = os.path.join(out_dir, stem + ".png")
-    rgb, sidecar = image_record(run, classifier, objective, result, 0, spec, count_trainable(model),
+    batch = engine.run(objective, progress=progress, label=label)
+    rgb, sidecar = image_record(run, engine.classifier, objective, batch.result, 0, spec, batch.trainable,
                                 time.time() - started)
-    sidecar["image"] = os.path.basename(png_path)
+    sidecar["image"] = stem + ".png"
     for key in ("relu_trap", "dead_unit"):
         if sidecar.get(key):
             print(f"warning: {stem}: {sidecar[key]['warning']}", flush=True)
-    write_png(png_path, rgb)
-    sidecar.update(write_maps(os.path.join(out_dir, stem), result.extras, 0))
-    write_json(os.path.join(out_dir, stem + ".json"), sidecar)
-    return png_path, sidecar
-
-
-def default_out_dir(cfg):
-    """``output.dir``, else ``runs/<name>``, for a Config or its resolved dict."""
-    return cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
+    return folder.write_image(stem, rgb, sidecar, batch.result.extras, 0), sidecar
 
 
 def generate(cfg, targets=None, out_dir=None, progress=True, force=False):
-    """Runs every target of the config (or ``targets``); returns [(png_path, sidecar), ...].
+    """``dgn generate``: every target of the config (or ``targets``), one image each; returns
+    [(png_path, sidecar), ...].
 
     Raises:
-        ConfigError: no targets. DgnError: a bad target, or ``out_dir`` holds another config's
-            ``generate-all`` run (unless ``force``)."""
+        ConfigError: no targets. DgnError: ``out_dir`` is a file, a bad target, or ``out_dir`` holds
+            another config's ``generate-all`` run (unless ``force``)."""
+    folder = RunFolder(out_dir or default_out_dir(cfg.data), cfg.data)
     classifier = build.classifier(cfg.data)
-    targets = list(targets) if targets else list(cfg["objective"]["targets"] or [])
+    targets = list(targets) if targets else build.targets(cfg.data)
     if not targets:
         raise ConfigError(NO_TARGETS)
     # Resolve every target before the first long optimization, so a typo fails at once.
-    for spec in targets:
-        build.objective(spec, classifier, cfg.data)
-    out_dir = out_dir or default_out_dir(cfg)
-    refuse_foreign_run(out_dir, cfg.data, force)
-    results = []
-    for spec in targets:
-        results.append(run_target(cfg, classifier, spec, out_dir, progress=progress))
-    return results
+    objectives = [build.objective(spec, classifier, cfg.data) for spec in targets]
+    folder.refuse_foreign(force)
+    engine, run = build.engine(cfg.data, classifier), build.run_info(cfg)
+    return [render_target(engine, run, objective, spec, folder, progress=progress)
+            for spec, objective in zip(targets, objectives)]
 
 
 def describe_result(path, sidecar):

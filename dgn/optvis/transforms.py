@@ -33,7 +33,8 @@ def grey(space, channels=3):
 
 class RandomAffine(keras.layers.Layer):
     """Per image: shift by up to ``jitter`` pixels, scale by a factor in ``scale``, rotate by up to
-    ``rotate`` degrees, about the centre, bilinear, reflected borders. One seeded draw per call.
+    ``rotate`` degrees, about the centre, bilinear, reflected borders. One seeded draw per call and copy,
+    shared by the images of a batch (see :meth:`draw`).
     While training, returns ``samples`` differently transformed copies of the batch, copy-major."""
 
     def __init__(self, jitter=0, scale=(1.0, 1.0), rotate=0.0, seed=None, samples=1, **kwargs):
@@ -66,8 +67,11 @@ class RandomAffine(keras.layers.Layer):
         return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="reflect")
 
     def draw(self, batch):
-        """(batch, 4) uniform draws: x shift, y shift, scale, angle; one per image."""
-        return keras.random.uniform((batch, 4), seed=self.seed_generator)
+        """(batch, 4) uniform draws: x shift, y shift, scale, angle. One (samples, 4) draw per call, copy s
+        of every image getting draw s: each image of a batch is transformed as it would be alone (what a
+        batch of one draws), so B images optimized side by side are each the image it gets alone."""
+        draws = keras.random.uniform((self.samples, 4), seed=self.seed_generator)
+        return ops.repeat(draws, batch // self.samples, axis=0)
 
     def compute_output_shape(self, input_shape):
         return input_shape if self.samples == 1 else (None,) + tuple(input_shape[1:])  # larger while training
@@ -148,28 +152,38 @@ def scaled_pixels(pixels, height, width):
 class Transforms:
     """A composed list of transforms, applied while optimizing only (renders are untransformed).
 
+    Items: :class:`Jitter`, :class:`Scale`, :class:`Rotate`, :class:`Pad` (each kind once; D sees them as
+    one padded random affine warp, see :meth:`layer`) and, as lucid's ``compose``, any function of a batch
+    of images (N, H, W, C) float32 in D's input space returning images of the same shape, written with
+    ``keras.ops``; the functions run after the warp, in the order given. A function sees the whole batch:
+    to keep row k of a batch equal to its image alone, it must treat every image alike (no per-call
+    random draw that differs between rows).
+
     ``samples``: transformed copies of each image D sees per step (the objective is their mean).
 
     Raises:
-        ValueError: an item that is not Jitter, Scale, Rotate or Pad, a repeated kind, scale with
+        ValueError: an item that is none of those nor callable, a repeated kind, scale with
             low > high or a non-positive factor, rotation outside 0..180, negative lengths, samples < 1
             or > 1 with nothing to vary (one line each)."""
 
     def __init__(self, items=(), samples=1):
-        if isinstance(items, (Jitter, Scale, Rotate, Pad)):
+        if isinstance(items, (Jitter, Scale, Rotate, Pad)) or (callable(items) and not isinstance(items, type)):
             items = [items]
         if not isinstance(items, (list, tuple)):
-            raise ValueError(f"transforms {items!r}: give a list of Jitter, Scale, Rotate or Pad objects")
+            raise ValueError(f"transforms {items!r}: give a list of Jitter, Scale, Rotate or Pad objects or "
+                             f"functions of the images")
         if isinstance(samples, bool) or not isinstance(samples, int):
             raise ValueError(f"samples {samples!r}: give a whole number, 1 or more")
         self.items, self.samples = list(items), int(samples)
-        kinds = [type(item).__name__ for item in self.items]
-        for item in self.items:
-            if not isinstance(item, (Jitter, Scale, Rotate, Pad)):
-                raise ValueError(f"transform {item!r}: give Jitter, Scale, Rotate or Pad objects")
+        self.functions = [item for item in self.items if not isinstance(item, (Jitter, Scale, Rotate, Pad))]
+        for item in self.functions:
+            if not callable(item) or isinstance(item, type):
+                raise ValueError(f"transform {item!r}: give Jitter, Scale, Rotate or Pad objects, or functions "
+                                 f"of the images")
+        kinds = [type(item).__name__ for item in self.items if item not in self.functions]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"transforms {kinds}: give each kind once")
-        found = {type(item): item for item in self.items}
+        found = {type(item): item for item in self.items if item not in self.functions}
         self.jitter = int(found[Jitter].pixels) if Jitter in found else 0
         self.scale = (float(found[Scale].low), float(found[Scale].high)) if Scale in found else (1.0, 1.0)
         self.rotate = float(found[Rotate].degrees) if Rotate in found else 0.0
@@ -191,8 +205,17 @@ class Transforms:
         return transforms_active(self.jitter, self.scale, self.rotate)
 
     def describe(self):
-        return {"jitter": self.jitter, "scale": list(self.scale), "rotate": self.rotate, "pad": self.pad,
-                "samples": self.samples}
+        """The settings as a JSON-able dict (``functions``: the functions' names, when there are any)."""
+        out = {"jitter": self.jitter, "scale": list(self.scale), "rotate": self.rotate, "pad": self.pad,
+               "samples": self.samples}
+        if self.functions:
+            out["functions"] = [getattr(f, "__name__", type(f).__name__) for f in self.functions]
+        return out
+
+    def function_layers(self):
+        """The functions as Keras layers (:class:`FunctionTransform`), in order."""
+        return [FunctionTransform(f, name=f"transform_function_{k}", dtype="float32")
+                for k, f in enumerate(self.functions)]
 
     def layer(self, height, width, channels, space, seed):
         """The Keras layer (float32) for images of height x width x channels in D's input space
@@ -211,13 +234,31 @@ class Transforms:
         """``model`` (f0 -> images) followed by the transforms; ``model`` itself when they change nothing."""
         height, width, channels = model.output.shape[1:]
         layer = self.layer(height, width, channels, space, seed)
-        if layer is None:
+        if layer is None and not self.functions:
             return model
-        return keras.Model(model.input, layer(model.output), name=model.name)
+        images = model.output if layer is None else layer(model.output)
+        for function in self.function_layers():
+            images = function(images)
+        return keras.Model(model.input, images, name=model.name)
+
+
+class FunctionTransform(keras.layers.Layer):
+    """A function of the images (see :class:`Transforms`) as a layer: applied while optimizing only."""
+
+    def __init__(self, function, **kwargs):
+        super().__init__(**kwargs)
+        self.function = function
+
+    def call(self, images, training=False):
+        return self.function(images) if training else images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 def compose(items=(), samples=1):
-    """lucid's ``transform.compose``: a :class:`Transforms` from Jitter / Scale / Rotate / Pad objects."""
+    """lucid's ``transform.compose``: a :class:`Transforms` from Jitter / Scale / Rotate / Pad objects and
+    any functions of the images (run after them, in order)."""
     return Transforms(items, samples)
 
 

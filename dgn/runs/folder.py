@@ -15,7 +15,8 @@ from dgn import build
 from dgn.config import config_identity
 from dgn.errors import DgnError
 from dgn.runs import outputs
-from dgn.runs.outputs import json_bytes, jsonable, read_json
+from dgn.runs.outputs import check_out_dir, json_bytes, jsonable, read_json
+from dgn.runs.records import input_files
 
 
 IGNORED_KEYS = (("name",), ("output", "dir"), ("objective", "targets"), ("objective", "channels"), ("dae",),
@@ -46,6 +47,27 @@ def differences(a, b, prefix=""):
         elif va != vb:
             keys.append(full)
     return keys
+
+
+def describe_difference(theirs, data):
+    """What differs between a folder's config ``theirs`` and this run's config ``data``, in a few words:
+    ``differing in steps (there 30, here 300)``, and, when the two are of the same config file, that its
+    --steps / --seed / --set values made the difference and how to resume that run instead."""
+    theirs_id, mine = run_identity(theirs), run_identity(jsonable_config(data))
+    diff = differences(theirs_id, mine)
+    if not diff:
+        return "differing in its config"
+
+    def value(tree, key):
+        for part in key.split("."):
+            tree = tree.get(part) if isinstance(tree, dict) else None
+        return json.dumps(tree, default=str)
+
+    shown = ", ".join(f"{key} (there {value(theirs_id, key)}, here {value(mine, key)})" for key in diff[:3])
+    text = f"differing in {shown}" + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+    if theirs.get("name") is not None and theirs.get("name") == data.get("name"):
+        text += ": the same config with other --steps, --seed or --set values; rerun with those to add to that run"
+    return text
 
 
 def jsonable_config(value):
@@ -102,10 +124,9 @@ def refuse_foreign_run(out_dir, data, force=False):
     mine = run_identity(jsonable_config(data))
     if force or not isinstance(theirs, dict) or run_identity(theirs) == mine:
         return
-    diff = differences(run_identity(theirs), mine)
-    shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
     raise DgnError(f"{out_dir} holds a generate-all run ({theirs.get('name') or '?'}) whose images another config "
-                   f"makes (differing in {shown}); give another --out, or --force to write these images there anyway")
+                   f"makes ({describe_difference(theirs, data)}); give another --out, or --force to write these "
+                   f"images there anyway")
 
 
 MANIFEST = "manifest.jsonl"
@@ -145,12 +166,10 @@ def check_run_dir(run_dir, data, force=False):
                 theirs, where = side["config"], os.path.basename(path)
                 break
     if theirs is not None:
-        diff = differences(run_identity(theirs), mine)
-        shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
         if not force:
-            raise DgnError(f"{run_dir} holds another config's run ({where}: {theirs.get('name') or '?'}, differing "
-                           f"in {shown or 'its config'}); give another --out, or --force to move its files aside "
-                           f"and start this config's run there")
+            raise DgnError(f"{run_dir} holds another config's run ({where}: {theirs.get('name') or '?'}, "
+                           f"{describe_difference(theirs, data)}); give another --out, or --force to move its files "
+                           f"aside and start this config's run there")
         _move_aside(run_dir, mine)
     payload = {"name": data["name"], "fingerprint": fingerprint(data), "config": data}
     if info is None or theirs is not None or info.get("fingerprint") != payload["fingerprint"]:
@@ -306,3 +325,61 @@ def reconcile_manifest(run_dir, done, stems):
     for c, side in done.items():
         if c not in entries:
             append_line(path, manifest_entry(c, stems[c], side, {"time": now_iso(), "recovered": True}))
+
+
+# --- the run folder as one object -------------------------------------------------------------------
+
+class RunFolder:
+    """A run folder of one config: its identity (:func:`run_identity` of the resolved config ``data``
+    and the digests of every file the config names, :func:`dgn.runs.records.input_files`), whether an
+    image in it is finished and can be reused, its manifest and atomic writes. Every command that writes
+    images (``generate``, ``generate-all``, ``compare``'s method folders, ``dream``) writes through one.
+
+    Raises:
+        DgnError: ``path`` names an existing file (:func:`check_out_dir`)."""
+
+    def __init__(self, path, data, files=None):
+        check_out_dir(path)
+        self.path, self.data = os.fspath(path), data
+        self.identity = run_identity(jsonable_config(data))
+        self.files = input_files(data) if files is None else files
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def claim(self, force=False):
+        """For a resumable run (``generate-all``): refuses a folder of another config's run (or, with
+        ``force``, moves its files aside), then records this config in ``run.json``
+        (:func:`check_run_dir`). Cleans temporary files of dead writers."""
+        os.makedirs(self.path, exist_ok=True)
+        check_run_dir(self.path, jsonable_config(self.data), force)
+        clean_stale_tmp(self.path)
+
+    def refuse_foreign(self, force=False):
+        """For a one-off run (``generate``): refuses a folder holding another config's ``generate-all`` run
+        unless ``force`` (:func:`refuse_foreign_run`)."""
+        refuse_foreign_run(self.path, self.data, force)
+
+    def finished(self, stem, objective, size=None):
+        """The sidecar of ``<stem>.png`` if it is a finished image of ``objective`` (an Objective) by this
+        config with these very input files, else None (:func:`finished`)."""
+        return finished(self.path, stem, objective.describe(), self.identity, self.files, size=size)
+
+    def write_image(self, stem, rgb, sidecar, maps=None, k=0):
+        """Writes ``<stem>.png``, row ``k`` of each of the parameterization's ``maps``
+        (:func:`dgn.runs.outputs.write_maps`, e.g. MACO's transparency; recorded in ``sidecar``), then the
+        sidecar ``<stem>.json`` (the sidecar last: an image is finished when all are there), atomically;
+        returns the PNG's path."""
+        png = self.file(stem + ".png")
+        write_atomic(png, outputs.png_bytes(rgb))
+        sidecar.update(outputs.write_maps(self.file(stem), maps, k))
+        write_atomic(self.file(stem + ".json"), json_bytes(dict(sidecar, image=stem + ".png")))
+        return png
+
+    def record(self, unit, stem, sidecar, extra=None):
+        """Appends one manifest line for a finished unit (class index or ("channel", layer, c))."""
+        append_line(self.file(MANIFEST), manifest_entry(unit, stem, sidecar, extra))
+
+    def reconcile(self, done, stems):
+        """:func:`reconcile_manifest` for the finished units ``done`` ({unit: sidecar})."""
+        reconcile_manifest(self.path, done, stems)

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from dgn import imagenet, preprocessing
-from dgn.classifiers import BUILTIN, load_classifier, split_model
+from dgn import build, imagenet, preprocessing
+from dgn.classifiers import BUILTIN, split_model
 from dgn.config import load_config
 from dgn.errors import DgnError
 from dgn.runs.records import ranking
@@ -33,7 +33,7 @@ def load_judge(name):
                        f"{', '.join(preprocessing.SPACES)} (e.g. {name}:raw), or a YAML config")
     else:
         cfg = load_config(text="", overrides=overrides)
-    return load_classifier(cfg["classifier"])
+    return build.float32_classifier(cfg.data)
 
 
 def judge_image(judge, rgb, classes):

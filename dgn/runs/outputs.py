@@ -11,6 +11,8 @@ import unicodedata
 import numpy as np
 from PIL import Image
 
+from dgn.errors import DgnError
+
 
 def write_atomic(path, data, prefix=".tmp-"):
     """Writes bytes to ``path`` so that a reader (or a kill) never sees a half-written file: a
@@ -29,6 +31,21 @@ def write_atomic(path, data, prefix=".tmp-"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_out_dir(path, option="--out"):
+    """Refuses a folder path that names an existing file (before any work).
+
+    Raises:
+        DgnError: ``path`` is a file, or a file stands where one of its parent folders would."""
+    path = os.fspath(path)
+    probe = path
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        probe = parent if parent != probe else ""
+    if probe and not os.path.isdir(probe):
+        where = "is a file" if probe == path else f"is inside {probe}, a file"
+        raise DgnError(f"{option} {path} {where}; give a folder (a new one, or one of this config's runs)")
 
 
 def png_bytes(pixels_uint8):

@@ -67,14 +67,18 @@ def file_digest(path):
 
 def input_files(data, prefix=""):
     """``{config key: file_digest}`` of every file a config names (decoder weights, classifier weights,
-    code statistics, class index): a run reuses a finished image only if these are unchanged too, since
-    retrained weights under the same path change every image."""
+    code statistics, class index; each file of a list, such as ``classifier.custom_code``, as
+    ``KEY[i]``): a run reuses a finished image only if these are unchanged too, since retrained weights
+    (or edited model code) under the same path change every image."""
     found = {}
     for key, value in data.items():
         if isinstance(value, dict):
             found.update(input_files(value, f"{prefix}{key}."))
         elif isinstance(value, str) and os.path.isabs(value) and os.path.isfile(value):
             found[prefix + key] = file_digest(value)
+        elif isinstance(value, list):
+            found.update({f"{prefix}{key}[{i}]": file_digest(v) for i, v in enumerate(value)
+                          if isinstance(v, str) and os.path.isabs(v) and os.path.isfile(v)})
     return found
 
 

@@ -32,6 +32,9 @@ class Parameterization:
     """Base class. Subclasses set ``kind`` (the registry key and the sidecar's ``parameterization``)."""
 
     kind = None
+    # Whether build(rows=B) gives row k exactly what build(rows=1) gives (same start, own variables), so
+    # dgn.optvis.engine.Engine may optimize B objectives with one build of B rows; else it stacks B copies.
+    rows_independent = False
 
     def build(self, classifier, rows=1, seed=0):
         """A :class:`Built` for ``rows`` images of ``classifier``'s input size."""

@@ -20,6 +20,7 @@ class Fourier(Parameterization):
     squashed by a sigmoid into D's valid range."""
 
     kind = "fourier"
+    rows_independent = True
     init_stddev: float = 0.01
     decay_power: float = 1.0
     decorrelate: bool = True
@@ -85,7 +86,7 @@ class FourierImage(keras.layers.Layer):
     """lucid's ``fft_image`` + ``to_valid_rgb(decorrelate=True, sigmoid=True)``, in D's input space.
 
     The variable is a real and an imaginary spectrum (2, rows, 3, H, W//2+1), started at
-    N(0, init_stddev); it is scaled by ``sqrt(H W) / max(f, 1/max(H, W))^decay_power``, inverse-DFT'd,
+    N(0, init_stddev) (one draw, the same for every row); it is scaled by ``sqrt(H W) / max(f, 1/max(H, W))^decay_power``, inverse-DFT'd,
     divided by 4 (lucid's constant), colour-decorrelated, squashed by a sigmoid to 0..1 and mapped
     from RGB 0..255 into D's input space."""
 
@@ -102,7 +103,8 @@ class FourierImage(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = (2, self.rows, self.channels, self.height, self.width // 2 + 1)
-        value = np.random.default_rng(self.seed).normal(0.0, self.init_stddev, shape).astype("float32")
+        one = np.random.default_rng(self.seed).normal(0.0, self.init_stddev, (2, 1) + shape[2:]).astype("float32")
+        value = np.repeat(one, self.rows, axis=1)   # every row starts where a run of one image starts
         self.spectrum = self.add_weight(
             name="spectrum", shape=shape, trainable=True,
             initializer=lambda shape, dtype=None: ops.convert_to_tensor(value, dtype=dtype))

@@ -50,6 +50,7 @@ class Maco(Parameterization):
 
     kind = "maco"
     own_transforms = True   # dgn.render's default transforms: none beside the crops
+    rows_independent = True  # build(rows=B): the same start phase and crops in every row (row k = alone)
     crops: int = None
     box: list = None
     noise: float = None

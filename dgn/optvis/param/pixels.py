@@ -28,6 +28,7 @@ class Pixels(Parameterization):
     ``octaves`` > 1: optimize at sizes growing by ``octave_scale`` up to D's, upscaling in between."""
 
     kind = "pixel"
+    rows_independent = True
     init: str = "noise"
     init_stddev: float = 2.0
     l2: float = 0.0
@@ -53,8 +54,8 @@ class Pixels(Parameterization):
         inputs = keras.Input((1,), name="f0")
         if init is None and self.init == "noise" and self.init_stddev > 0:
             rng = np.random.default_rng(seed)
-            init = rng.normal(0.0, 1.0, (rows, h, w, channels)).astype("float32") * self.init_stddev * \
-                pixel_unit(param, channels)
+            init = rng.normal(0.0, 1.0, (1, h, w, channels)).astype("float32") * self.init_stddev * \
+                pixel_unit(param, channels)   # every row starts where a run of one image starts
         layer = PixelImage(rows, h, w, init=init, l2=self.l2, tv=self.tv, tv_beta=self.tv_beta, channels=channels,
                            name="pixels")
         image = layer(inputs)
