@@ -246,3 +246,20 @@ def test_a_cam_after_a_center_crop_covers_every_pixel_the_model_sees():
     assert np.allclose(grid[12:36, 12:36], 1.0) and grid[:12].max() == 0.0 and grid[36:].max() == 0.0
     maps = dgn.explain(clf, _photos(1, 48), "0", "gradcam", layer="conv2")
     assert maps.shape == (1, 48, 48) and maps[0, :12].max() == 0.0
+
+
+# --------------------------------------------- 3: --out that cannot be a folder, before any work
+
+def test_explain_and_examples_refuse_an_out_that_cannot_be_a_folder(tmp_path, capfd):
+    config = tmp_path / "own.yaml"
+    config.write_text("classifier: {model: tiny, weights: none, class_index: none}\n")
+    Image.fromarray(_photos(1, 32)[0]).save(tmp_path / "a.png")
+    (tmp_path / "afile").write_text("x")
+    for out, text in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "sub", "a file"),
+                      ("/proc/nope", "cannot create")):
+        for argv in (["explain", str(config), "--image", str(tmp_path / "a.png")],
+                     ["examples", str(config), "--data", str(tmp_path), "--channels", "conv2:0"]):
+            assert main([*argv, "--out", str(out), "--quiet"]) == 2, (argv, out)
+            lines = _lines(capfd)
+            assert len(lines) == 1 and text in lines[0] and str(out) in lines[0], (argv, lines)
+    assert (tmp_path / "afile").read_text() == "x" and not any(p.name == "nope" for p in tmp_path.iterdir())
