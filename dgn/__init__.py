@@ -72,7 +72,7 @@ def __getattr__(name):
         module, attr = _EXPORTS[name]
         value = globals()[name] = getattr(importlib.import_module(module), attr)   # once: a plain attribute after
         return value
-    if f"dgn.{name}" in MODULE_ALIASES or name == "attribution":
+    if f"dgn.{name}" in MODULE_ALIASES or name in ("attribution", "cli"):   # dgn.cli.main(): a script's CLI
         return importlib.import_module(f"dgn.{name}")
     raise AttributeError(f"module 'dgn' has no attribute {name!r}")
 

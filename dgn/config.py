@@ -425,6 +425,9 @@ def _check_whole(cfg, where):
                     "decoder_weights": "a decoder weights file or folder written by `dgn train-dae` or "
                                        "`dgn export-dae`",
                     "code_stats": "a code_stats.npz written by `dgn code-stats` for the decoder"}[key]
+            head, colon, tail = value.rpartition(":")
+            if key == "model" and colon and os.path.isfile(head):   # MODEL:PREPROCESSING is for --classifier
+                hint = f"the file alone, its input space as classifier.preprocessing: {tail}"
             raise ConfigError(f"{where}: '{section}.{key}' file not found: {value}; give {hint}")
     for code in cfg["classifier"]["custom_code"] or []:
         if not os.path.isfile(code):

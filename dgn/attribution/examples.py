@@ -146,7 +146,7 @@ class Pass:
 
     def run(self, progress=True):
         """Computes every missing chunk (decoding on a second thread while D runs); returns the number
-        of photos D read in this call."""
+        of photos D read in this call (the unreadable ones not counted)."""
         todo = self.missing()
         if not todo:
             return 0
@@ -156,7 +156,7 @@ class Pass:
         total = sum(min(CHUNK, len(self.paths) - k * CHUNK) for k in todo)
         bar = Progress(total, "photo", f"examples: one pass of D over {len(self.paths)} photos "
                                        f"({total} to read)", enabled=progress)
-        done = 0
+        done = bad = 0
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             for k in todo:
                 paths = self.paths[k * CHUNK:(k + 1) * CHUNK]
@@ -181,7 +181,8 @@ class Pass:
                     done += len(batch_paths)
                     bar.update(done)
                 self._write_chunk(k, parts, errors)
-        return total
+                bad += len(errors)
+        return total - bad
 
     def _write_chunk(self, k, parts, errors):
         """One cache file per layer for chunk ``k``: ``max`` (photos, C) with -inf for unreadable photos,
@@ -301,7 +302,8 @@ def write_examples(run_dir, classifier, data, units, top=9, fit="auto", batch=32
         written.append(stem)
     if errors:
         write_atomic(os.path.join(run_dir, "examples", "unreadable.json"), json_bytes(errors))
-    return {"units": len(written), "photos": len(cached.paths), "read": read, "unreadable": len(errors),
+    return {"units": len(written), "photos": len(cached.paths), "readable": len(cached.paths) - len(unreadable),
+            "read": read, "unreadable": len(errors),
             "unreadable_first": next(iter(errors.items()), None),
             "unreadable_errors": unreadable_lines(errors),
             "seconds": round(seconds, 2), "photos_per_second": round(read / seconds, 2) if read else None,

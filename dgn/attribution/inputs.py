@@ -157,7 +157,11 @@ def resolve_targets(classifier, objective, x, batch_size):
 def as_inputs(classifier, images, fit="auto"):
     """Images in D's input space (N, H, W, C) float32 from: uint8 pixels (one image (h, w, 3 or 1), a batch,
     or a list of any sizes: brought to D's input size as ``dgn classify`` does,
-    :func:`dgn.images.fit_to_input`), or float arrays already in D's input space at its size."""
+    :func:`dgn.images.fit_to_input`), or float arrays already in D's input space at its size.
+
+    Raises:
+        DgnError: another dtype (uint16, int, bool), pixels with other than 1 or 3 channels, floats of
+            another shape, not finite, or outside D's input range (by more than a tenth of it) (one line)."""
     height, width, channels = classifier.input_shape
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = images[None]
@@ -166,25 +170,28 @@ def as_inputs(classifier, images, fit="auto"):
         images = np.asarray(images)
         if images.ndim != 4:
             raise DgnError(f"images of shape {images.shape}: give (N, H, W, C) or one (H, W, C) image")
-        items = list(images) if images.dtype == np.uint8 and images.shape[1:3] != (height, width) else None
+        _check_dtype(images.dtype, "images")
+        items = list(images) if images.dtype == np.uint8 and (images.shape[1:3] != (height, width)
+                                                               or images.shape[-1] != 3) else None
         if items is None:
             if images.dtype == np.uint8:
                 return classifier.from_pixels(images)
             if tuple(images.shape[1:]) != (height, width, channels):
                 raise DgnError(f"images of shape {tuple(images.shape[1:])} in D's input space: D reads "
                                f"{height}x{width}x{channels} (give uint8 pixels of any size to have them fitted)")
-            return np.asarray(images, dtype="float32")
+            return _check_floats(classifier, np.asarray(images, dtype="float32"), "images")
     if not items:
         raise DgnError("no images to explain")
     mode = fit_mode(classifier, fit)
     out = []
     for k, img in enumerate(items):
         img = np.asarray(img)
+        _check_dtype(img.dtype, f"image {k}")
         if img.dtype != np.uint8:
             if img.shape != (height, width, channels):
                 raise DgnError(f"image {k} has shape {img.shape} and dtype {img.dtype}: give uint8 pixels of any "
                                f"size, or floats in D's input space at {height}x{width}x{channels}")
-            out.append(img.astype("float32"))
+            out.append(_check_floats(classifier, img.astype("float32"), f"image {k}"))
             continue
         if img.ndim == 2:
             img = img[..., None]
@@ -193,6 +200,29 @@ def as_inputs(classifier, images, fit="auto"):
         rgb = np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
         out.append(classifier.from_pixels(fit_to_input(np.ascontiguousarray(rgb), (height, width), mode)[None])[0])
     return np.stack(out).astype("float32")
+
+
+def _check_dtype(dtype, what):
+    """DgnError unless ``dtype`` is uint8 (pixels) or a float (D's input space)."""
+    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+        raise DgnError(f"{what} of dtype {dtype}: give uint8 pixels (0..255) or floats in D's input space "
+                       f"(convert other integers, e.g. uint16, to uint8 first)")
+
+
+def _check_floats(classifier, x, what):
+    """``x`` (floats in D's input space) after checking that they are finite and within D's input range."""
+    if not np.isfinite(x).all():
+        raise DgnError(f"{what} hold NaN or infinite values: give finite floats in D's input space")
+    if not isinstance(classifier.preprocessing, str):
+        return x
+    ends = np.stack([pixels_in_space(classifier, 0.0), pixels_in_space(classifier, 255.0)])
+    low, high = float(ends.min()), float(ends.max())
+    margin = 0.1 * (high - low)
+    if x.size and (x.min() < low - margin or x.max() > high + margin):
+        raise DgnError(f"{what} range {x.min():.4g}..{x.max():.4g} lies outside D's input range {low:.4g}.."
+                       f"{high:.4g} ({classifier.preprocessing} preprocessing of pixels 0..255): give floats in "
+                       f"that range, or uint8 pixels")
+    return x
 
 
 def pixels_in_space(classifier, value):

@@ -9,7 +9,7 @@ import numpy as np
 
 from dgn.attribution.gradients import backend_name, run_batches, target_scores
 from dgn.attribution.inputs import resolve_targets, Target, as_inputs
-from dgn.attribution.settings import LOCK, Attribution, AttributionWarning, get_method
+from dgn.attribution.settings import LOCK, Attribution, AttributionWarning, ScoreWarning, get_method
 from dgn.errors import DgnError
 from dgn.optvis.objectives import ClassObjective
 from dgn.optvis.render import as_classifier
@@ -68,19 +68,27 @@ def _attribute(classifier, x, objective, method, batch_size, settings):
         groups, objectives = resolve_targets(classifier, objective, x, batch_size)
     maps = np.zeros(x.shape[:3], "float32")
     values = np.zeros(len(x), "float64")
-    kinds, notes = set(), []
+    notes = []
+    scores = [None] * len(x)
     for index, target in groups:
         rows, local = x[index], list(range(len(index)))   # a group's weights are in the group's order
         kind = target.score_kind(settings["score"]) if "score" in settings else "value"
-        kinds.add(kind)
+        for i in index:
+            scores[i] = kind if "score" in settings else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AttributionWarning)
             out = method.maps(classifier, rows, target, local, batch_size, settings, kind)
         for w in caught:
             if issubclass(w.category, AttributionWarning):
                 notes.append(str(w.message))
+                if isinstance(w.message, ScoreWarning):
+                    scores[index[w.message.image]] = w.message.score
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        shape = np.shape(out[0] if method.direct and isinstance(out, tuple) else out)
+        if tuple(shape) != (len(index),) + x.shape[1:3]:
+            raise DgnError(f"attribution method {method.name!r} returned maps of shape {tuple(shape)}; expected "
+                           f"(N, H, W) = {(len(index),) + x.shape[1:3]}, one map per image at D's input size")
         if method.direct:   # the value is the one the gradient was taken of
             out, values[index], logits = out
             if target.top1:
@@ -91,9 +99,11 @@ def _attribute(classifier, x, objective, method, batch_size, settings):
                                            batch_size)
         maps[index] = out
     if "score" in settings:
-        settings["score"] = kinds.pop() if len(kinds) == 1 else "per target"
+        used = set(scores)
+        settings["score"] = used.pop() if len(used) == 1 else "per image"
     return Attribution(maps=maps, method=method.name, settings=settings, targets=[o.describe() for o in objectives],
-                       objectives=objectives, values=values, seconds=time.perf_counter() - started, notes=notes)
+                       objectives=objectives, values=values, seconds=time.perf_counter() - started, notes=notes,
+                       scores=scores)
 
 
 def explain(classifier, images, objective=None, method="gradcam", *, batch_size=32, fit="auto", **settings):

@@ -243,6 +243,12 @@ class _Job:
         self.out_dir, self.batch_size = out_dir, batch_size
         self.identity = json.dumps(identity, sort_keys=True, default=str)
         self.stems = {spec: ("top1" if spec is None else self.objectives[spec].stem(spec)) for spec in self.specs}
+        seen = {}
+        for spec, stem in self.stems.items():
+            if stem in seen:
+                raise DgnError(f"targets {seen[stem]!r} and {spec!r} would both be written to {stem}_*: "
+                               f"give one of them only (or one as a class index, the other by name)")
+            seen[stem] = spec
 
     def key_of(self, sha, spec, method):
         return {"version": KEY_VERSION, "source_sha1": sha, "classifier": self.identity, "fit": self.mode,
@@ -317,6 +323,9 @@ class _Job:
     def write(self, item, spec, result, j, report, shown, rows):
         """Map j of ``result`` (photo ``item``): its picture, raw map and sidecar (written last)."""
         method, objective, m = result.method, result.objectives[j], result.maps[j]
+        settings = dict(result.settings)
+        if result.scores and result.scores[j] is not None:   # how this image was scored (log-probability ...)
+            settings["score"] = result.scores[j]
         heat, display = heat_rgb(m, method)
         picture, factor = overlay(shown, heat)
         png, npy, side = self.names(item["stem"], spec, method)
@@ -333,8 +342,8 @@ class _Job:
             "value": float(report["activation"]),
             "prob": report["prob"], "rank": report["rank"], "top5": report["top5"],
             "method": method, "reference": attribution.REFERENCES[method],
-            "settings": result.settings,
-            "explains": _explains(result.settings, objective),
+            "settings": settings,
+            "explains": _explains(settings, objective),
             "map_stats": {"min": float(m.min()), "max": float(m.max()), "mean": float(m.mean()),
                           "shape": list(m.shape)},
             "display": {**display, "enlarged": factor},
@@ -349,8 +358,14 @@ class _Job:
 
 def _explains(settings, objective):
     """In words, the number the map is of."""
-    if settings.get("score") == "probability":
+    score = settings.get("score")
+    if score == "probability":
         return "D's probability of the class"
+    if score == "log_probability":
+        return "D's log-probability of the class (its probability underflows float32)"
+    if score == "relative_probability":
+        return ("D's probability of the class relative to its largest over the masked copies (from "
+                "log-probabilities: the probability underflows float32)")
     if type(objective) is ClassObjective:
         return {"logit": "the class's logit", "logsoftmax": "the class's log-probability",
                 "relu": "ReLU of the class's logit"}.get(objective.activation, objective.activation)

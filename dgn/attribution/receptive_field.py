@@ -46,6 +46,7 @@ class Geometry:
     start: tuple = (0.0, 0.0)
     whole: bool = False
     crops: bool = False   # a crop or resize inside D moved the grid off the whole input (CenterCrop, Resizing)
+    seen: tuple = None    # per axis (low, high): a crop keeps the input pixels p with low < p < high; None: all
 
     def box(self, y, x, height, width):
         """(top, left, bottom, right) of position (y, x)'s receptive field in a height x width input,
@@ -89,7 +90,7 @@ def _windowed(layer, geometry, in_shape):
         jump.append(j * strides[axis])
         size.append(geometry.size[axis] + (k_eff - 1) * j)
         start.append(geometry.start[axis] + ((k_eff - 1) / 2.0 - pad) * j)
-    return Geometry(tuple(jump), tuple(size), tuple(start), crops=geometry.crops)
+    return Geometry(tuple(jump), tuple(size), tuple(start), crops=geometry.crops, seen=geometry.seen)
 
 
 def _union(geometries):
@@ -103,7 +104,9 @@ def _union(geometries):
         highs = [g.start[axis] + (g.size[axis] - 1) / 2.0 for g in spatial]
         size.append(max(highs) - min(lows) + 1)
         start.append((max(highs) + min(lows)) / 2.0)
-    return Geometry(jump, tuple(size), tuple(start), crops=any(g.crops for g in spatial))
+    seen = None if any(g.seen is None for g in spatial) else tuple(
+        (min(g.seen[a][0] for g in spatial), max(g.seen[a][1] for g in spatial)) for a in range(2))
+    return Geometry(jump, tuple(size), tuple(start), crops=any(g.crops for g in spatial), seen=seen)
 
 
 def _resized(geometry, in_shape, out_size):
@@ -116,7 +119,21 @@ def _resized(geometry, in_shape, out_size):
         jump.append(j * scale)
         size.append(geometry.size[axis] + max(scale, 1.0) * j)
         start.append(geometry.start[axis] + (0.5 * scale - 0.5) * j)
-    return Geometry(tuple(jump), tuple(size), tuple(start), crops=True)
+    return Geometry(tuple(jump), tuple(size), tuple(start), crops=True, seen=geometry.seen)
+
+
+def _cropped(geometry, first, kept):
+    """The geometry after keeping ``kept`` positions from position ``first``, per axis: the grid moves, and
+    the input pixels the model sees end half a position beyond the kept ones (``seen``)."""
+    start, seen = [], []
+    for axis in range(2):
+        j, s = geometry.jump[axis], geometry.start[axis]
+        start.append(s + first[axis] * j)
+        low, high = s + (first[axis] - 0.5) * j, s + (first[axis] + kept[axis] - 0.5) * j
+        if geometry.seen is not None:
+            low, high = max(low, geometry.seen[axis][0]), min(high, geometry.seen[axis][1])
+        seen.append((low, high))
+    return Geometry(geometry.jump, geometry.size, tuple(start), crops=True, seen=tuple(seen))
 
 
 def _step(layer, inputs, tensor_of):
@@ -142,18 +159,16 @@ def _step(layer, inputs, tensor_of):
         (top, _), (left, _) = layer.padding
         return Geometry(geometry.jump, geometry.size, (geometry.start[0] - top * geometry.jump[0],
                                                        geometry.start[1] - left * geometry.jump[1]),
-                        crops=geometry.crops)
+                        crops=geometry.crops, seen=geometry.seen)
     if name == "Cropping2D":
-        (top, _), (left, _) = layer.cropping
-        return Geometry(geometry.jump, geometry.size, (geometry.start[0] + top * geometry.jump[0],
-                                                       geometry.start[1] + left * geometry.jump[1]), crops=True)
+        (top, bottom), (left, right) = layer.cropping
+        n = (int(tensor.shape[1]), int(tensor.shape[2]))
+        return _cropped(geometry, (top, left), (n[0] - top - bottom, n[1] - left - right))
     if name == "CenterCrop":
         n = (int(tensor.shape[1]), int(tensor.shape[2]))
         m = (int(layer.height), int(layer.width))
         if m[0] <= n[0] and m[1] <= n[1]:   # Keras crops (n - m) // 2 from the top and left
-            top, left = (n[0] - m[0]) // 2, (n[1] - m[1]) // 2
-            return Geometry(geometry.jump, geometry.size, (geometry.start[0] + top * geometry.jump[0],
-                                                           geometry.start[1] + left * geometry.jump[1]), crops=True)
+            return _cropped(geometry, ((n[0] - m[0]) // 2, (n[1] - m[1]) // 2), m)
         return _resized(geometry, tensor.shape, m)
     if name == "Resizing" and not getattr(layer, "crop_to_aspect_ratio", False) \
             and not getattr(layer, "pad_to_aspect_ratio", False):
@@ -161,7 +176,7 @@ def _step(layer, inputs, tensor_of):
     if name == "UpSampling2D":
         sy, sx = _pair(layer.size)
         return Geometry((geometry.jump[0] / sy, geometry.jump[1] / sx), geometry.size, geometry.start,
-                        crops=geometry.crops)
+                        crops=geometry.crops, seen=geometry.seen)
     if name in ELEMENTWISE or name == "Dense" or name in ("PreActivation",):
         return geometry
     raise DgnError(f"the receptive field through layer {layer.name} ({name}) is not known to dgn; "

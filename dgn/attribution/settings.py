@@ -61,6 +61,16 @@ class AttributionWarning(UserWarning):
     collected into :attr:`Attribution.notes` (``dgn explain`` prints them and writes them to the sidecar)."""
 
 
+class ScoreWarning(AttributionWarning):
+    """An :class:`AttributionWarning` that image ``image`` (its row in the call to :meth:`Method.maps`) was
+    scored otherwise than the setting says: ``score`` is what its map is of (``log_probability``, where D's
+    probability underflows), recorded in :attr:`Attribution.scores`."""
+
+    def __init__(self, text, image, score):
+        super().__init__(text)
+        self.image, self.score = image, score
+
+
 LOCK = threading.RLock()   # one attribution at a time in a process (guided backprop swaps layers' ReLUs)
 
 
@@ -226,7 +236,9 @@ class Attribution:
     description (``Objective.describe()``); ``objectives``: per image, the Objective explained; ``values``:
     per image, what the map explains at the image (the objective's value, or D's probability for
     ``score="probability"``); ``seconds``: the time taken; ``notes``: lines about what was done differently
-    (e.g. a score computed as a log-probability where the probability underflows)."""
+    (e.g. a score computed as a log-probability where the probability underflows); ``scores``: per image,
+    how a score-based method scored it (``value``, ``probability``, ``log_probability``; None for the
+    others)."""
 
     maps: np.ndarray
     method: str
@@ -236,6 +248,7 @@ class Attribution:
     values: np.ndarray
     seconds: float
     notes: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
 
 
 def method_name(name):

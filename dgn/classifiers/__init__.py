@@ -15,6 +15,7 @@ from dgn.classifiers.analysis import analyse
 from dgn.classifiers.tiny import build_tiny_classifier
 from dgn.errors import DgnError
 from dgn.precision import dtype_policy, float32_output
+from dgn.preprocessing import SPACES
 from dgn.weights import load_weights_strict
 
 
@@ -210,6 +211,11 @@ def _input_size(cfg):
 
 def _load_classifier(cfg):
     model_name, weights = cfg["model"], cfg["weights"]
+    own = {"vgg16": "caffe", "mobilenet_v2": mobilenet_v2.PREPROCESSING}.get(
+        model_name, efficientnet_lite.PREPROCESSING if model_name.startswith("efficientnet_lite") else None)
+    if own and weights == "imagenet" and cfg.get("preprocessing") not in (None, own):
+        raise DgnError(f"classifier {model_name} with its ImageNet weights reads {own} input, not "
+                       f"{cfg['preprocessing']}: leave the preprocessing out (or give {own})")
     keras.config.set_image_data_format("channels_last")
     if model_name == "vgg16":
         if weights == "imagenet":
@@ -247,7 +253,8 @@ def _load_classifier(cfg):
             raise DgnError(f"classifier tiny is square: give classifier.input_size as one number, got {list(size)}")
         model = build_tiny_classifier(size[0], cfg["num_classes"])
         if weights == "imagenet":
-            raise DgnError("classifier tiny has no ImageNet weights; set classifier.weights: none or a file")
+            raise DgnError("classifier tiny has no ImageNet weights; set classifier.weights: none or a file (on the "
+                           "command line: --set classifier.weights=none)")
         _load_weights(model, weights, model_name)
         preprocessing = "tf"
     else:
@@ -286,7 +293,8 @@ def _load_keras_file(cfg):
         if safe_mode and "safe_mode" in text:
             raise DgnError(f"cannot load classifier {path}: it holds Python code (a Lambda layer), which Keras's "
                            f"safe mode refuses to run; if you trust the file, set classifier.safe_mode: false "
-                           f"(Python: dgn.load_classifier(..., safe_mode=False))") from None
+                           f"(on the command line: --set classifier.safe_mode=false; Python: "
+                           f"dgn.load_classifier(..., safe_mode=False))") from None
         raise DgnError(f"cannot load classifier {path}: {text}") from None
     if weights not in (None, "none", "imagenet"):
         _load_weights(model, weights, path)
@@ -300,11 +308,24 @@ def _load_keras_file(cfg):
 def split_model(name):
     """(model, preprocessing) of the one syntax that names a model with its input space everywhere
     (``--classifier``, ``--judge``, :func:`dgn.load_classifier`): ``MODEL[:PREPROCESSING]``, e.g.
-    ``mine.keras:tf``; preprocessing None where it is not given (a built-in model knows its own)."""
-    text = str(name)
+    ``mine.keras:tf``; preprocessing None where it is not given (a built-in model knows its own). A
+    file whose own name holds ':' is taken whole.
+
+    Raises:
+        DgnError: an unknown or empty preprocessing after the model's name, or two of them (one line)."""
+    text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
     path, sep, space = text.rpartition(":")
-    if sep and path and space in preprocessing.SPACES:
+    if not sep or os.path.isfile(text) or text in BUILTIN:
+        return text, None
+    valid = ", ".join(preprocessing.SPACES)
+    if space in preprocessing.SPACES:
+        first = path.rpartition(":")
+        if first[1] and first[2] in preprocessing.SPACES and not os.path.isfile(path):
+            raise DgnError(f"two preprocessings in {text!r}: give one, MODEL:PREPROCESSING with one of {valid}")
         return path, space
+    if path.endswith(".keras") or path in BUILTIN or os.path.isfile(path):
+        what = f"unknown preprocessing {space!r}" if space else "no preprocessing after ':'"
+        raise DgnError(f"{what} in {text!r}; valid: {valid}")
     return text, None
 
 
@@ -320,9 +341,18 @@ def load_classifier_named(model, weights="imagenet", preprocessing=None, class_i
 
     Raises:
         DgnError: an unknown name, a missing or unreadable file, a model dgn cannot read (one line)."""
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if preprocessing is not None and preprocessing not in SPACES:
+        raise DgnError(f"unknown preprocessing {preprocessing!r}; valid: {', '.join(SPACES)}")
     if isinstance(model, str):
         model, space = split_model(model)
+        if space and preprocessing and space != preprocessing:
+            raise DgnError(f"{model}:{space} names preprocessing {space}, but preprocessing={preprocessing!r} was "
+                           f"given too: give one of them")
         preprocessing = preprocessing or space
+    if not isinstance(safe_mode, bool):
+        raise DgnError(f"safe_mode {safe_mode!r}: give True or False (a bool)")
     if not isinstance(model, str) or not (model in BUILTIN or model.endswith(".keras")):
         raise DgnError(f"classifier {model!r}: give one of {', '.join(BUILTIN)} or a .keras file")
     if model.endswith(".keras") and not os.path.isfile(model):

@@ -88,7 +88,7 @@ def cmd_examples(args):
         contact_sheets(run_dir)
         write_gallery(run_dir)
     rate = f", {summary['photos_per_second']} photos/s" if summary["photos_per_second"] else " (all cached)"
-    print(f"{run_dir}/examples: top {args.top} of {summary['photos']} photos for {summary['units']} units; "
+    print(f"{run_dir}/examples: top {args.top} of {summary['readable']} readable photos for {summary['units']} units; "
           f"{summary['read']} photos read{rate}"
           + (f"; {summary['unreadable']} unreadable photos skipped (listed in {run_dir}/examples/unreadable.json; "
              f"e.g. {summary['unreadable_first'][0]}: {summary['unreadable_first'][1]})" if summary["unreadable"] else ""))

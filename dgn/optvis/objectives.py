@@ -82,8 +82,11 @@ def target_label(target, numbered=False):
 
 def target_stem(target, spec=None):
     """The file stem of a described target's image: ``0207_golden_retriever``, ``channel_LAYER_C``,
-    ``neuron_LAYER_C_Y_X``, else the target string ``spec`` made safe (with a hash where changed)."""
+    ``neuron_LAYER_C_Y_X`` (a layer's call ``LAYER#K`` as ``LAYER+K``, so that it differs from a layer named
+    ``LAYER_K``), else the target string ``spec`` made safe (with a hash where changed)."""
     kind = target.get("kind")
+    if kind in ("channel", "neuron"):
+        target = {**target, "layer": str(target["layer"]).replace("#", "+")}
     if kind == "class":
         return slug(f"{target['index']:04d}_{target['name']}" if target.get("name") else f"{target['index']:04d}")
     if kind == "channel":

@@ -34,10 +34,12 @@ def write_atomic(path, data, prefix=".tmp-"):
 
 
 def check_out_dir(path, option="--out"):
-    """Refuses a folder path that names an existing file (before any work).
+    """Refuses a folder path that names an existing file, or one that cannot be made (before any work: a
+    new folder is made and removed again, so that nothing is left where the command then fails).
 
     Raises:
-        DgnError: ``path`` is a file, or a file stands where one of its parent folders would."""
+        DgnError: ``path`` is a file, a file stands where one of its parent folders would, or the folder
+            cannot be made (no permission, a read-only or virtual file system such as /proc)."""
     path = os.fspath(path)
     probe = path
     while probe and not os.path.exists(probe):
@@ -46,6 +48,16 @@ def check_out_dir(path, option="--out"):
     if probe and not os.path.isdir(probe):
         where = "is a file" if probe == path else f"is inside {probe}, a file"
         raise DgnError(f"{option} {path} {where}; give a folder (a new one, or one of this config's runs)")
+    if probe != path:
+        try:
+            os.makedirs(path)
+        except OSError as exc:
+            raise DgnError(f"{option} {path}: cannot create this folder ({exc.strerror}); give a folder you can "
+                           f"write") from None
+        made = path
+        while made and made != probe and os.path.isdir(made) and not os.listdir(made):
+            os.rmdir(made)
+            made = os.path.dirname(made)
 
 
 def png_bytes(pixels_uint8):

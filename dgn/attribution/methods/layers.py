@@ -11,8 +11,15 @@ from dgn.attribution.settings import Method
 from dgn.errors import DgnError
 
 
+PLAIN = {"InputLayer", "Rescaling", "Normalization", "Resizing", "CenterCrop", "Cropping2D", "ZeroPadding2D",
+         "Reshape", "Permute", "Activation", "Lambda", "Identity"}   # 4-D layers that only carry the input
+
+
 def auto_layer(classifier):
-    """The last layer (by path) with a 4-D output of more than one position: Grad-CAM's default."""
+    """The last layer (by path) with a 4-D output of more than one position: Grad-CAM's default.
+
+    Raises:
+        DgnError: no such layer, or only layers that carry the input (Rescaling, Resizing, ...) (one line)."""
     rows = [r for r in classifier.layers() if len(r["shape"]) == 3]
     spatial = [r for r in rows if (r["shape"][0] or 0) * (r["shape"][1] or 0) > 1]
     pick = (spatial or rows)
@@ -23,6 +30,10 @@ def auto_layer(classifier):
                            f"or occlusion")
         raise DgnError(f"classifier {classifier.name} has no layer with a 4-D (batch, height, width, channels) "
                        f"output; use saliency, smoothgrad, integrated_gradients or occlusion")
+    if spatial and all(r["type"] in PLAIN or r["type"].startswith("Random") for r in spatial):
+        raise DgnError(f"classifier {classifier.name} has no convolutional layer with a spatial grid (only "
+                       f"{', '.join(sorted({r['type'] for r in spatial}))}): give --layer (Python: layer=) or use "
+                       f"saliency, smoothgrad, integrated_gradients or occlusion")
     last = pick[-1]
     tensor = classifier.layer_output(last["name"])
     same = [r["name"] for r in pick if classifier.layer_output(r["name"]) is tensor]
@@ -47,7 +58,8 @@ def to_input(classifier, layer, maps, size, mode):
     ``Cropping2D``, ``Resizing`` before the layer), placed on the input pixels the layer's grid covers
     (its receptive-field geometry, :func:`dgn.attribution.receptive_field.geometry`): cell (i, j)'s centre
     at input pixel ``start + (i, j) * jump``, interpolated bilinearly between centres, 0 outside the span
-    ``start - jump / 2 .. start + (h - 1/2) * jump`` the model sees."""
+    ``start - jump / 2 .. start + (h - 1/2) * jump`` (after a crop: outside the cropped pixels, the model
+    sees, the edge cells reaching the crop's border)."""
     geom = _crop_geometry(classifier, layer)
     if geom is None:
         return resize_maps(maps, size, mode)
@@ -56,6 +68,9 @@ def to_input(classifier, layer, maps, size, mode):
         old, jump, start = maps.shape[axis], geom.jump[axis - 1], geom.start[axis - 1]
         where = (np.arange(new, dtype="float64") - start) / jump     # position in cells, centres at integers
         inside = (where >= -0.5) & (where <= old - 0.5)
+        if geom.seen is not None:   # a crop: the edge cells reach the crop's border, the pixels D sees
+            pixel = np.arange(new, dtype="float64")
+            inside = (pixel > geom.seen[axis - 1][0]) & (pixel < geom.seen[axis - 1][1])
         where = np.clip(where, 0.0, old - 1.0)
         low = np.floor(where).astype(int)
         high = np.minimum(low + 1, old - 1)

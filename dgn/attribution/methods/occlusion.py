@@ -7,7 +7,7 @@ import numpy as np
 
 from dgn.attribution.gradients import row_slices, run_batches, target_scores
 from dgn.attribution.inputs import pixels_in_space
-from dgn.attribution.settings import FILLS, AttributionWarning, Method, register
+from dgn.attribution.settings import FILLS, Method, ScoreWarning, register
 from dgn.errors import DgnError
 
 
@@ -52,6 +52,9 @@ class Occlusion(Method):
 
     def prepare(self, classifier, settings, size):
         height, width = size
+        if settings["window"] is not None and None not in size and settings["window"] > min(height, width):
+            raise DgnError(f"occlusion window {settings['window']}: D's input is {height}x{width}; give a window of "
+                           f"1..{min(height, width)} pixels")
         settings["window"], settings["stride"] = occlusion_defaults(height, width, settings)
         if settings["stride"] > settings["window"]:
             raise DgnError(f"occlusion stride {settings['stride']} is larger than the window {settings['window']}: "
@@ -66,9 +69,9 @@ class Occlusion(Method):
         maps = []
         for k, image in enumerate(x):
             if kind == "probability" and base[k] < PROBABILITY_FLOOR:
-                warnings.warn(f"D's probability of the target is {base[k]:.3g} on image {k}: its changes would "
-                              f"underflow float32, so this map is of the drop in log-probability",
-                              AttributionWarning)
+                warnings.warn(ScoreWarning(f"D's probability of the target is {base[k]:.3g} on image {k}: its changes "
+                                           f"would underflow float32, so this map is of the drop in log-probability",
+                                           k, "log_probability"))
                 log_score = target_scores(classifier, target, "log_probability")
                 (log_base,) = run_batches(log_score, [image[None], target.rows([index[k]])], batch)
                 maps.append(self.image_map(classifier, image, target.rows(index[k], batch), batch, settings,
