@@ -58,6 +58,7 @@ def test_wrong_weights_file_is_one_clear_error(tmp_path, capfd):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"classifier: {{model: tiny, weights: {path}, class_index: none}}\n"
                    "generator: {seed_shape: [5, 5, 8], blocks: [[16, 2], [16, 2]]}\n")
+    capfd.readouterr()   # TensorFlow's own start-up lines (CUDA probing) when the test built the first model
     assert main(["generate", str(cfg)]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot load weights" in err[0]
