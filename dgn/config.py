@@ -335,6 +335,8 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: '{prefix or 'top level'}' must be a mapping of keys, got {raw!r}")
+    if not prefix:
+        raw = _section_aliases(raw, where)
     extension = _extension_section(raw) if not prefix else None
     if extension:
         kind = schema["parameterization"]["kind"]
@@ -361,6 +363,20 @@ def validate(raw, where="config", base_dir=".", schema=SCHEMA, prefix=""):
     if not prefix:
         _check_whole(out, where)
     return out
+
+
+def _section_aliases(raw, where):
+    """``raw`` with a section named by another spelling of a kind (``pixels:``, as ``kind: pixels``) under
+    the kind's own name (``pixel:``).
+
+    Raises:
+        ConfigError: both spellings given."""
+    for alias, real in SCHEMA["parameterization"]["kind"].aliases:
+        if isinstance(raw.get(alias), dict):
+            if real in raw:
+                raise ConfigError(f"{where}: both '{alias}:' and '{real}:' sections; keep one ('{real}:')")
+            raw = {(real if key == alias else key): value for key, value in raw.items()}
+    return raw
 
 
 def _extension_section(raw):

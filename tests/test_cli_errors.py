@@ -161,11 +161,14 @@ def test_generate_then_generate_all_of_one_config_share_a_folder(tiny_config, tm
 # Ctrl-C at two moments of a start: while the command line loads (an import), and while the command loads Keras.
 CTRL_C = """
 import importlib.abc, sys
+import os, signal
 MODULE = sys.argv[1]
 class Interrupt(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == MODULE:
             raise KeyboardInterrupt
+        if "signal:" + name == MODULE:   # a real SIGINT in the middle of the import, which then goes on
+            os.kill(os.getpid(), signal.SIGINT)
 sys.meta_path.insert(0, Interrupt())
 from dgn import command_line
 sys.argv = ["dgn", "generate", sys.argv[2], "--steps", "1", "--out", sys.argv[3]]
@@ -173,7 +176,7 @@ sys.exit(command_line())
 """
 
 
-@pytest.mark.parametrize("module", ["yaml", "keras"])
+@pytest.mark.parametrize("module", ["yaml", "keras", "signal:keras"])
 def test_ctrl_c_while_starting_is_one_line(tiny_config, tmp_path, module):
     done = subprocess.run([sys.executable, "-c", CTRL_C, module, tiny_config(), str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)

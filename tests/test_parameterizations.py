@@ -10,6 +10,7 @@ import pytest
 from dgn.classifiers import load_classifier
 from dgn.cli import main
 from dgn.config import load_config
+from dgn.errors import ConfigError
 from dgn import build
 from dgn.build import build_generator_for, make_optimizer
 from dgn.optvis.callbacks import LambdaCallback
@@ -248,6 +249,9 @@ def test_kind_pixels_is_the_docs_word_for_pixel():
     assert load_config(text=BASE, overrides=["parameterization.kind=pixels"])["parameterization"]["kind"] == "pixel"
     text = BASE.replace("parameterization: {kind: pixel}", "parameterization: {kind: pixels}")
     assert load_config(text=text)["parameterization"]["kind"] == "pixel"
+    assert load_config(text=text + "pixels: {l2: 0.5}\n")["pixel"]["l2"] == 0.5     # its section by that word too
+    with pytest.raises(ConfigError, match="keep one"):
+        load_config(text=text + "pixels: {l2: 0.5}\npixel: {l2: 0.1}\n")
 
 
 def test_bad_parameterization_values_are_one_line_errors(tmp_path, capsys):

@@ -118,6 +118,7 @@ def test_report_judge_counts_under_an_independent_classifier_and_keeps_its_views
     first = report["judge"]["worst"][0]
     assert f"worst under the judge: {first['label']} p={first['judge_prob']:.3g} rank {first['judge_rank']}" in line
     assert "worst under D" not in line
+    assert all(w["judge_top1"] is not None for w in report["judge"]["worst"])   # no names: the judge's index
     assert report["top1"] == 3  # D's counts unchanged
     page = open(os.path.join(run, "index.html"), encoding="utf-8").read()
     assert '"judge": {"prob"' in page  # the gallery shows each image's judge view

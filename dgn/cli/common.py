@@ -6,7 +6,9 @@ Imported by :mod:`dgn.cli` and the modules that add commands to it (no import cy
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 SET_HELP = "override a config value, e.g. steps=100 or generator.noise=none; repeatable"
 SET_HELP_CLASSIFIER = "override a config value (dotted keys as in the YAML), e.g. classifier.weights=none; repeatable"
@@ -101,11 +103,31 @@ def library(module):
     first use with Keras and the backend (seconds; quietly unless ``--debug``). The command line itself
     (:mod:`dgn.cli` and its command modules) imports only the config loader, so a bad argument or
     config is reported before any of that loads."""
-    if not BACKEND["started"]:
-        BACKEND["started"] = True
-        if BACKEND["quiet"]:
-            _start_backend()
-    return importlib.import_module(module)
+    with HeldInterrupt():
+        if not BACKEND["started"]:
+            BACKEND["started"] = True
+            if BACKEND["quiet"]:
+                _start_backend()
+        return importlib.import_module(module)
+
+
+class HeldInterrupt:
+    """Holds a Ctrl-C (SIGINT) that arrives inside the block and raises KeyboardInterrupt when it ends.
+    Raised during the Keras / backend import, it can land in a garbage-collector callback (JAX's, which
+    TensorFlow imports), where Python prints it, ignores it, and the command went on to the end."""
+
+    def __enter__(self):
+        self.caught, self.previous = [], None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.caught.append(signum))
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.caught and kind is None:
+            raise KeyboardInterrupt
+        return False
 
 
 UNREADABLE_EXIT = 2   # a command that read a folder and skipped unreadable photos (the others are done)
