@@ -348,7 +348,7 @@ def test_generate_all_judge_in_the_final_report_and_a_bad_judge_fails_first(tiny
     assert main(["generate-all", tiny_config(), "--classes", "0:2", "--steps", "2", "--out", out,
                  "--judge", tiny_config(), "--quiet"]) == 0
     report = json.loads(open(os.path.join(out, "report.json")).read())
-    assert report["judge"]["classes"] == 2 and "judge tiny" in capsys.readouterr().out
+    assert report["judge"]["classes"] == 2 and "judged by tiny" in capsys.readouterr().out
 
 
 VMAP_SCRIPT = """

@@ -34,8 +34,8 @@ def write_atomic(path, data, prefix=".tmp-"):
 
 
 def check_out_dir(path, option="--out"):
-    """Refuses a folder path that names an existing file, or one that cannot be made (before any work: a
-    new folder is made and removed again, so that nothing is left where the command then fails).
+    """Refuses a folder path that names an existing file, or one that cannot be made (before any work: the
+    folder is made now, as the command would make it; several processes may do so at once, ``--shard auto``).
 
     Raises:
         DgnError: ``path`` is a file, a file stands where one of its parent folders would, or the folder
@@ -50,14 +50,10 @@ def check_out_dir(path, option="--out"):
         raise DgnError(f"{option} {path} {where}; give a folder (a new one, or one of this config's runs)")
     if probe != path:
         try:
-            os.makedirs(path)
+            os.makedirs(path, exist_ok=True)
         except OSError as exc:
             raise DgnError(f"{option} {path}: cannot create this folder ({exc.strerror}); give a folder you can "
                            f"write") from None
-        made = path
-        while made and made != probe and os.path.isdir(made) and not os.listdir(made):
-            os.rmdir(made)
-            made = os.path.dirname(made)
 
 
 def png_bytes(pixels_uint8):
