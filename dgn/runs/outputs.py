@@ -35,7 +35,9 @@ def write_atomic(path, data, prefix=".tmp-"):
 
 def check_out_dir(path, option="--out"):
     """Refuses a folder path that names an existing file, or one that cannot be made (before any work: the
-    folder is made now, as the command would make it; several processes may do so at once, ``--shard auto``).
+    folders missing are made and, still empty, removed again, so that nothing is left where the command then
+    fails; several processes may probe at once, ``--shard auto``: the command makes its folder again when it
+    claims it).
 
     Raises:
         DgnError: ``path`` is a file, a file stands where one of its parent folders would, or the folder
@@ -54,6 +56,13 @@ def check_out_dir(path, option="--out"):
         except OSError as exc:
             raise DgnError(f"{option} {path}: cannot create this folder ({exc.strerror}); give a folder you can "
                            f"write") from None
+        made = path
+        while made and made != probe:
+            try:
+                os.rmdir(made)        # only an empty folder: another process's files stay
+            except OSError:
+                break
+            made = os.path.dirname(made)
 
 
 def png_bytes(pixels_uint8):
