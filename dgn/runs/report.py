@@ -100,6 +100,11 @@ def _top1(view):
     return view["top1"]["name"] if view["top1"].get("name") else view["top1"].get("index")
 
 
+def _judged(entry, view):
+    """An image's short entry with the judge's view of it."""
+    return {**_short(entry), "judge_prob": view["prob"], "judge_rank": view["rank"], "judge_top1": _top1(view)}
+
+
 def summarize_judge(entries, views, classifier, worst=10):
     """The judge's counts over the class-target images it has a view of (``views``: image -> view)."""
     judged = [(e, views[e["image"]]) for e in entries
@@ -119,10 +124,8 @@ def summarize_judge(entries, views, classifier, worst=10):
         "top5_rate": top5 / n if n else None,
         "mean_prob": sum(v["prob"] for _, v in judged) / n if n else None,
         "top1_under_both": both,
-        "best": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": _top1(v)}
-                 for e, v in best],
-        "worst": [{**_short(e), "judge_prob": v["prob"], "judge_rank": v["rank"], "judge_top1": _top1(v)}
-                  for e, v in bad],
+        "best": [_judged(e, v) for e, v in best],
+        "worst": [_judged(e, v) for e, v in bad],
         "measured_on": "the saved PNGs resized (bicubic) to the judge's input; the judge took no part in making them",
     }
 
